@@ -1,0 +1,1 @@
+"""accidents-mlops prediction service (FastAPI)."""

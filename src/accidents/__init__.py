@@ -1,0 +1,1 @@
+"""accidents: the BAAC road-accident severity pipeline (DVC stages) and its shared contract."""

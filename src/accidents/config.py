@@ -1,0 +1,138 @@
+"""Single source of truth for names, paths, ports and the pipeline parameters.
+
+The API, the pipeline stages, the tests and the scripts read these values from here
+(shell scripts through `python -m accidents.config KEY`), never from copies.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODEL_NAME = "accidents-severity"
+CHAMPION_ALIAS = "champion"
+DAG_ID = "dvc_pipeline"
+
+API_PORT = 8000
+MLFLOW_PORT = 5000
+AIRFLOW_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+
+EXPERIMENT_NAME = "accidents-severity"
+
+# Environment variables understood by the pipeline (documented in .env.example).
+ENV_PROJECT_DIR = "ACCIDENTS_PROJECT_DIR"
+ENV_DATA_DIR = "BAAC_DATA_DIR"  # offline mirror: official tables or the joined accident table
+ENV_OFFLINE = "BAAC_OFFLINE"  # "1": never try to download
+ENV_BASE_URL = "BAAC_BASE_URL"  # where the stable data.gouv.fr resource URLs live
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+
+
+def project_dir() -> Path:
+    """Root of the checkout (editable install: src/accidents/config.py -> ../../)."""
+    override = os.environ.get(ENV_PROJECT_DIR)
+    return Path(override).resolve() if override else Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file the pipeline reads or writes, relative to one project root."""
+
+    root: Path
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "data" / "raw"
+
+    @property
+    def raw_manifest(self) -> Path:
+        return self.raw / "manifest.json"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed"
+
+    def split(self, name: str) -> Path:
+        return self.processed / f"{name}.csv"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def challenger(self) -> Path:
+        """The model `train` produced, with its registry coordinates."""
+        return self.models / "challenger.joblib"
+
+    @property
+    def champion(self) -> Path:
+        """Local copy of the registry's champion: the API's fallback when MLflow is down."""
+        return self.models / "champion.joblib"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def train_report(self) -> Path:
+        return self.reports / "train.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.reports / "plots"
+
+    @property
+    def mlruns(self) -> Path:
+        return self.root / "mlruns"
+
+
+
+def paths() -> Paths:
+    return Paths(project_dir())
+
+
+def load_params(path: Path | None = None) -> dict[str, Any]:
+    with open(path or paths().params, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def tracking_uri() -> str:
+    """MLflow tracking URI: env first, else the local server `make mlflow` starts."""
+    return os.environ.get(ENV_TRACKING_URI) or f"http://{DEFAULT_HOST}:{MLFLOW_PORT}"
+
+
+_EXPORTED = {
+    "MODEL_NAME": MODEL_NAME,
+    "CHAMPION_ALIAS": CHAMPION_ALIAS,
+    "DAG_ID": DAG_ID,
+    "API_PORT": API_PORT,
+    "MLFLOW_PORT": MLFLOW_PORT,
+    "AIRFLOW_PORT": AIRFLOW_PORT,
+    "EXPERIMENT_NAME": EXPERIMENT_NAME,
+}
+
+
+def main(argv: list[str]) -> int:
+    """`python -m accidents.config KEY` prints one value, for shell scripts and Makefiles."""
+    if len(argv) != 1 or argv[0] not in _EXPORTED:
+        print(f"usage: python -m accidents.config {{{'|'.join(_EXPORTED)}}}", file=sys.stderr)
+        return 2
+    print(_EXPORTED[argv[0]])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

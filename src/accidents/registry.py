@@ -1,0 +1,83 @@
+"""MLflow model registry access shared by the pipeline and the API.
+
+The serving model is the registered model MODEL_NAME's version carrying alias CHAMPION_ALIAS.
+Each version carries tags with what serving needs (threshold, data source, training time);
+its run carries the metrics.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME, tracking_uri
+from accidents.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
+
+TAG_THRESHOLD = "decision_threshold"
+TAG_DATA_SOURCE = "data_source"
+TAG_TRAINED_AT = "trained_at"
+TAG_FAMILY = "model_family"
+
+
+def client(uri: str | None = None) -> MlflowClient:
+    uri = uri or tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def champion_version(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
+    """The version holding the champion alias, or None when there is none yet."""
+    try:
+        return mlflow_client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException as error:
+        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def metadata_of(mlflow_client: MlflowClient, version: ModelVersion) -> ModelMetadata:
+    tags = version.tags or {}
+    metrics = mlflow_client.get_run(version.run_id).data.metrics if version.run_id else {}
+    try:
+        threshold = float(tags[TAG_THRESHOLD])
+    except (KeyError, ValueError) as error:
+        raise ModelLoadError(f"version {version.version} has no valid {TAG_THRESHOLD} tag") from error
+    return ModelMetadata(
+        model_name=version.name,
+        version=str(version.version),
+        run_id=version.run_id,
+        threshold=threshold,
+        data_source=tags.get(TAG_DATA_SOURCE, "unknown"),
+        trained_at=tags.get(TAG_TRAINED_AT, ""),
+        model_family=tags.get(TAG_FAMILY, "unknown"),
+        metrics={key: float(value) for key, value in metrics.items()},
+    )
+
+
+def load_version(mlflow_client: MlflowClient, version: ModelVersion) -> ModelBundle:
+    """Download one registered version and load it with our own skops allow-list."""
+    metadata = metadata_of(mlflow_client, version)
+    with tempfile.TemporaryDirectory(prefix="accidents-model-") as folder:
+        try:
+            local = download_artifacts(
+                artifact_uri=f"models:/{version.name}/{version.version}",
+                dst_path=folder,
+                tracking_uri=mlflow_client._tracking_client.tracking_uri,
+            )
+        except MlflowException as error:
+            raise ModelLoadError(f"cannot download version {version.version}: {error}") from error
+        model_file = Path(local) / MODEL_FILE
+        if not model_file.is_file():
+            raise ModelLoadError(f"version {version.version} has no {MODEL_FILE}")
+        model = loads_model(model_file.read_bytes())
+    check_model(model)
+    return ModelBundle(model, metadata)
+
+
+def load_champion(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelBundle | None:
+    version = champion_version(mlflow_client, name)
+    return None if version is None else load_version(mlflow_client, version)

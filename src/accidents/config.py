@@ -71,12 +71,12 @@ class Paths:
     @property
     def challenger(self) -> Path:
         """The model `train` produced, with its registry coordinates."""
-        return self.models / "challenger.joblib"
+        return self.models / "challenger.zip"
 
     @property
     def champion(self) -> Path:
         """Local copy of the registry's champion: the API's fallback when MLflow is down."""
-        return self.models / "champion.joblib"
+        return self.models / "champion.zip"
 
     @property
     def reports(self) -> Path:

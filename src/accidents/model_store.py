@@ -99,6 +99,7 @@ def write_bundle(path: Path, bundle: ModelBundle) -> None:
     check_model(bundle.model)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(handle, 0o644)  # readable by the serving process, which may run as another user
     try:
         with os.fdopen(handle, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MODEL_FILE, dumps_model(bundle.model))

@@ -81,3 +81,15 @@ def load_version(mlflow_client: MlflowClient, version: ModelVersion) -> ModelBun
 def load_champion(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelBundle | None:
     version = champion_version(mlflow_client, name)
     return None if version is None else load_version(mlflow_client, version)
+
+
+def is_reachable(uri: str, timeout: float = 3.0) -> bool:
+    """True when an http(s) tracking server answers /health (other URIs: local stores, True)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    import requests
+
+    try:
+        return requests.get(uri.rstrip("/") + "/health", timeout=timeout).ok
+    except requests.RequestException:
+        return False

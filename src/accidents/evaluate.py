@@ -1,0 +1,132 @@
+"""DVC stage `evaluate`: challenger vs champion on the held-out test split, then promote or not.
+
+Promotion rule (params `promotion.min_improvement`, absolute): the challenger becomes
+`champion` when it beats the champion by more than the margin on ROC AUC or on F1 without
+losing more than the margin on the other; the first model is always promoted. The decision
+and both scores go to stdout, MLflow and metrics.json; models/champion.zip (the API's offline
+copy) is replaced atomically, and only with a model that loaded and scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from accidents import registry
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME, load_params, paths
+from accidents.model_store import ModelBundle, ModelLoadError, read_bundle, write_bundle
+from accidents.modeling import score, split_xy
+from accidents.plots import write_plots
+from accidents.stage import PipelineError, log, run_stage, write_json
+from accidents.train import connect_mlflow
+
+COMPARED = ("roc_auc", "f1")
+
+
+def decide(challenger: dict[str, float], champion: dict[str, float] | None, margin: float) -> tuple[bool, str]:
+    """(promote?, reason) under the promotion rule."""
+    if champion is None:
+        return True, "no champion yet: the first model is promoted"
+    gains = {metric: challenger[metric] - champion[metric] for metric in COMPARED}
+    for better, other in (("roc_auc", "f1"), ("f1", "roc_auc")):
+        if gains[better] > margin and gains[other] >= -margin:
+            return True, f"{better} +{gains[better]:.4f} > {margin} and {other} {gains[other]:+.4f} >= -{margin}"
+    summary = ", ".join(f"{metric} {gain:+.4f}" for metric, gain in gains.items())
+    return False, f"not better by more than {margin} on roc_auc or f1 without losing more on the other ({summary})"
+
+
+def current_champion(client: Any, challenger_version: str | None) -> ModelBundle | None:
+    """The registry's champion, unless it is the challenger itself or cannot be loaded."""
+    version = registry.champion_version(client)
+    if version is None or str(version.version) == challenger_version:
+        return None
+    try:
+        return registry.load_version(client, version)
+    except ModelLoadError as error:
+        log.warning("current champion version %s cannot be loaded (%s): treating it as absent", version.version, error)
+        return None
+
+
+def evaluate(params: dict[str, Any]) -> dict[str, Any]:
+    project = paths()
+    try:
+        challenger = read_bundle(project.challenger)
+    except ModelLoadError as error:
+        raise PipelineError(f"challenger model unusable, champion left unchanged: {error}") from error
+    x_test, y_test = split_xy(pd.read_csv(project.split("test")))
+    connect_mlflow()
+    client = registry.client()
+    champion = current_champion(client, challenger.metadata.version)
+
+    challenger_probability = challenger.predict_proba(x_test)
+    challenger_scores = score(y_test, challenger_probability, challenger.metadata.threshold)
+    champion_scores = None
+    if champion is not None:
+        champion_scores = score(y_test, champion.predict_proba(x_test), champion.metadata.threshold)
+    margin = float(params["min_improvement"])
+    promoted, reason = decide(challenger_scores, champion_scores, margin)
+
+    write_plots(project.plots / "test", y_test, challenger_probability, challenger.metadata.threshold)
+    with mlflow.start_run(run_id=challenger.metadata.run_id):
+        mlflow.log_metrics({f"test_{name}": value for name, value in challenger_scores.items()})
+        if champion_scores is not None:
+            mlflow.log_metrics({f"champion_test_{name}": value for name, value in champion_scores.items()})
+        mlflow.set_tags({"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
+                         "compared_with_version": champion.metadata.version if champion else "none"})  # fmt: skip
+        mlflow.log_artifacts(str(project.plots / "test"), artifact_path="plots/test")
+    version = challenger.metadata.version
+    client.set_model_version_tag(MODEL_NAME, version, "promotion", "promoted" if promoted else "rejected")
+
+    if promoted:
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
+        test_metrics = {f"test_{name}": value for name, value in challenger_scores.items()}
+        served = replace(challenger.metadata, metrics={**challenger.metadata.metrics, **test_metrics})
+        write_bundle(project.champion, ModelBundle(challenger.model, served))
+    else:
+        sync_local_copy(champion)
+
+    return {
+        "promoted": promoted,
+        "reason": reason,
+        "min_improvement": margin,
+        "challenger": {"version": version, **_rounded(challenger_scores)},
+        "champion": None if champion is None else {"version": champion.metadata.version, **_rounded(champion_scores)},
+        "data_source": challenger.metadata.data_source,
+    }
+
+
+def sync_local_copy(champion: ModelBundle | None) -> None:
+    """Keep models/champion.zip equal to the registry's champion (e.g. after a fresh clone)."""
+    local = paths().champion
+    if champion is None:
+        return
+    try:
+        if read_bundle(local).metadata.version == champion.metadata.version:
+            return
+    except ModelLoadError:
+        pass
+    write_bundle(local, champion)
+    log.info("local champion copy refreshed to version %s", champion.metadata.version)
+
+
+def _rounded(scores: dict[str, float] | None) -> dict[str, float]:
+    return {name: round(value, 4) for name, value in (scores or {}).items()}
+
+
+def main() -> None:
+    project = paths()
+    result = evaluate(load_params(project.params)["promotion"])
+    write_json(project.metrics, result)
+    challenger, champion = result["challenger"], result["champion"]
+    print(f"challenger v{challenger['version']}: ROC AUC {challenger['roc_auc']:.4f}  F1 {challenger['f1']:.4f}")
+    if champion:
+        print(f"champion   v{champion['version']}: ROC AUC {champion['roc_auc']:.4f}  F1 {champion['f1']:.4f}")
+    decision = "PROMOTED to champion" if result["promoted"] else "NOT promoted"
+    print(f"decision: {decision} ({result['reason']})", flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("evaluate", main))

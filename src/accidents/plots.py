@@ -1,0 +1,55 @@
+"""ROC, precision-recall and confusion plots: PNGs for MLflow, CSVs for `dvc plots`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: stages run in Airflow tasks and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.metrics import ConfusionMatrixDisplay, precision_recall_curve, roc_curve  # noqa: E402
+
+
+def write_plots(folder: Path, y_true: np.ndarray, probability: np.ndarray, threshold: float) -> list[Path]:
+    """Write roc.csv, pr.csv and roc/pr/confusion PNGs into `folder`; return the PNG paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fpr, tpr, _ = roc_curve(y_true, probability)
+    precision, recall, _ = precision_recall_curve(y_true, probability)
+    roc = _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr}))
+    pr = _thin(pd.DataFrame({"recall": recall, "precision": precision}))
+    roc.to_csv(folder / "roc.csv", index=False)
+    pr.to_csv(folder / "pr.csv", index=False)
+    images = [
+        _line(folder / "roc.png", roc, "fpr", "tpr", "ROC curve"),
+        _line(folder / "pr.png", pr, "recall", "precision", "Precision-recall curve"),
+    ]
+    figure, axes = plt.subplots(figsize=(4, 4))
+    ConfusionMatrixDisplay.from_predictions(y_true, probability >= threshold, ax=axes, colorbar=False)
+    axes.set_title(f"Confusion (threshold {threshold:.3f})")
+    images.append(_save(figure, folder / "confusion.png"))
+    return images
+
+
+def _thin(frame: pd.DataFrame, points: int = 400) -> pd.DataFrame:
+    """Keep plot files small: at most `points` evenly spaced rows."""
+    step = max(1, len(frame) // points)
+    return frame.iloc[::step].round(5)
+
+
+def _line(path: Path, frame: pd.DataFrame, x: str, y: str, title: str) -> Path:
+    figure, axes = plt.subplots(figsize=(4, 4))
+    axes.plot(frame[x], frame[y])
+    axes.set_xlabel(x)
+    axes.set_ylabel(y)
+    axes.set_title(title)
+    return _save(figure, path)
+
+
+def _save(figure: plt.Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path

@@ -1,0 +1,57 @@
+"""What every pipeline stage shares: logging, clear failures, small file helpers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("accidents")
+
+
+class PipelineError(RuntimeError):
+    """A failure with a message meant for the person running the pipeline (no traceback)."""
+
+
+def run_stage(name: str, body: Callable[[], None]) -> int:
+    """Run one stage with progress logging; known failures exit 1 with their message."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [" + name + "] %(message)s")
+    # Quieter third-party loggers: the stage's own progress is what matters in task logs.
+    for noisy in ("mlflow", "urllib3", "alembic", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        body()
+    except PipelineError as error:
+        log.error("%s failed: %s", name, error)
+        return 1
+    return 0
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomic JSON write (temp file + rename), so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(data, out, indent=2, sort_keys=True)
+            out.write("\n")
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def read_json(path: Path) -> Any:
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def warn_loudly(message: str) -> None:
+    banner = "!" * 78
+    print(f"\n{banner}\n{message}\n{banner}\n", file=sys.stderr, flush=True)
+    log.warning(message)

@@ -1,0 +1,118 @@
+"""DVC stage `train`: fit the configured model, tune its threshold, log and register it.
+
+Logs parameters, validation metrics, plots and the model (skops, with signature and input
+example) to MLflow, registers a new version of MODEL_NAME with the tags serving needs, and
+writes models/challenger.zip for `evaluate`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import mlflow
+import pandas as pd
+import skops.io
+from mlflow.models import infer_signature
+
+from accidents import registry
+from accidents.config import EXPERIMENT_NAME, MODEL_NAME, load_params, paths, tracking_uri
+from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
+from accidents.model_store import TRUSTED_TYPES, ModelBundle, ModelMetadata, dumps_model, write_bundle
+from accidents.modeling import best_threshold, build_model, score, split_xy
+from accidents.plots import write_plots
+from accidents.stage import PipelineError, log, read_json, run_stage, write_json
+
+
+def data_source() -> str:
+    """"synthetic" when import_data fell back to generated data, else "real"."""
+    return "synthetic" if read_json(paths().raw_manifest)["source"] == "synthetic" else "real"
+
+
+def flat_params(params: dict[str, Any]) -> dict[str, Any]:
+    family = params["family"]
+    return {"family": family, "seed": params["seed"], **{f"{family}.{k}": v for k, v in params[family].items()}}
+
+
+def required_trusted_types(model: Any) -> list[str]:
+    """skops types the model needs; all must be on our allow-list or serving could not load it."""
+    needed = skops.io.get_untrusted_types(data=dumps_model(model))
+    unknown = sorted(set(needed) - set(TRUSTED_TYPES))
+    if unknown:
+        raise PipelineError(f"model needs types outside model_store.TRUSTED_TYPES: {unknown}")
+    return sorted(needed)
+
+
+def connect_mlflow() -> str:
+    uri = tracking_uri()
+    if not registry.is_reachable(uri):
+        raise PipelineError(f"MLflow tracking server {uri} is not reachable: start it with `make mlflow`")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def main() -> None:
+    project = paths()
+    params = load_params(project.params)["train"]
+    x_train, y_train = split_xy(pd.read_csv(project.split("train")))
+    x_val, y_val = split_xy(pd.read_csv(project.split("val")))
+    source = data_source()
+
+    model = build_model(params)
+    log.info("fitting %s on %d rows", params["family"], len(y_train))
+    started = time.perf_counter()
+    model.fit(x_train, y_train)
+    fit_seconds = time.perf_counter() - started
+    val_probability = model.predict_proba(x_val)[:, 1]
+    threshold = best_threshold(y_val, val_probability)
+    val_metrics = score(y_val, val_probability, threshold)
+    model_bytes = len(dumps_model(model))
+    log.info("validation: ROC AUC %.4f, F1 %.4f at threshold %.3f (%.1f s, model %.2f MB)",
+             val_metrics["roc_auc"], val_metrics["f1"], threshold, fit_seconds, model_bytes / 1e6)  # fmt: skip
+
+    connect_mlflow()
+    mlflow.set_experiment(EXPERIMENT_NAME)
+    trained_at = datetime.now(UTC).isoformat(timespec="seconds")
+    with mlflow.start_run(run_name=f"train-{params['family']}") as run:
+        mlflow.set_tags({"stage": "train", "data_source": source, "model_family": params["family"]})
+        mlflow.log_params({**flat_params(params), "train_rows": len(y_train), "val_rows": len(y_val)})
+        mlflow.log_metrics({f"val_{name}": value for name, value in val_metrics.items()})
+        mlflow.log_metrics({"fit_seconds": fit_seconds, "model_size_mb": model_bytes / 1e6})
+        for image in write_plots(project.plots / "validation", y_val, val_probability, threshold):
+            mlflow.log_artifact(str(image), artifact_path="plots/validation")
+        example = pd.DataFrame([SEED_EXAMPLE], columns=list(FEATURE_NAMES), dtype=float)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict_proba(example.to_numpy())[:, 1]),
+            input_example=example,
+            registered_model_name=MODEL_NAME,
+            skops_trusted_types=required_trusted_types(model),
+        )
+        version = str(info.registered_model_version)
+        client = registry.client()
+        for key, value in {
+            registry.TAG_THRESHOLD: threshold,
+            registry.TAG_DATA_SOURCE: source,
+            registry.TAG_TRAINED_AT: trained_at,
+            registry.TAG_FAMILY: params["family"],
+        }.items():
+            client.set_model_version_tag(MODEL_NAME, version, key, str(value))
+        run_id = run.info.run_id
+
+    metadata = ModelMetadata(
+        model_name=MODEL_NAME, version=version, run_id=run_id, threshold=threshold, data_source=source,
+        trained_at=trained_at, model_family=params["family"],
+        metrics={f"val_{name}": value for name, value in val_metrics.items()},
+    )  # fmt: skip
+    write_bundle(project.challenger, ModelBundle(model, metadata))
+    write_json(project.train_report, {"version": version, "run_id": run_id, "data_source": source,
+                                      "fit_seconds": round(fit_seconds, 2), "model_size_mb": round(model_bytes / 1e6, 3),
+                                      **{f"val_{k}": round(v, 4) for k, v in val_metrics.items()}})  # fmt: skip
+    log.info("registered %s version %s (run %s, data %s)", MODEL_NAME, version, run_id, source)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("train", main))

@@ -99,7 +99,6 @@ class Paths:
         return self.root / "mlruns"
 
 
-
 def paths() -> Paths:
     return Paths(project_dir())
 

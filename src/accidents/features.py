@@ -9,8 +9,8 @@ its output against them, the tests generate data from them.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 TARGET = "grav"
 

@@ -118,7 +118,8 @@ def join_year(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     caract["dep"] = department_code(caract["dep"])
     caract["com"] = department_code(caract["com"])
     caract = caract.rename(columns={"agg": "agg_"})
-    caract_columns = ["Num_Acc", "jour", "mois", "lum", "dep", "com", "agg_", "int", "atm", "col", "lat", "long", "hour"]
+    caract_columns = ["Num_Acc", "jour", "mois", "lum", "dep", "com", "agg_", "int", "atm", "col", "lat", "long",
+                      "hour"]  # fmt: skip
     joined = joined.merge(caract[caract_columns], on="Num_Acc", how="left")
     joined = joined.join(nb_victim, on="Num_Acc").join(nb_vehicules, on="Num_Acc")
 

@@ -26,7 +26,7 @@ from accidents.stage import PipelineError, log, read_json, run_stage, write_json
 
 
 def data_source() -> str:
-    """"synthetic" when import_data fell back to generated data, else "real"."""
+    """ "synthetic" when import_data fell back to generated data, else "real"."""
     return "synthetic" if read_json(paths().raw_manifest)["source"] == "synthetic" else "real"
 
 
@@ -108,9 +108,15 @@ def main() -> None:
         metrics={f"val_{name}": value for name, value in val_metrics.items()},
     )  # fmt: skip
     write_bundle(project.challenger, ModelBundle(model, metadata))
-    write_json(project.train_report, {"version": version, "run_id": run_id, "data_source": source,
-                                      "fit_seconds": round(fit_seconds, 2), "model_size_mb": round(model_bytes / 1e6, 3),
-                                      **{f"val_{k}": round(v, 4) for k, v in val_metrics.items()}})  # fmt: skip
+    report = {
+        "version": version,
+        "run_id": run_id,
+        "data_source": source,
+        "fit_seconds": round(fit_seconds, 2),
+        "model_size_mb": round(model_bytes / 1e6, 3),
+        **{f"val_{k}": round(v, 4) for k, v in val_metrics.items()},
+    }
+    write_json(project.train_report, report)
     log.info("registered %s version %s (run %s, data %s)", MODEL_NAME, version, run_id, source)
 
 

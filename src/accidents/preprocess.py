@@ -59,8 +59,11 @@ def numeric(values: pd.Series) -> pd.Series:
 
 def parse_hour(values: pd.Series) -> pd.Series:
     """Hour from "07:32" (2019+) or "732" / "0732" (older files); invalid -> NaN."""
-    digits = values.str.replace(":", "", regex=False).str.zfill(4)
-    hours = pd.to_numeric(digits.str[:2], errors="coerce")
+    text = values.fillna("").str.strip()
+    with_colon = pd.to_numeric(text.str.split(":").str[0], errors="coerce")
+    digits_only = text.where(text.str.fullmatch(r"\d{1,4}"))
+    without_colon = pd.to_numeric(digits_only.str.zfill(4).str[:2], errors="coerce")
+    hours = with_colon.where(text.str.contains(":"), without_colon)
     return hours.where(hours.between(0, 23))
 
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# `make test`: lint, then every pytest suite in the venv it belongs to. A suite that collects
+# no test (pytest exit 5) fails the run: a green result must mean tests really ran.
+# Extra arguments go to the main suite (e.g. make test ARGS="-k predict").
+set -uo pipefail
+project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$project_dir"
+if [ -z "${BAAC_DATA_DIR:-}" ] && [ -d "$project_dir/../shared/data/baac" ]; then
+  BAAC_DATA_DIR="$(cd "$project_dir/../shared/data/baac" && pwd)"
+  export BAAC_DATA_DIR
+fi
+failed=()
+
+run_suite() {  # name, then the command
+  local name="$1"; shift
+  echo "==> $name: $*"
+  "$@"
+  local rc=$?
+  case $rc in
+    0) ;;
+    5) echo "!! $name collected no tests: that is a failure"; failed+=("$name (no tests)") ;;
+    *) failed+=("$name (exit $rc)") ;;
+  esac
+}
+
+run_suite lint .venv/bin/ruff check .
+run_suite format .venv/bin/ruff format --check .
+run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow -p no:cacheprovider "$@"
+run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED: ${failed[*]}"
+  exit 1
+fi
+echo "all suites passed"

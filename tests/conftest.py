@@ -1,0 +1,37 @@
+"""Shared fixtures: a real MLflow server and a project copy where the real pipeline ran."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.project import Project, copy_project, data_dir, start_mlflow
+
+
+@pytest.fixture(scope="session")
+def baac_dir():
+    folder = data_dir()
+    if not (folder / "2021-accident-table").is_dir():
+        pytest.fail(f"real BAAC data not found at {folder}: set BAAC_DATA_DIR (see README)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory) -> Iterator[str]:
+    """Tracking URI of a real MLflow server shared by the session (its own SQLite store)."""
+    process, uri = start_mlflow(tmp_path_factory.mktemp("mlflow"))
+    yield uri
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory, mlflow_server, baac_dir) -> Project:
+    """A project copy where `retraining_run.sh` ran on a slice of the real 2021 data.
+
+    The registry at `mlflow_server` then has a champion and the copy has models/champion.zip.
+    Do not change it in tests: copy it or use your own fixture for mutations.
+    """
+    project = copy_project(tmp_path_factory.mktemp("project"), mlflow_server)
+    project.retrain()
+    return project

@@ -11,7 +11,7 @@ export UV_COMPILE_BYTECODE := 1
 # Local DVC remote: a folder outside the working tree (override: make setup DVC_REMOTE=...)
 DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 
-.PHONY: help setup setup-airflow run mlflow pipeline test test-pipeline test-api test-airflow lint lock clean
+.PHONY: help setup setup-airflow run mlflow pipeline test lint lock bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,7 +44,11 @@ pipeline: setup ## dvc repro (needs MLflow: MLFLOW_TRACKING_URI or `make mlflow`
 	./retraining_run.sh
 
 test: setup setup-airflow ## run every test suite (pytest exit 5, no tests, is a failure)
-	bash scripts/run_tests.sh
+	bash scripts/run_tests.sh $(ARGS)
+
+bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memory (writes bench/results/)
+	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
+	$(PY) -m bench.run $(ARGS)
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -1,0 +1,266 @@
+"""`make bench`: serving speed against MLflow's own scoring server, pipeline time and memory.
+
+Everything runs on 127.0.0.1 in a throw-away project copy trained on the real 2021 accident
+table (BAAC_DATA_DIR). Load comes from wrk (C, one process) so the load generator does not
+compete with the servers through the GIL. Every figure is the median of several runs, and every
+comparison is a ratio of figures measured in this same run. Results: bench/results/<date>.json
+and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
+from accidents.model_store import read_bundle
+from tests.support.processes import ManagedProcess, free_port, wait_http
+from tests.support.project import REPO, Project, copy_project, start_mlflow
+
+RESULTS = REPO / "bench" / "results"
+LUA = REPO / "bench" / "wrk_post.lua"
+STAGES = ("import_data", "preprocess", "train", "evaluate")
+
+
+def timed_command(cmd: list[str], project: Project) -> dict[str, float]:
+    """Wall time and peak RSS (largest process of the tree, GNU time) of one command."""
+    result = project.run("/usr/bin/time", "-f", "BENCH_TIME %e %M", *cmd)
+    seconds, max_kb = re.search(r"BENCH_TIME ([\d.]+) (\d+)", result.stderr).groups()
+    return {"seconds": float(seconds), "peak_rss_mb": int(max_kb) / 1024}
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
+
+
+def bench_pipeline(project: Project, repeats: int) -> dict[str, Any]:
+    python = str(project.root / ".venv" / "bin" / "python")
+    stages = {stage: median_of([timed_command([python, "-m", f"accidents.{stage}"], project) for _ in range(repeats)])
+              for stage in STAGES}  # fmt: skip
+    dvc = str(project.root / ".venv" / "bin" / "dvc")
+    whole = median_of([timed_command([dvc, "repro", "--force"], project) for _ in range(repeats)])
+    return {"stages": stages, "dvc_repro": whole}
+
+
+def percentiles_ms(samples: list[float]) -> dict[str, float]:
+    values = np.asarray(samples) * 1000
+    return {"p50_ms": round(float(np.median(values)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3)}
+
+
+def bench_floor(champion: Path, batch: np.ndarray) -> dict[str, Any]:
+    """In-process predict_proba: the floor any server adds its overhead to."""
+    bundle = read_bundle(champion)
+    one = np.asarray([SEED_EXAMPLE], dtype=float)
+    result = {}
+    for name, rows, count in (("one_row", one, 2000), ("batch_1000", batch, 200)):
+        bundle.predict_proba(rows)  # warm-up
+        samples = []
+        for _ in range(count):
+            started = time.perf_counter()
+            bundle.predict_proba(rows)
+            samples.append(time.perf_counter() - started)
+        result[name] = percentiles_ms(samples)
+    return result
+
+
+def wrk(url: str, body: Path, connections: int, seconds: int, token: str | None = None) -> dict[str, float]:
+    env = {**os.environ, "WRK_BODY_FILE": str(body), "WRK_TOKEN": token or ""}
+    threads = min(connections, 2)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA), url],
+        capture_output=True, text=True, env=env, check=True, timeout=seconds + 60,
+    ).stdout  # fmt: skip
+    data = json.loads(out.split("WRK_JSON ", 1)[1].splitlines()[0])
+    return {
+        "rps": round(data["requests"] / (data["duration_us"] / 1e6), 1),
+        "p50_ms": data["p50_us"] / 1000,
+        "p99_ms": data["p99_us"] / 1000,
+        "errors": data["socket_errors"] + data["non_2xx"],
+    }
+
+
+def load_profile(url: str, bodies: dict[str, Path], token: str | None, repeats: int, seconds: int) -> dict[str, Any]:
+    """Single row at 1 and 16 connections, a 1,000-row batch at 1: medians of `repeats` runs."""
+    scenarios = {"single_c1": ("single", 1), "single_c16": ("single", 16), "batch_c1": ("batch", 1)}
+    result = {}
+    for name, (body, connections) in scenarios.items():
+        wrk(url, bodies[body], connections, 2, token)  # warm-up
+        result[name] = median_of([wrk(url, bodies[body], connections, seconds, token) for _ in range(repeats)])
+    return result
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn/gunicorn workers)."""
+    total = 0
+    pids = [pid, *map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split())]
+    for each in pids:
+        status = Path(f"/proc/{each}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
+    return round(total / 1024, 1)
+
+
+def start_api(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "api-state"))
+    cmd = [str(project.root / ".venv" / "bin" / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    process = ManagedProcess(cmd, log_dir / "api.log", env=env, cwd=project.root)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ready", process, timeout=120)
+    return process, url
+
+
+def start_mlflow_scoring(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    env = project.env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")  # mlflow 3 gates skops/pickle loads
+    cmd = [str(project.root / ".venv" / "bin" / "mlflow"), "models", "serve", "-m",
+           f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
+           "--workers", "1"]  # fmt: skip
+    process = ManagedProcess(cmd, log_dir / "mlflow-serve.log", env=env, cwd=project.root)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/ping", process, timeout=180)
+    return process, url
+
+
+def write_bodies(folder: Path, batch: np.ndarray) -> dict[str, dict[str, Path]]:
+    rows = batch.tolist()
+    bodies = {
+        "api": {"single": {"features": list(SEED_EXAMPLE)}, "batch": {"instances": rows}},
+        "mlflow": {"single": {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": [list(SEED_EXAMPLE)]}},
+                   "batch": {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": rows}}},
+    }  # fmt: skip
+    paths: dict[str, dict[str, Path]] = {}
+    for server, payloads in bodies.items():
+        for name, payload in payloads.items():
+            path = folder / f"{server}-{name}.json"
+            path.write_text(json.dumps(payload))
+            paths.setdefault(server, {})[name] = path
+    return paths
+
+
+def ratios(floor: dict, api: dict, peer: dict) -> dict[str, float]:
+    return {
+        "api_p50_over_mlflow_p50_single": round(api["single_c1"]["p50_ms"] / peer["single_c1"]["p50_ms"], 3),
+        "api_rps_over_mlflow_rps_c16": round(api["single_c16"]["rps"] / peer["single_c16"]["rps"], 2),
+        "api_overhead_ms_single_p50": round(api["single_c1"]["p50_ms"] - floor["one_row"]["p50_ms"], 3),
+        "api_batch_over_floor_batch": round(api["batch_c1"]["p50_ms"] / floor["batch_1000"]["p50_ms"], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument("--skip-pipeline", action="store_true")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
+
+    work = Path(tempfile.mkdtemp(prefix="accidents-bench-"))
+    mlflow, uri = start_mlflow(work / "mlflow")
+    processes: list[ManagedProcess] = [mlflow]
+    try:
+        project = copy_project(work / "project", uri, max_rows=None)
+        print("training the champion on the full 2021 accident table ...", flush=True)
+        project.retrain()
+        results: dict[str, Any] = {"machine": machine()}
+        if not args.skip_pipeline:
+            print("pipeline timings ...", flush=True)
+            results["pipeline"] = bench_pipeline(project, args.repeats)
+        batch = np.loadtxt(project.root / "data" / "processed" / "test.csv", delimiter=",", skiprows=1,
+                           max_rows=1000)[:, : len(FEATURE_NAMES)]  # fmt: skip
+        bodies = write_bodies(work, batch)
+        print("in-process floor ...", flush=True)
+        results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
+
+        print("our API ...", flush=True)
+        api, api_url = start_api(project, work)
+        processes.append(api)
+        token = requests.post(f"{api_url}/auth/token", data={"username": "admin", "password": "admin123"},
+                              timeout=10).json()["access_token"]  # fmt: skip
+        results["api"] = load_profile(f"{api_url}/predict", bodies["api"], token, args.repeats, args.seconds)
+        results["api"]["rss_mb"] = rss_mb(api.pid)
+        api.stop()
+
+        print("MLflow scoring server ...", flush=True)
+        peer, peer_url = start_mlflow_scoring(project, work)
+        processes.append(peer)
+        results["mlflow_serve"] = load_profile(f"{peer_url}/invocations", bodies["mlflow"], None, args.repeats,
+                                               args.seconds)  # fmt: skip
+        results["mlflow_serve"]["rss_mb"] = rss_mb(peer.pid)
+        peer.stop()
+        results["ratios"] = ratios(results["floor"], results["api"], results["mlflow_serve"])
+        write_results(results)
+    finally:
+        for process in processes:
+            process.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())  # fmt: skip
+    memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_kb / 1024**2, 1),
+            "python": platform.python_version(), "date": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+
+
+def markdown(results: dict[str, Any]) -> str:
+    floor, api, peer, ratio = results["floor"], results["api"], results["mlflow_serve"], results["ratios"]
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; {m['date']}.",
+        "",
+        "| measure | our API | MLflow `models serve` | in-process floor |",
+        "|---|---|---|---|",
+        f"| 1 row, 1 connection: p50 / p99 | {api['single_c1']['p50_ms']:.2f} / {api['single_c1']['p99_ms']:.2f} ms "
+        f"| {peer['single_c1']['p50_ms']:.2f} / {peer['single_c1']['p99_ms']:.2f} ms "
+        f"| {floor['one_row']['p50_ms']:.2f} / {floor['one_row']['p99_ms']:.2f} ms |",
+        f"| 1 row, 16 connections: req/s (p99) | {api['single_c16']['rps']:.0f} ({api['single_c16']['p99_ms']:.1f} ms) "
+        f"| {peer['single_c16']['rps']:.0f} ({peer['single_c16']['p99_ms']:.1f} ms) | |",
+        f"| 1,000 rows, 1 connection: p50 | {api['batch_c1']['p50_ms']:.1f} ms | {peer['batch_c1']['p50_ms']:.1f} ms "
+        f"| {floor['batch_1000']['p50_ms']:.1f} ms |",
+        f"| resident memory | {api['rss_mb']:.0f} MB | {peer['rss_mb']:.0f} MB | |",
+        "",
+        "| ratio (same run) | measured | goal |",
+        "|---|---|---|",
+        f"| API p50 / MLflow p50, 1 row | {ratio['api_p50_over_mlflow_p50_single']:.3f} | <= 0.15 |",
+        f"| API req/s / MLflow req/s, 16 connections | {ratio['api_rps_over_mlflow_rps_c16']:.1f} | >= 5 |",
+        f"| API p50 - floor p50, 1 row | {ratio['api_overhead_ms_single_p50']:.2f} ms | <= 1.5 ms |",
+        f"| API 1,000 rows / floor 1,000 rows | {ratio['api_batch_over_floor_batch']:.2f} | <= 3 |",
+    ]
+    if "pipeline" in results:
+        lines += ["", "| pipeline step | wall time | peak RSS |", "|---|---|---|"]
+        for stage, figures in results["pipeline"]["stages"].items():
+            lines.append(f"| `{stage}` | {figures['seconds']:.1f} s | {figures['peak_rss_mb']:.0f} MB |")
+        whole = results["pipeline"]["dvc_repro"]
+        lines.append(f"| whole `dvc repro --force` | {whole['seconds']:.1f} s | {whole['peak_rss_mb']:.0f} MB |")
+    return "\n".join(lines) + "\n"
+
+
+def write_results(results: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / datetime.now(UTC).strftime("%Y-%m-%d")
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    stem.with_suffix(".md").write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

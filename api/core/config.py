@@ -1,0 +1,167 @@
+"""API settings: environment variables (or a `.env` file), documented in `.env.example`.
+
+Local mode works with no configuration at all (demo admin, generated JWT secret, SQLite under
+`<project>/state/`). `ENVIRONMENT=production` refuses to start with demo credentials: see
+`production_problems`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from accidents import config as pipeline_config
+
+DEMO_ADMIN_USERNAME = "admin"
+DEMO_ADMIN_PASSWORD = "admin123"  # noqa: S105 - the documented local demo credential
+MIN_SECRET_BYTES = 32
+# Values people copy from examples: never acceptable as a production secret.
+DEMO_SECRETS = frozenset({"change-me", "changeme", "secret", "jwt-secret", "change-me-to-a-long-random-string"})
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=pipeline_config.project_dir() / ".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    environment: Environment = Environment.LOCAL
+    project_dir: Path = Field(
+        default_factory=pipeline_config.project_dir, validation_alias=AliasChoices(pipeline_config.ENV_PROJECT_DIR)
+    )
+    state_dir: Path | None = None  # default <project>/state
+
+    # authentication
+    jwt_secret: SecretStr | None = None
+    jwt_secret_file: Path | None = None  # default <state>/jwt_secret (local mode only)
+    access_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    admin_username: str = DEMO_ADMIN_USERNAME
+    admin_password: SecretStr | None = None  # local default: the demo password
+    admin_password_hash: SecretStr | None = None  # argon2 or bcrypt (seed style); wins over the password
+    password_min_length: int = Field(default=8, ge=1)
+    login_max_failures: int = Field(default=5, ge=1)  # per (username, client) pair
+    login_max_failures_per_client: int = Field(default=20, ge=1)  # one client spraying usernames
+    login_max_failures_per_username: int = Field(default=50, ge=1)  # one username from many clients
+    login_window_seconds: float = Field(default=300.0, gt=0)
+
+    # database
+    database_url: str | None = None  # default sqlite:///<state>/api.db
+
+    # prediction
+    max_batch_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+
+    # model serving
+    mlflow_tracking_uri: str = Field(
+        default_factory=pipeline_config.tracking_uri,
+        validation_alias=AliasChoices(pipeline_config.ENV_TRACKING_URI),
+    )
+    mlflow_timeout_seconds: int = Field(default=5, ge=1)
+    model_poll_seconds: float = Field(default=30.0, ge=0)  # 0: no polling (POST /model/reload only)
+
+    # retraining
+    retrain_command: str | None = None  # default <project>/retraining_run.sh
+    airflow_api_url: str | None = None  # set: retrain through Airflow; unset: local process
+    airflow_username: str = "admin"
+    airflow_password: SecretStr = SecretStr("admin")
+    airflow_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    # HTTP
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator(
+        "airflow_api_url",
+        "database_url",
+        "retrain_command",
+        "state_dir",
+        "jwt_secret",
+        "jwt_secret_file",
+        "admin_password",
+        "admin_password_hash",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir or self.project_dir / "state"
+
+    @property
+    def jwt_secret_path(self) -> Path:
+        return self.jwt_secret_file or self.state_path / "jwt_secret"
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite:///{self.state_path / 'api.db'}"
+
+    @property
+    def champion_path(self) -> Path:
+        return pipeline_config.Paths(self.project_dir).champion
+
+    @property
+    def retrain_argv(self) -> str:
+        return self.retrain_command or str(self.project_dir / "retraining_run.sh")
+
+    @property
+    def uses_demo_admin_password(self) -> bool:
+        return self.admin_password_hash is None and self.admin_password is None
+
+    def admin_password_value(self) -> str | None:
+        """The bootstrap admin's password (the demo one in local mode when unset)."""
+        if self.admin_password is not None:
+            return self.admin_password.get_secret_value()
+        return None if self.production else DEMO_ADMIN_PASSWORD
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Why these settings must not run in production (empty in local mode or when fine)."""
+    if not settings.production:
+        return []
+    problems = []
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    if not secret:
+        problems.append(
+            "JWT_SECRET is not set (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    elif secret.strip().lower() in DEMO_SECRETS or len(set(secret)) < 8:
+        problems.append("JWT_SECRET is a demo or trivial value")
+    elif len(secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
+    if settings.admin_password is None and settings.admin_password_hash is None:
+        problems.append("ADMIN_PASSWORD or ADMIN_PASSWORD_HASH must be set (no demo admin in production)")
+    elif settings.admin_password is not None and settings.admin_password.get_secret_value() == DEMO_ADMIN_PASSWORD:
+        problems.append("ADMIN_PASSWORD is the demo password")
+    elif settings.admin_password_hash is not None and _hash_is_demo(settings.admin_password_hash.get_secret_value()):
+        problems.append("ADMIN_PASSWORD_HASH is a hash of the demo password")
+    return problems
+
+
+def _hash_is_demo(password_hash: str) -> bool:
+    from api.core.security import verify_password  # the one place passwords are checked
+
+    return verify_password(DEMO_ADMIN_PASSWORD, password_hash)[0]

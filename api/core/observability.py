@@ -1,0 +1,163 @@
+"""Prometheus metrics, JSON request logs and the request body size limit (pure ASGI middleware)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+access_logger = logging.getLogger("api.access")
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never share counters."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route", "status"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "predictions", "Predicted rows per class and model version", ["predicted_class", "model_version"],
+            registry=self.registry,
+        )  # fmt: skip
+        self.model_info = Gauge(
+            "model_info", "The serving model (value 1)", ["version", "source", "data_source"], registry=self.registry
+        )
+        self.model_version = Gauge("model_version", "Registry version of the serving model", registry=self.registry)
+        self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
+        self.retrain_runs = Counter(
+            "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
+        )
+
+    def set_model(self, version: str | None, source: str, data_source: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version or "unknown", source, data_source).set(1)
+        try:
+            self.model_version.set(float(version or "nan"))
+        except ValueError:
+            self.model_version.set(float("nan"))
+
+
+def _route_template(scope: Scope) -> str:
+    route = scope.get("route")
+    return getattr(route, "path", None) or "<unmatched>"
+
+
+class RequestMiddleware:
+    """Metrics per route template and status, one JSON log line per request, body size limit.
+
+    The log line carries method, route, path, status, duration and client: never headers,
+    query strings or bodies (tokens and passwords travel there).
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int):
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        request_id = uuid.uuid4().hex[:16]
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+            await send(message)
+
+        try:
+            if self._declared_too_large(scope):
+                await self._too_large()(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, self._limited(receive), send_wrapper)
+        finally:
+            self._record(scope, status, time.perf_counter() - start, request_id)
+
+    def _declared_too_large(self, scope: Scope) -> bool:
+        length = Headers(scope=scope).get("content-length")
+        return length is not None and (not length.isdigit() or int(length) > self.max_body_bytes)
+
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse({"detail": f"request body larger than {self.max_body_bytes} bytes"}, status_code=413)
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Count streamed (chunked) bodies too."""
+        received = 0
+
+        async def wrapped() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise HTTPException(413, f"request body larger than {self.max_body_bytes} bytes")
+            return message
+
+        return wrapped
+
+    def _record(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        route = _route_template(scope)
+        method = scope.get("method", "")
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route, str(status)).observe(elapsed)
+        client = scope.get("client")
+        access_logger.info(
+            "request",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "method": method,
+                    "route": route,
+                    "path": scope.get("path", ""),
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    "client": client[0] if client else None,
+                }
+            },
+        )
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        entry.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str) -> None:
+    """JSON lines on stderr for the api.* loggers; uvicorn's access log (which prints query strings) off."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("api")
+    logger.handlers[:] = [handler]
+    logger.setLevel(level.upper())
+    logger.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True

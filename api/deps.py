@@ -1,0 +1,93 @@
+"""FastAPI dependencies: settings, DB session, the authenticated user, the admin check, services."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.orm import Session
+
+from api.core.config import Settings
+from api.core.observability import Metrics
+from api.core.security import InvalidTokenError, decode_access_token
+from api.core.throttle import LoginThrottle
+from api.db import Role, User, find_user
+from api.model_service import ModelService, Served
+from api.orchestrators import Orchestrator
+
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+NO_MODEL = "no model is loaded yet: train one (`make pipeline`, or POST /retrain as admin), then retry"
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.db.session() as session:
+        yield session
+
+
+def get_model_service(request: Request) -> ModelService:
+    return request.app.state.models
+
+
+def get_orchestrator(request: Request) -> Orchestrator:
+    return request.app.state.orchestrator
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_throttle(request: Request) -> LoginThrottle:
+    return request.app.state.throttle
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
+
+
+def unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def current_user(request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
+    """The token's user, if the token is valid and the user still exists, is enabled and has not
+    changed password since (the token's `ver` claim must match the user's token version)."""
+    if not token:
+        raise unauthorized("not authenticated: send Authorization: Bearer <token> (POST /auth/token)")
+    try:
+        claims = decode_access_token(token, request.app.state.jwt_secret)
+    except InvalidTokenError as error:
+        raise unauthorized(str(error)) from None
+    user = find_user(session, claims.subject)
+    if user is None or user.disabled or user.token_version != claims.version:
+        raise unauthorized("token revoked: log in again")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_admin(user: CurrentUser) -> User:
+    """The one role check: the role stored in the database (not the token's claim) decides."""
+    if user.role != Role.ADMIN:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "admin role required")
+    return user
+
+
+AdminUser = Annotated[User, Depends(require_admin)]
+
+
+def serving_model(service: ModelServiceDep) -> Served:
+    served = service.current
+    if served is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL, headers={"Retry-After": "30"})
+    return served

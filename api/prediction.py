@@ -1,0 +1,146 @@
+"""Request parsing and validation for /predict: JSON bytes -> one float64 array, or precise errors.
+
+Three payloads, all validated against the feature contract (accidents.features):
+  {"features": [28 values in contract order]}         one row (the seed's format)
+  {"place": 10, "catu": 3, ...}                         one row, by name (all 28 names)
+  {"instances": [row, row, ...]}                        a batch; each row a list or a named object
+Nullable features accept null (-> NaN). No DataFrame: the rows go straight into numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from accidents.features import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, N_FEATURES
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Problem:
+    loc: Loc
+    msg: str
+    type: str = "value_error"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"loc": ["body", *self.loc], "msg": self.msg, "type": self.type}
+
+
+class PayloadError(Exception):
+    def __init__(self, problems: list[Problem]):
+        super().__init__("; ".join(problem.msg for problem in problems))
+        self.problems = problems
+
+
+MAX_REPORTED_PROBLEMS = 50
+
+
+def parse_rows(body: bytes, max_rows: int) -> np.ndarray:
+    """The validated (n, 28) float64 matrix of a /predict body; PayloadError with every problem otherwise."""
+    payload = _load_json(body)
+    rows, base = _rows_of(payload, max_rows)
+    problems: list[Problem] = []
+    matrix = np.empty((len(rows), N_FEATURES), dtype=np.float64)
+    for index, row in enumerate(rows):
+        loc = (*base, index) if base == ("instances",) else base
+        values = _row_values(row, loc, problems)
+        if values is not None:
+            matrix[index] = values
+        if len(problems) >= MAX_REPORTED_PROBLEMS:
+            break
+    if problems:
+        raise PayloadError(problems[:MAX_REPORTED_PROBLEMS])
+    return matrix
+
+
+def _load_json(body: bytes) -> Any:
+    if not body.strip():
+        raise PayloadError([Problem((), "request body is empty: send a JSON object", "missing")])
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        # orjson rejects NaN / Infinity literals: values must be finite numbers
+        raise PayloadError([Problem((), f"invalid JSON (numbers must be finite; NaN/Infinity are not JSON): {error}",
+                                    "json_invalid")]) from None  # fmt: skip
+
+
+def _rows_of(payload: Any, max_rows: int) -> tuple[list[Any], Loc]:
+    if not isinstance(payload, dict):
+        raise PayloadError([Problem((), f"expected a JSON object, got {_kind(payload)}", "type_error")])
+    if "instances" in payload:
+        _only_key(payload, "instances")
+        rows = payload["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise PayloadError([Problem(("instances",), "must be a non-empty list of rows", "type_error")])
+        if len(rows) > max_rows:
+            msg = f"batch of {len(rows)} rows is larger than the limit of {max_rows}"
+            raise PayloadError([Problem(("instances",), msg, "too_long")])
+        return rows, ("instances",)
+    if "features" in payload:
+        _only_key(payload, "features")
+        return [payload["features"]], ("features",)
+    return [payload], ()
+
+
+def _only_key(payload: dict[str, Any], key: str) -> None:
+    extra = sorted(set(payload) - {key})
+    if extra:
+        raise PayloadError([Problem((name,), f"unexpected field next to '{key}'", "extra_forbidden") for name in extra])
+
+
+def _row_values(row: Any, loc: Loc, problems: list[Problem]) -> list[float] | None:
+    """Contract-ordered floats (None -> NaN) of one row; appends its problems and returns None if any.
+
+    `loc` locates the row: () for a named object, ("features",), or ("instances", index).
+    Each problem's location ends with the feature's name.
+    """
+    if isinstance(row, list) or loc == ("features",):
+        values = _list_values(row, loc, problems)
+    elif isinstance(row, dict):
+        values = _named_values(row, loc, problems)
+    else:
+        msg = f"a row must be a list of {N_FEATURES} numbers or an object, got {_kind(row)}"
+        problems.append(Problem(loc, msg, "type_error"))
+        return None
+    if values is None:
+        return None
+    found = [
+        Problem((*loc, feature.name), f"{feature.name} {reason}")
+        for feature, value in zip(FEATURES, values, strict=True)
+        if (reason := feature.violation(value)) is not None
+    ]
+    problems.extend(found)
+    return None if found else [math.nan if value is None else float(value) for value in values]
+
+
+def _list_values(row: Any, loc: Loc, problems: list[Problem]) -> list[Any] | None:
+    if not isinstance(row, list):
+        problems.append(Problem(loc, f"must be a list of {N_FEATURES} numbers, got {_kind(row)}", "type_error"))
+        return None
+    if len(row) != N_FEATURES:
+        problems.append(Problem(loc, f"must have exactly {N_FEATURES} values (contract order: "
+                                     f"{', '.join(FEATURE_NAMES)}), got {len(row)}", "length_error"))  # fmt: skip
+        return None
+    return row
+
+
+def _named_values(row: dict[str, Any], loc: Loc, problems: list[Problem]) -> list[Any] | None:
+    unknown = sorted(name for name in row if name not in FEATURES_BY_NAME)
+    missing = [name for name in FEATURE_NAMES if name not in row]
+    problems.extend(Problem((*loc, name), f"unknown feature '{name}'", "extra_forbidden") for name in unknown)
+    problems.extend(
+        Problem((*loc, name), f"{name} is missing: must be {FEATURES_BY_NAME[name].rule()}", "missing")
+        for name in missing
+    )
+    return None if unknown or missing else [row[name] for name in FEATURE_NAMES]
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), type(value).__name__
+    )

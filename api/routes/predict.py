@@ -1,0 +1,78 @@
+"""POST /predict: one row (seed list or named object) or a bounded batch, validated against the contract.
+
+Hot path: raw body -> orjson -> one float64 numpy array -> the model grabbed once -> orjson out.
+No DataFrame, no model loading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from api.core.config import Settings
+from api.deps import CurrentUser, MetricsDep, ModelServiceDep, serving_model
+from api.prediction import parse_rows
+from api.schemas import PredictResponse, predict_body_schema
+
+
+class OrjsonResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """The body schema shows the configured batch limit in /docs."""
+    router = APIRouter(tags=["predict"])
+
+    @router.post(
+        "/predict",
+        response_model=PredictResponse,
+        response_class=OrjsonResponse,
+        openapi_extra={"requestBody": predict_body_schema(settings.max_batch_rows)},
+        responses={
+            413: {"description": "request body too large"},
+            422: {"description": "a value outside the feature contract (field, row and rule named)"},
+            503: {"description": "no model loaded yet"},
+        },
+    )
+    async def predict(request: Request, _: CurrentUser, models: ModelServiceDep, metrics: MetricsDep) -> Response:
+        rows = parse_rows(await request.body(), request.app.state.settings.max_batch_rows)
+        served = serving_model(models)  # grabbed once: a swap during this request does not affect it
+        probabilities = await run_in_threadpool(served.bundle.predict_proba, rows)
+        metadata = served.bundle.metadata
+        classes = (probabilities >= metadata.threshold).astype(np.int8)
+        _count(metrics, classes, metadata.version)
+        predictions = [
+            {
+                "class": int(c),
+                "probability": float(p),
+                "threshold": metadata.threshold,
+                "model_version": metadata.version,
+            }
+            for c, p in zip(classes, probabilities, strict=True)
+        ]
+        body = {
+            "model_version": metadata.version,
+            "threshold": metadata.threshold,
+            "data_source": metadata.data_source,
+            "predictions": predictions,
+        }
+        return OrjsonResponse(body)
+
+    return router
+
+
+def _count(metrics: MetricsDep, classes: np.ndarray, version: str | None) -> None:
+    severe = int(classes.sum())
+    label = version or "unknown"
+    if severe:
+        metrics.predictions.labels("1", label).inc(severe)
+    if len(classes) - severe:
+        metrics.predictions.labels("0", label).inc(len(classes) - severe)

@@ -1,0 +1,155 @@
+"""Request and response bodies (pydantic), and the /predict body's OpenAPI schema from the contract."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
+from api.db import Role
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int = Field(description="seconds")
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    username: str
+    role: Role
+    disabled: bool
+    created_at: datetime
+    password_changed_at: datetime
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(pattern=USERNAME_PATTERN)
+    password: str = Field(min_length=1, max_length=256)
+    role: Role = Role.USER
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    disabled: bool | None = None
+    password: str | None = Field(default=None, min_length=1, max_length=256, description="reset (revokes tokens)")
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(min_length=1, max_length=256)
+
+
+class Message(BaseModel):
+    detail: str
+
+
+class RowPrediction(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    predicted_class: int = Field(alias="class", description="1: at least one person killed or hospitalised")
+    probability: float = Field(description="probability of the severe class")
+    threshold: float = Field(description="decision threshold: class = probability >= threshold")
+    model_version: str | None
+
+
+class PredictResponse(BaseModel):
+    model_version: str | None
+    threshold: float
+    data_source: str
+    predictions: list[RowPrediction]
+
+
+class ModelInfo(BaseModel):
+    model_name: str
+    version: str | None
+    run_id: str | None
+    threshold: float
+    data_source: str
+    synthetic: bool
+    warning: str | None = None
+    trained_at: str
+    model_family: str
+    metrics: dict[str, float]
+    source: str = Field(description="registry, or local (the pipeline's local champion copy)")
+    degraded: bool = Field(description="true while MLflow is unreachable and the local copy serves")
+    loaded_at: str
+    tracking_uri: str
+    last_check: dict[str, Any] | None
+
+
+class RetrainRunOut(BaseModel):
+    run_id: str
+    state: str
+    orchestrator: str
+    started_at: str | None
+    finished_at: str | None
+    detail: str
+    tasks: list[dict[str, Any]]
+    promoted: bool | None = Field(None, description="when done: did this run promote a new champion")
+    champion_version: str | None = None
+    status_url: str
+
+
+def predict_body_schema(max_rows: int) -> dict[str, Any]:
+    """OpenAPI requestBody for /predict (parsed by hand with orjson, so declared here)."""
+    named = {
+        "type": "object",
+        "title": "NamedRow",
+        "properties": {feature.name: _feature_schema(feature) for feature in FEATURES},
+        "required": list(FEATURE_NAMES),
+        "additionalProperties": False,
+    }
+    ordered = {
+        "type": "array",
+        "title": "OrderedRow",
+        "items": {"type": ["number", "null"]},
+        "minItems": N_FEATURES,
+        "maxItems": N_FEATURES,
+        "description": "values in contract order: " + ", ".join(FEATURE_NAMES),
+    }
+    schema = {
+        "oneOf": [
+            {"type": "object", "title": "Features", "properties": {"features": ordered}, "required": ["features"]},
+            named,
+            {
+                "type": "object",
+                "title": "Batch",
+                "properties": {
+                    "instances": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": max_rows,
+                        "items": {"oneOf": [ordered, named]},
+                    }
+                },
+                "required": ["instances"],
+            },
+        ]
+    }
+    examples = {
+        "seed": {"summary": "the seed's list of 28 values", "value": {"features": list(SEED_EXAMPLE)}},
+        "named": {"summary": "one row by name", "value": dict(zip(FEATURE_NAMES, SEED_EXAMPLE, strict=True))},
+        "batch": {"summary": "a batch", "value": {"instances": [list(SEED_EXAMPLE), list(SEED_EXAMPLE)]}},
+    }
+    return {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}}
+
+
+def _feature_schema(feature: Any) -> dict[str, Any]:
+    kind = "integer" if feature.integer else "number"
+    return {
+        "type": [kind, "null"] if feature.nullable else kind,
+        "description": f"{feature.description}: {feature.rule()}",
+    }

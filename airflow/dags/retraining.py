@@ -1,0 +1,179 @@
+"""Retraining DAG: the project's DVC pipeline, one task per stage, then the API reloads its model.
+
+    import_data -> preprocess -> train -> evaluate -> reload_api_model
+                                                  \\-> push_artifacts
+
+This file imports nothing from the project (Airflow's venv has no ML libraries): each task runs
+the project's own `dvc` by absolute path from the project's venv, in the project directory.
+Configuration comes from the environment `scripts/run_stack.py` (or docker-compose) sets:
+
+    ACCIDENTS_PROJECT_DIR       project checkout (default: two folders above this file)
+    ACCIDENTS_DAG_ID            DAG id (default "dvc_pipeline" = accidents.config.DAG_ID; a test
+                                keeps the two equal)
+    ACCIDENTS_RETRAIN_SCHEDULE  cron or preset (default "@weekly"; "none" = manual runs only)
+    ACCIDENTS_SCHEDULE_START    ISO date-time the schedule starts from (run_stack.py: when the
+                                stack was first set up, so no run starts at once)
+    ACCIDENTS_API_URL           the prediction API (default http://127.0.0.1:8000)
+    ACCIDENTS_API_USERNAME / ACCIDENTS_API_PASSWORD
+                                an API admin, for POST /model/reload (default the demo admin)
+    MLFLOW_TRACKING_URI, BAAC_DATA_DIR, BAAC_OFFLINE, BAAC_BASE_URL
+                                passed through to the pipeline stages
+
+Run parameters (Trigger DAG w/ config, or `conf` in the REST API):
+    force         (default true)  rerun every stage (`dvc repro -f`), so a run always trains a
+                                  challenger and applies the promotion rule; false: DVC's
+                                  incremental mode, a stage runs only when its inputs changed.
+    refresh_data  (default true)  with force false, still rerun import_data: the upstream files
+                                  are not DVC dependencies, so only a rerun sees new data.
+The years to import are the pipeline parameter `data.years` in params.yaml (edit and commit it):
+DVC records parameters in dvc.lock, so a per-run override would make the lock file lie.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG, Param, chain, task
+
+log = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(os.environ.get("ACCIDENTS_PROJECT_DIR") or Path(__file__).resolve().parents[2])
+DAG_ID = os.environ.get("ACCIDENTS_DAG_ID") or "dvc_pipeline"
+VENV_BIN = PROJECT_DIR / ".venv" / "bin"
+DVC = VENV_BIN / "dvc"
+API_URL = os.environ.get("ACCIDENTS_API_URL") or "http://127.0.0.1:8000"
+DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
+
+STAGES = ("import_data", "preprocess", "train", "evaluate")
+# Per-stage limits: downloads and training get more time than the rest.
+TIMEOUTS = {
+    "import_data": timedelta(minutes=30),
+    "preprocess": timedelta(minutes=30),
+    "train": timedelta(hours=2),
+    "evaluate": timedelta(minutes=30),
+}
+PASS_THROUGH = ("MLFLOW_TRACKING_URI", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL", "DVC_NO_ANALYTICS")
+
+
+def _start_date() -> datetime:
+    """When the stack was set up (run_stack.py): the first scheduled run is the next schedule point
+    after it. A date in the past would make Airflow 3 run the latest past point at once."""
+    value = os.environ.get("ACCIDENTS_SCHEDULE_START")
+    try:
+        start = datetime.fromisoformat(value) if value else DEFAULT_START
+    except ValueError:
+        log.warning("ACCIDENTS_SCHEDULE_START=%r is not an ISO date: using %s", value, DEFAULT_START)
+        start = DEFAULT_START
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
+def _schedule() -> str | None:
+    value = os.environ.get("ACCIDENTS_RETRAIN_SCHEDULE", "@weekly").strip()
+    return None if value.lower() in ("", "none", "null", "manual") else value
+
+
+def stage_env() -> dict[str, str]:
+    """The stages' environment: the project's venv first on PATH, the pipeline's settings."""
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - only when HOME is unset
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "ACCIDENTS_PROJECT_DIR": str(PROJECT_DIR),
+        "PYTHONUNBUFFERED": "1",  # stage output reaches the task log as it happens
+        "DVC_NO_ANALYTICS": "1",
+    }
+    env.update({name: os.environ[name] for name in PASS_THROUGH if os.environ.get(name)})
+    return env
+
+
+def stage_command(stage: str) -> str:
+    """`dvc repro -s <stage>`: this stage only (its predecessors are their own tasks)."""
+    dvc = shlex.quote(str(DVC))
+    force = "{{ '-f' if params.force else '' }}"
+    if stage == "import_data":
+        force = "{{ '-f' if (params.force or params.refresh_data) else '' }}"
+    # PATH again after bash's start-up files, which may put another Python first.
+    command = f'export PATH={shlex.quote(str(VENV_BIN))}:"$PATH"\nset -e\n{dvc} repro {force} -s {stage}\n'
+    if stage == "evaluate":
+        # Every metric of the run, one per line (the stage itself prints the decision).
+        command += f"{dvc} metrics show --json | {shlex.quote(str(VENV_BIN / 'python'))} -m json.tool\n"
+    return command
+
+
+@task(retries=0, execution_timeout=timedelta(minutes=2))
+def reload_api_model() -> dict | None:
+    """Ask the API to load the registry's champion now (it also polls: a failure only warns)."""
+    username = os.environ.get("ACCIDENTS_API_USERNAME") or "admin"
+    password = os.environ.get("ACCIDENTS_API_PASSWORD") or "admin123"
+    try:
+        form = urllib.parse.urlencode({"username": username, "password": password}).encode()
+        with urllib.request.urlopen(f"{API_URL}/auth/token", data=form, timeout=15) as response:  # noqa: S310
+            token = json.load(response)["access_token"]
+        request = urllib.request.Request(  # noqa: S310
+            f"{API_URL}/model/reload", method="POST", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=90) as response:  # noqa: S310
+            answer = json.load(response)
+    except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
+        log.warning("API at %s not reloaded (%s): it picks up the new champion when it next polls", API_URL, error)
+        return None
+    model = answer.get("model") or {}
+    log.info("API model check: %s", json.dumps(answer.get("check")))
+    log.info("API now serves %s version %s", model.get("model_name"), model.get("version"))
+    return {"check": answer.get("check"), "version": model.get("version")}
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Retrain the accident-severity model (DVC pipeline) and refresh the API's champion",
+    schedule=_schedule(),
+    start_date=_start_date(),
+    catchup=False,
+    max_active_runs=1,
+    max_active_tasks=1,
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(minutes=1),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    },
+    params={
+        "force": Param(True, type="boolean", description="rerun every stage (dvc repro -f)"),
+        "refresh_data": Param(True, type="boolean", description="rerun import_data even when force is off"),
+    },
+    tags=["accidents", "dvc", "mlflow"],
+    doc_md=__doc__,
+) as dag:
+    stages = [
+        BashOperator(
+            task_id=stage,
+            bash_command=stage_command(stage),
+            cwd=str(PROJECT_DIR),
+            env=stage_env(),
+            execution_timeout=TIMEOUTS[stage],
+        )
+        for stage in STAGES
+    ]
+    chain(*stages)
+
+    push_artifacts = BashOperator(
+        task_id="push_artifacts",
+        # Like retraining_run.sh: push data and models to the default DVC remote when one is set.
+        bash_command=(
+            f"if {shlex.quote(str(DVC))} remote default >/dev/null 2>&1; then {shlex.quote(str(DVC))} push; "
+            "else echo 'no default DVC remote: nothing to push'; fi"
+        ),
+        cwd=str(PROJECT_DIR),
+        env=stage_env(),
+        execution_timeout=timedelta(minutes=30),
+    )
+    stages[-1] >> [reload_api_model(), push_artifacts]

@@ -1,0 +1,14 @@
+"""Airflow settings for the DAG tests: a throw-away AIRFLOW_HOME, set before Airflow is imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_HOME = tempfile.mkdtemp(prefix="airflow-test-home-")
+os.environ["AIRFLOW_HOME"] = _HOME
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
+# The DAG file reads these; the tests check the defaults the stack relies on.
+for name in ("ACCIDENTS_DAG_ID", "ACCIDENTS_RETRAIN_SCHEDULE", "ACCIDENTS_SCHEDULE_START", "ACCIDENTS_PROJECT_DIR"):
+    os.environ.pop(name, None)

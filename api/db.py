@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from api.core.auth_cache import AuthState
 from api.core.config import Settings
 from api.core.security import hash_password
 
@@ -62,6 +63,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    def on_user_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(username)` for every user row this process updates or deletes."""
+
+        def _changed(session: Session, _context: object) -> None:
+            for row in (*session.dirty, *session.deleted):
+                if isinstance(row, User):
+                    callback(row.username)
+
+        event.listen(self.sessions, "after_flush", _changed)
+
+
+def auth_state(database: Database, username: str) -> AuthState | None:
+    with database.session() as session:
+        user = find_user(session, username)
+        return None if user is None else AuthState(user.username, user.role, user.disabled, user.token_version)
 
 
 def _engine(url: str) -> Engine:

@@ -6,14 +6,16 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from api.core.auth_cache import AuthCache, AuthState
 from api.core.config import Settings
 from api.core.observability import Metrics
 from api.core.security import InvalidTokenError, decode_access_token
 from api.core.throttle import LoginThrottle
-from api.db import Role, User, find_user
+from api.db import Role, User, auth_state, find_user
 from api.model_service import ModelService, Served
 from api.orchestrators import Orchestrator
 
@@ -58,17 +60,33 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def current_user(request: Request, session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> User:
-    """The token's user, if the token is valid and the user still exists, is enabled and has not
-    changed password since (the token's `ver` claim must match the user's token version)."""
+async def authenticated(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> AuthState:
+    """The caller, if the token is valid and its user still exists, is enabled and has not changed
+    password since (the token's `ver` claim must match). The user's state comes from the DB,
+    through a short-lived cache (api.core.auth_cache) so the hot path does no query."""
     if not token:
         raise unauthorized("not authenticated: send Authorization: Bearer <token> (POST /auth/token)")
     try:
         claims = decode_access_token(token, request.app.state.jwt_secret)
     except InvalidTokenError as error:
         raise unauthorized(str(error)) from None
-    user = find_user(session, claims.subject)
-    if user is None or user.disabled or user.token_version != claims.version:
+    cache: AuthCache = request.app.state.auth_cache
+    state = cache.get(claims.subject)
+    if state is False:
+        state = await run_in_threadpool(auth_state, request.app.state.db, claims.subject)
+        cache.put(claims.subject, state)
+    if state is None or state.disabled or state.token_version != claims.version:
+        raise unauthorized("token revoked: log in again")
+    return state
+
+
+Caller = Annotated[AuthState, Depends(authenticated)]
+
+
+def current_user(caller: Caller, session: SessionDep) -> User:
+    """The caller's row, for routes that read or change their own account."""
+    user = find_user(session, caller.username)
+    if user is None:
         raise unauthorized("token revoked: log in again")
     return user
 
@@ -76,14 +94,14 @@ def current_user(request: Request, session: SessionDep, token: Annotated[str | N
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def require_admin(user: CurrentUser) -> User:
+def require_admin(caller: Caller) -> AuthState:
     """The one role check: the role stored in the database (not the token's claim) decides."""
-    if user.role != Role.ADMIN:
+    if caller.role != Role.ADMIN:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "admin role required")
-    return user
+    return caller
 
 
-AdminUser = Annotated[User, Depends(require_admin)]
+AdminUser = Annotated[AuthState, Depends(require_admin)]
 
 
 def serving_model(service: ModelServiceDep) -> Served:

@@ -17,11 +17,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from api.core.auth_cache import AuthCache
 from api.core.config import DEMO_ADMIN_PASSWORD, Settings, production_problems
 from api.core.observability import Metrics, RequestMiddleware, configure_logging
 from api.core.security import jwt_secret
 from api.core.throttle import LoginThrottle
 from api.db import Database, bootstrap_admin
+from api.inference import InferenceExecutor
 from api.model_service import ModelService, configure_mlflow_client
 from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError, build_orchestrator
 from api.prediction import PayloadError
@@ -83,6 +85,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.login_window_seconds,
     )
     app.state.db = Database(settings.database)
+    app.state.auth_cache = AuthCache(settings.auth_cache_seconds)
+    app.state.db.on_user_change(app.state.auth_cache.invalidate)
+    app.state.inference = InferenceExecutor()
     await run_in_threadpool(_prepare_database, app.state.db, settings)
     configure_mlflow_client(settings.mlflow_timeout_seconds)
     metrics: Metrics = app.state.metrics
@@ -101,6 +106,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.models.stop()
+        app.state.inference.close()
         app.state.orchestrator.close()
         app.state.db.dispose()
 

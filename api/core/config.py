@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     admin_password: SecretStr | None = None  # local default: the demo password
     admin_password_hash: SecretStr | None = None  # argon2 or bcrypt (seed style); wins over the password
     password_min_length: int = Field(default=8, ge=1)
+    auth_cache_seconds: float = Field(default=2.0, ge=0)  # how long a user's enabled/role state is trusted
     login_max_failures: int = Field(default=5, ge=1)  # per (username, client) pair
     login_max_failures_per_client: int = Field(default=20, ge=1)  # one client spraying usernames
     login_max_failures_per_username: int = Field(default=50, ge=1)  # one username from many clients

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import AdminUser, CurrentUser, MetricsDep, ModelServiceDep, serving_model
+from api.deps import AdminUser, Caller, MetricsDep, ModelServiceDep, serving_model
 from api.model_service import ModelService, Served
 from api.schemas import ModelInfo
 
@@ -19,7 +19,7 @@ SYNTHETIC_WARNING = (
 
 
 @router.get("", response_model=ModelInfo, responses={503: {"description": "no model loaded yet"}})
-def model_info(_: CurrentUser, models: ModelServiceDep, served: Annotated[Served, Depends(serving_model)]) -> ModelInfo:
+def model_info(_: Caller, models: ModelServiceDep, served: Annotated[Served, Depends(serving_model)]) -> ModelInfo:
     return describe(models, served)
 
 

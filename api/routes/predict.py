@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from api.core.config import Settings
-from api.deps import CurrentUser, MetricsDep, ModelServiceDep, serving_model
+from api.deps import Caller, MetricsDep, ModelServiceDep, serving_model
 from api.prediction import parse_rows
 from api.schemas import PredictResponse, predict_body_schema
 
@@ -42,10 +41,10 @@ def build_router(settings: Settings) -> APIRouter:
             503: {"description": "no model loaded yet"},
         },
     )
-    async def predict(request: Request, _: CurrentUser, models: ModelServiceDep, metrics: MetricsDep) -> Response:
+    async def predict(request: Request, _: Caller, models: ModelServiceDep, metrics: MetricsDep) -> Response:
         rows = parse_rows(await request.body(), request.app.state.settings.max_batch_rows)
         served = serving_model(models)  # grabbed once: a swap during this request does not affect it
-        probabilities = await run_in_threadpool(served.bundle.predict_proba, rows)
+        probabilities = await request.app.state.inference.run(served.bundle.predict_proba, rows)
         metadata = served.bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
         _count(metrics, classes, metadata.version)

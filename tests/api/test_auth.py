@@ -237,3 +237,19 @@ def test_throttling_blocks_a_client_spraying_usernames(client):
         sprayer.post("/auth/token", data={"username": f"user{index}", "password": "guess"})
     assert sprayer.post("/auth/token", data={"username": "admin", "password": ADMIN[1]}).status_code == 429
     login(TestClient(client.app, client=("10.0.0.8", 40000)))
+
+
+def test_another_replicas_changes_apply_within_the_auth_cache_delay(app_factory, tmp_path):
+    """Two API processes on one users DB: a user disabled through one is refused by the other
+    once AUTH_CACHE_SECONDS have passed (through the same process: at once, tested above)."""
+    project = tmp_path / "shared-project"
+    first = app_factory(project, auth_cache_seconds=0.5)
+    second = app_factory(project, auth_cache_seconds=0.5)
+    admin = login(first)
+    create_user(first, admin, "erin")
+    erin = login(second, "erin", "erin-password")
+    assert second.get("/users/me", headers=erin).status_code == 200  # now cached by the second app
+    assert first.patch("/users/erin", json={"disabled": True}, headers=admin).status_code == 200
+    assert first.get("/users/me", headers=erin).status_code == 401
+    time.sleep(0.6)
+    assert second.get("/users/me", headers=erin).status_code == 401

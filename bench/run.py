@@ -29,7 +29,7 @@ import requests
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.model_store import read_bundle
-from tests.support.processes import ManagedProcess, free_port, wait_http
+from tests.support.processes import ManagedProcess, free_port, start_service
 from tests.support.project import REPO, Project, copy_project, start_mlflow
 
 RESULTS = REPO / "bench" / "results"
@@ -119,10 +119,8 @@ def start_api(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
     env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "api-state"))
     cmd = [str(project.root / ".venv" / "bin" / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(port),
            "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    process = ManagedProcess(cmd, log_dir / "api.log", env=env, cwd=project.root)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/ready", process, timeout=120)
-    return process, url
+    return start_service(cmd, log_dir / "api.log", f"{url}/ready", env=env, cwd=project.root), url
 
 
 def start_mlflow_scoring(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
@@ -131,10 +129,8 @@ def start_mlflow_scoring(project: Project, log_dir: Path) -> tuple[ManagedProces
     cmd = [str(project.root / ".venv" / "bin" / "mlflow"), "models", "serve", "-m",
            f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
            "--workers", "1"]  # fmt: skip
-    process = ManagedProcess(cmd, log_dir / "mlflow-serve.log", env=env, cwd=project.root)
     url = f"http://127.0.0.1:{port}"
-    wait_http(f"{url}/ping", process, timeout=180)
-    return process, url
+    return start_service(cmd, log_dir / "mlflow-serve.log", f"{url}/ping", env=env, cwd=project.root, timeout=180), url
 
 
 def write_bodies(folder: Path, batch: np.ndarray) -> dict[str, dict[str, Path]]:

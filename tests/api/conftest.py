@@ -18,7 +18,7 @@ from accidents.model_store import TRUSTED_TYPES, ModelBundle, read_bundle, write
 from accidents.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD, TAG_TRAINED_AT
 from api.core.config import Settings
 from api.main import create_app
-from tests.support.processes import ManagedProcess, free_port, wait_http
+from tests.support.processes import ManagedProcess, free_port, start_service
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = ("admin", "admin123")
@@ -107,14 +107,8 @@ def start_api(tmp: Path, env: dict[str, str]) -> ApiServer:
         if name not in env:
             full_env.pop(name, None)
     cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-    process = ManagedProcess(cmd, tmp / f"api-{port}.log", env=full_env, cwd=tmp)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", process, timeout=120)
-    except BaseException:
-        process.stop()
-        raise
-    return ApiServer(url, process)
+    return ApiServer(url, start_service(cmd, tmp / f"api-{port}.log", f"{url}/health", env=full_env, cwd=tmp))
 
 
 @pytest.fixture

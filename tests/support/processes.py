@@ -83,3 +83,17 @@ def wait_http(url: str, process: ManagedProcess | None = None, timeout: float = 
         time.sleep(0.5)
     tail = process.log_tail() if process else ""
     raise TimeoutError(f"{url} not answering {status} after {timeout:.0f} s\n{tail}")
+
+
+def start_service(
+    cmd: list[str], log_path: Path, health_url: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+    timeout: float = 120.0,
+) -> ManagedProcess:  # fmt: skip
+    """Start a server and wait until `health_url` answers 200; stopped again if it never does."""
+    process = ManagedProcess(cmd, log_path, env=env, cwd=cwd)
+    try:
+        wait_http(health_url, process, timeout=timeout)
+    except BaseException:
+        process.stop()
+        raise
+    return process

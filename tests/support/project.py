@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from accidents.config import ENV_DATA_DIR, ENV_OFFLINE, ENV_PROJECT_DIR, ENV_TRACKING_URI
-from tests.support.processes import ManagedProcess, free_port, wait_http
+from tests.support.processes import ManagedProcess, free_port, start_service
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data" / "baac"
@@ -26,14 +26,9 @@ def start_mlflow(state_dir: Path) -> tuple[ManagedProcess, str]:
     """A real MLflow server (scripts/mlflow_server.sh) on a free port with its own SQLite store."""
     port = free_port()
     env = {**os.environ, "MLFLOW_PORT": str(port), "MLFLOW_HOST": "127.0.0.1", "MLFLOW_STATE_DIR": str(state_dir)}
-    process = ManagedProcess(["bash", str(REPO / "scripts" / "mlflow_server.sh")], state_dir / "server.log", env=env)
     uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{uri}/health", process, timeout=180)
-    except BaseException:
-        process.stop()
-        raise
-    return process, uri
+    script = str(REPO / "scripts" / "mlflow_server.sh")
+    return start_service(["bash", script], state_dir / "server.log", f"{uri}/health", env=env, timeout=180), uri
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import requests
+from threadpoolctl import threadpool_limits
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
@@ -63,19 +64,30 @@ def percentiles_ms(samples: list[float]) -> dict[str, float]:
 
 
 def bench_floor(champion: Path, batch: np.ndarray) -> dict[str, Any]:
-    """In-process predict_proba: the floor any server adds its overhead to."""
+    """In-process predict_proba: the floor any server adds its overhead to.
+
+    Measured with OpenMP limited to one thread, as the API runs its model (api/inference.py),
+    and with the library default (all cores), as `mlflow models serve` runs it.
+    """
     bundle = read_bundle(champion)
     one = np.asarray([SEED_EXAMPLE], dtype=float)
-    result = {}
-    for name, rows, count in (("one_row", one, 2000), ("batch_1000", batch, 200)):
-        bundle.predict_proba(rows)  # warm-up
-        samples = []
-        for _ in range(count):
-            started = time.perf_counter()
-            bundle.predict_proba(rows)
-            samples.append(time.perf_counter() - started)
-        result[name] = percentiles_ms(samples)
+    result: dict[str, Any] = {}
+    for threads in (1, None):
+        with threadpool_limits(limits=threads):
+            for name, rows, count in (("one_row", one, 2000), ("batch_1000", batch, 200)):
+                key = name if threads == 1 else f"{name}_default_threads"
+                result[key] = percentiles_ms(_time_calls(bundle.predict_proba, rows, count))
     return result
+
+
+def _time_calls(function: Any, argument: Any, count: int) -> list[float]:
+    function(argument)  # warm-up
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        function(argument)
+        samples.append(time.perf_counter() - started)
+    return samples
 
 
 def wrk(url: str, body: Path, connections: int, seconds: int, token: str | None = None) -> dict[str, float]:
@@ -222,7 +234,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; {m['date']}.",
         "",
-        "| measure | our API | MLflow `models serve` | in-process floor |",
+        "| measure | our API | MLflow `models serve` | in-process floor (1 thread) |",
         "|---|---|---|---|",
         f"| 1 row, 1 connection: p50 / p99 | {api['single_c1']['p50_ms']:.2f} / {api['single_c1']['p99_ms']:.2f} ms "
         f"| {peer['single_c1']['p50_ms']:.2f} / {peer['single_c1']['p99_ms']:.2f} ms "
@@ -231,6 +243,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {peer['single_c16']['rps']:.0f} ({peer['single_c16']['p99_ms']:.1f} ms) | |",
         f"| 1,000 rows, 1 connection: p50 | {api['batch_c1']['p50_ms']:.1f} ms | {peer['batch_c1']['p50_ms']:.1f} ms "
         f"| {floor['batch_1000']['p50_ms']:.1f} ms |",
+        "| floor with the library's default threads: 1 row / 1,000 rows p50 | | "
+        f"| {floor['one_row_default_threads']['p50_ms']:.2f} / "
+        f"{floor['batch_1000_default_threads']['p50_ms']:.1f} ms |",
         f"| resident memory | {api['rss_mb']:.0f} MB | {peer['rss_mb']:.0f} MB | |",
         "",
         "| ratio (same run) | measured | goal |",

@@ -11,7 +11,7 @@ export UV_COMPILE_BYTECODE := 1
 # Local DVC remote: a folder outside the working tree (override: make setup DVC_REMOTE=...)
 DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 
-.PHONY: help setup setup-airflow run mlflow pipeline test lint lock bench clean
+.PHONY: help setup setup-airflow run mlflow pipeline test compose-test lint lock bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,12 +50,17 @@ bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memo
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 	$(PY) -m bench.run $(ARGS)
 
+compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
+	bash scripts/docker/compose_test.sh
+
 lint: setup ## ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 lock: | uv ## regenerate the pinned lock files from the *.in files
 	uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
 	uv pip compile --quiet --python-version 3.11 airflow/requirements.in -o airflow/requirements.txt
+	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements.txt -o docker/requirements-postgres.txt
+	uv pip compile --quiet --python-version 3.11 docker/airflow-extras.in -c airflow/requirements.txt -o docker/airflow-extras.txt
 
 clean: ## remove pipeline outputs and local stack state (keeps venvs)
 	rm -rf data/raw data/processed models reports metrics.json state logs

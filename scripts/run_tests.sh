@@ -25,8 +25,11 @@ run_suite() {  # name, then the command
 
 run_suite lint .venv/bin/ruff check .
 run_suite format .venv/bin/ruff format --check .
-run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow -p no:cacheprovider "$@"
+run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose -p no:cacheprovider "$@"
 run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
+# Containers: built and checked end to end when an engine is available (in CI one is installed;
+# elsewhere it says SKIPPED clearly when there is none).
+run_suite compose bash scripts/docker/compose_test.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}"

@@ -1,0 +1,209 @@
+"""The docker compose stack, seen as a user sees it: only the published ports.
+
+The same checks as the native end-to-end test (tests/e2e), against containers: a token, the seed
+prediction, a regular user refused retraining, an admin's retraining run through Airflow that
+succeeds, the API serving the registry's champion afterwards, and MLflow listing the runs and
+the alias. The stack trained its first model at `up` (the trainer one-shot), so every check can
+start with a model. Run by scripts/docker/compose_test.sh (`make compose-test`); see conftest.py.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import quote
+
+import pytest
+import requests
+
+from accidents.config import CHAMPION_ALIAS, DAG_ID, EXPERIMENT_NAME, MODEL_NAME
+from accidents.features import SEED_EXAMPLE
+
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
+
+STAGES = ("import_data", "preprocess", "train", "evaluate")
+
+
+def api_token(stack, username: str, password: str) -> dict[str, str]:
+    response = requests.post(f"{stack.api}/auth/token", data={"username": username, "password": password}, timeout=15)
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def admin(stack) -> dict[str, str]:
+    return api_token(stack, *stack.admin)
+
+
+def airflow_token(stack) -> dict[str, str]:
+    username, password = stack.airflow_admin
+    response = requests.post(
+        f"{stack.airflow}/auth/token", json={"username": username, "password": password}, timeout=15
+    )
+    assert response.status_code in (200, 201), response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+def airflow_get(stack, path: str, **params) -> dict:
+    response = requests.get(f"{stack.airflow}{path}", headers=airflow_token(stack), params=params, timeout=15)
+    assert response.status_code == 200, f"GET {path}: {response.status_code} {response.text[:500]}"
+    return response.json()
+
+
+def mlflow_get(stack, path: str, **params) -> requests.Response:
+    return requests.get(f"{stack.mlflow}/api/2.0/mlflow/{path}", params=params, timeout=15)
+
+
+def registry_champion(stack) -> dict:
+    response = mlflow_get(stack, "registered-models/alias", name=MODEL_NAME, alias=CHAMPION_ALIAS)
+    assert response.status_code == 200, response.text
+    return response.json()["model_version"]
+
+
+def served_model(stack) -> dict:
+    response = requests.get(f"{stack.api}/model", headers=admin(stack), timeout=15)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def failed_task_logs(stack, run_id: str) -> str:
+    """The logs of the run's failed tasks, through Airflow's REST API (for the assertion message)."""
+    run_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    out = []
+    for task in airflow_get(stack, f"{run_path}/taskInstances").get("task_instances", []):
+        if task.get("state") not in ("failed", "upstream_failed", "up_for_retry"):
+            continue
+        try_number = max(int(task.get("try_number") or 1), 1)
+        response = requests.get(
+            f"{stack.airflow}{run_path}/taskInstances/{task['task_id']}/logs/{try_number}",
+            headers={**airflow_token(stack), "Accept": "text/plain"},
+            timeout=30,
+        )
+        out.append(f"--- {task['task_id']} ({task['state']}, try {try_number})\n{response.text[-4000:]}")
+    return "\n".join(out) or "(no failed task)"
+
+
+def wait_for_dag_run(stack, run_id: str) -> dict:
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
+    deadline = time.monotonic() + stack.run_timeout
+    while time.monotonic() < deadline:
+        run = airflow_get(stack, path)
+        if run.get("state") in ("success", "failed"):
+            assert run["state"] == "success", f"DAG run {run_id} failed:\n{failed_task_logs(stack, run_id)}"
+            return run
+        time.sleep(5)
+    raise AssertionError(
+        f"DAG run {run_id} not done after {stack.run_timeout:.0f} s:\n{failed_task_logs(stack, run_id)}"
+    )
+
+
+def test_services_answer(stack):
+    assert requests.get(f"{stack.api}/health", timeout=10).json() == {"status": "ok"}
+    ready = requests.get(f"{stack.api}/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert requests.get(f"{stack.mlflow}/health", timeout=10).status_code == 200
+    health = requests.get(f"{stack.airflow}/api/v2/monitor/health", timeout=10).json()
+    assert health["metadatabase"]["status"] == "healthy", health
+    assert health["scheduler"]["status"] == "healthy", health
+
+
+def test_first_model_is_the_registry_champion_on_real_data(stack):
+    model = served_model(stack)
+    champion = registry_champion(stack)
+    assert model["version"] == str(champion["version"])
+    assert model["source"] == "registry" and model["degraded"] is False
+    # compose_test.sh mounts the real BAAC mirror: the first model must not be synthetic
+    assert model["data_source"] == "real" and model["synthetic"] is False, model
+
+
+def test_token_and_seed_prediction(stack):
+    response = requests.post(
+        f"{stack.api}/predict", json={"features": list(SEED_EXAMPLE)}, headers=admin(stack), timeout=15
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    prediction = body["predictions"][0]
+    assert prediction["class"] in (0, 1) and 0.0 <= prediction["probability"] <= 1.0
+    assert body["model_version"] == str(registry_champion(stack)["version"])
+
+
+def test_wrong_password_and_no_token_are_refused(stack):
+    username, _ = stack.admin
+    wrong = requests.post(f"{stack.api}/auth/token", data={"username": username, "password": "not-it"}, timeout=15)
+    assert wrong.status_code == 401
+    anonymous = requests.post(f"{stack.api}/predict", json={"features": list(SEED_EXAMPLE)}, timeout=15)
+    assert anonymous.status_code == 401
+
+
+def test_regular_user_cannot_retrain(stack):
+    user = {"username": f"compose-user-{int(time.time())}", "password": "a-long-user-password"}
+    created = requests.post(f"{stack.api}/users", json={**user, "role": "user"}, headers=admin(stack), timeout=15)
+    assert created.status_code == 201, created.text
+    headers = api_token(stack, user["username"], user["password"])
+    assert requests.post(f"{stack.api}/retrain", headers=headers, timeout=15).status_code == 403
+    # a regular user still predicts
+    predicted = requests.post(
+        f"{stack.api}/predict", json={"features": list(SEED_EXAMPLE)}, headers=headers, timeout=15
+    )
+    assert predicted.status_code == 200, predicted.text
+
+
+def test_airflow_lists_the_dag(stack):
+    dag = airflow_get(stack, f"/api/v2/dags/{DAG_ID}")
+    assert dag["dag_id"] == DAG_ID and dag["is_paused"] is False
+    tasks = {task["task_id"] for task in airflow_get(stack, f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]}
+    assert set(STAGES) <= tasks, tasks
+
+
+def test_admin_retrain_runs_the_dag_and_the_api_serves_the_champion(stack):
+    headers = admin(stack)
+    versions_before = mlflow_get(stack, "model-versions/search", filter=f"name='{MODEL_NAME}'").json()
+    n_versions_before = len(versions_before.get("model_versions", []))
+
+    response = requests.post(f"{stack.api}/retrain", headers=headers, timeout=60)
+    if response.status_code == 409:  # a scheduled run was active: let it finish, then ours
+        wait_for_dag_run(stack, response.json()["run_id"])
+        response = requests.post(f"{stack.api}/retrain", headers=headers, timeout=60)
+    assert response.status_code == 202, response.text
+    run_id = response.json()["run_id"]
+
+    run = wait_for_dag_run(stack, run_id)
+    assert run["run_type"] == "manual"
+    tasks = airflow_get(stack, f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances")
+    states = {task["task_id"]: task["state"] for task in tasks["task_instances"]}
+    assert all(states.get(stage) == "success" for stage in STAGES), states
+
+    status = requests.get(f"{stack.api}/retrain/{quote(run_id, safe='')}", headers=headers, timeout=30)
+    assert status.status_code == 200 and status.json()["state"] == "success", status.text
+
+    # the run registered a new version; whichever version is champion now, the API serves it
+    versions = mlflow_get(stack, "model-versions/search", filter=f"name='{MODEL_NAME}'").json()["model_versions"]
+    assert len(versions) == n_versions_before + 1
+    champion = str(registry_champion(stack)["version"])
+    assert status.json()["champion_version"] == champion
+    deadline = time.monotonic() + 60  # the DAG's reload_api_model did it already; the poller backs it up
+    while served_model(stack)["version"] != champion and time.monotonic() < deadline:
+        time.sleep(2)
+    assert served_model(stack)["version"] == champion
+
+
+def test_mlflow_lists_the_runs_and_the_alias(stack):
+    experiment = mlflow_get(stack, "experiments/get-by-name", experiment_name=EXPERIMENT_NAME)
+    assert experiment.status_code == 200, experiment.text
+    experiment_id = experiment.json()["experiment"]["experiment_id"]
+    runs = requests.post(
+        f"{stack.mlflow}/api/2.0/mlflow/runs/search",
+        json={"experiment_ids": [experiment_id], "max_results": 100},
+        timeout=15,
+    ).json()["runs"]
+    assert len(runs) >= 2, "the trainer's run and the DAG's run"
+    for run in runs:
+        assert run["data"].get("params"), run["info"]["run_id"]
+        metric_names = {metric["key"] for metric in run["data"].get("metrics", [])}
+        assert {"test_roc_auc", "test_f1"} <= metric_names, metric_names
+    model = mlflow_get(stack, "registered-models/get", name=MODEL_NAME).json()["registered_model"]
+    assert CHAMPION_ALIAS in {alias["alias"] for alias in model.get("aliases", [])}
+    # the champion's run and its artifacts, served through the MLflow server (artifacts volume)
+    champion = registry_champion(stack)
+    assert champion["run_id"] in {run["info"]["run_id"] for run in runs}
+    listed = mlflow_get(stack, "artifacts/list", run_id=champion["run_id"])
+    assert listed.status_code == 200, listed.text
+    assert listed.json().get("files"), f"no artifacts listed for run {champion['run_id']}"

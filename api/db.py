@@ -49,8 +49,8 @@ class User(Base):
 
 
 class Database:
-    def __init__(self, url: str):
-        self.engine = _engine(url)
+    def __init__(self, url: str, busy_timeout_seconds: float = 5.0):
+        self.engine = _engine(url, busy_timeout_seconds)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
@@ -81,22 +81,23 @@ def auth_state(database: Database, username: str) -> AuthState | None:
         return None if user is None else AuthState(user.username, user.role, user.disabled, user.token_version)
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, busy_timeout_seconds: float) -> Engine:
     parsed = make_url(url)
     if not parsed.drivername.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
+    milliseconds = int(busy_timeout_seconds * 1000)
+
+    def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
+        cursor.close()
+
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
-
-
-def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
 
 
 def find_user(session: Session, username: str) -> User | None:

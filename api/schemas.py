@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
 from api.db import Role
@@ -27,6 +27,12 @@ class UserOut(BaseModel):
     disabled: bool
     created_at: datetime
     password_changed_at: datetime
+
+    @field_validator("created_at", "password_changed_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        """SQLite returns the stored UTC times without their offset: say they are UTC (RFC 3339 date-time)."""
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class UserCreate(BaseModel):
@@ -115,14 +121,21 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
     ordered = {
         "type": "array",
         "title": "OrderedRow",
-        "items": {"type": ["number", "null"]},
+        "prefixItems": [_feature_schema(feature) for feature in FEATURES],
+        "items": False,
         "minItems": N_FEATURES,
         "maxItems": N_FEATURES,
         "description": "values in contract order: " + ", ".join(FEATURE_NAMES),
     }
     schema = {
         "oneOf": [
-            {"type": "object", "title": "Features", "properties": {"features": ordered}, "required": ["features"]},
+            {
+                "type": "object",
+                "title": "Features",
+                "properties": {"features": ordered},
+                "required": ["features"],
+                "additionalProperties": False,
+            },
             named,
             {
                 "type": "object",
@@ -136,6 +149,7 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
                     }
                 },
                 "required": ["instances"],
+                "additionalProperties": False,
             },
         ]
     }
@@ -148,8 +162,15 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
 
 
 def _feature_schema(feature: Any) -> dict[str, Any]:
+    """The feature's exact domain (codes or inclusive range, nullable or not), as the API checks it."""
     kind = "integer" if feature.integer else "number"
-    return {
+    schema: dict[str, Any] = {
         "type": [kind, "null"] if feature.nullable else kind,
         "description": f"{feature.description}: {feature.rule()}",
     }
+    if feature.codes is not None:
+        schema["enum"] = [*sorted(feature.codes), *([None] if feature.nullable else [])]
+    else:
+        schema["minimum"] = feature.minimum
+        schema["maximum"] = feature.maximum
+    return schema

@@ -25,6 +25,7 @@ run_suite() {  # name, then the command
 
 run_suite lint .venv/bin/ruff check .
 run_suite format .venv/bin/ruff format --check .
+run_suite audit bash scripts/audit.sh
 run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose -p no:cacheprovider "$@"
 run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
 # Containers: built and checked end to end when an engine is available (in CI one is installed;

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
 
     # database
     database_url: str | None = None  # default sqlite:///<state>/api.db
+    # SQLite: how long a write waits for another writer's lock before answering 503 (not hanging)
+    database_busy_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # prediction
     max_batch_rows: int = Field(default=1000, ge=1)

@@ -8,6 +8,7 @@ logging in. A success clears the (username, client) pair.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -40,6 +41,7 @@ class LoginThrottle:
             self._failures.pop(("pair", f"{username}\0{client}"), None)
 
     def _keys(self, username: str, client: str) -> list[tuple[tuple[str, str], int]]:
+        username = _bounded(username)
         return [
             (("pair", f"{username}\0{client}"), self._limits["pair"]),
             (("client", client), self._limits["client"]),
@@ -63,3 +65,13 @@ class LoginThrottle:
         stale = [key for key, attempts in self._failures.items() if not attempts or attempts[-1] <= now - self.window]
         for key in stale:
             del self._failures[key]
+
+
+MAX_KEY_CHARS = 128
+
+
+def _bounded(username: str) -> str:
+    """Usernames are attacker-chosen (up to the form's 1 MB field limit): keep memory per key small."""
+    if len(username) <= MAX_KEY_CHARS:
+        return username
+    return "sha256:" + hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()

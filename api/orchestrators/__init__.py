@@ -51,5 +51,8 @@ def build_orchestrator(settings: Settings) -> Orchestrator:
         **{name: value for name, value in os.environ.items() if name not in _NOT_INHERITED | PROCESS_ONLY_ENV},
         ENV_PROJECT_DIR: str(settings.project_dir),
         ENV_TRACKING_URI: settings.mlflow_tracking_uri,
+        # DVC's analytics daemon double-forks and would inherit the run's single-flight lock, holding
+        # it after the run ended (409 for a finished run): off, as in the Airflow DAG's tasks.
+        "DVC_NO_ANALYTICS": "1",
     }
     return LocalOrchestrator(settings.retrain_argv, settings.state_path, settings.project_dir, env)

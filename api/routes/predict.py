@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from api.core.config import Settings
 from api.deps import Caller, MetricsDep, ModelServiceDep, serving_model
@@ -19,9 +19,7 @@ from api.prediction import parse_rows
 from api.schemas import PredictResponse, predict_body_schema
 
 
-class OrjsonResponse(Response):
-    media_type = "application/json"
-
+class OrjsonResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 

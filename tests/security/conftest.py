@@ -1,0 +1,77 @@
+"""Security and reliability suite: shared helpers.
+
+Everything runs on 127.0.0.1: in-process apps (TestClient, real SQLite), real uvicorn processes on
+free ports, real MLflow servers with registries of our own (tests here move the champion alias or
+stop the server, so they never touch the session's shared registry). Processes are stopped by PID.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from accidents.config import Paths
+from accidents.model_store import ModelBundle, read_bundle
+from api.main import create_app
+from tests.api.conftest import make_settings
+
+# What a leaked stack trace or internal detail looks like in a response body.
+LEAK_PATTERNS = re.compile(
+    r"Traceback|File \"|line \d+, in |sqlalchemy|sqlite3\.|OperationalError|pydantic_core|/site-packages/|"
+    r"\.py\b|Exception:",
+)
+
+
+def assert_no_leak(text: str) -> None:
+    """No stack trace, exception class or source path in an answer."""
+    match = LEAK_PATTERNS.search(text)
+    assert match is None, f"response leaks internals ({match.group(0)!r}): {text[:300]}"
+
+
+@pytest.fixture(scope="session")
+def champion_bundle(trained_project) -> ModelBundle:
+    """The real model the pipeline trained on real data (the trained project's local champion copy)."""
+    return read_bundle(Paths(trained_project.root).champion)
+
+
+@pytest.fixture
+def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    """Started in-process apps on a temp project (real SQLite); server exceptions become 500s, as in
+    production, so a test sees exactly what a client would."""
+    clients: list[TestClient] = []
+
+    def start(project: Path | None = None, **overrides: object) -> TestClient:
+        app = create_app(make_settings(project or tmp_path / "project", **overrides))
+        client = TestClient(app, raise_server_exceptions=False)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield start
+    for client in reversed(clients):
+        client.__exit__(None, None, None)
+
+
+def post_form_from(url: str, path: str, form: dict[str, str], source_ip: str) -> tuple[int, dict]:
+    """POST a form from another loopback address (127.0.0.x): another client, as the throttle sees it."""
+    parsed = urlsplit(url)
+    connection = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=30, source_address=(source_ip, 0))
+    try:
+        connection.request("POST", path, urlencode(form), {"Content-Type": "application/x-www-form-urlencoded"})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+    finally:
+        connection.close()
+
+
+def login_from(url: str, username: str, password: str, source_ip: str = "127.0.0.2") -> dict[str, str]:
+    status, body = post_form_from(url, "/auth/token", {"username": username, "password": password}, source_ip)
+    assert status == 200, body
+    return {"Authorization": f"Bearer {body['access_token']}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,13 +49,16 @@ def make_settings(project: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-@pytest.fixture
-def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """Started apps (lifespan run) on a temp project; all closed at the end."""
+def started_apps(tmp_path: Path, raise_server_exceptions: bool = True) -> Iterator[Callable[..., TestClient]]:
+    """Yields a starter of in-process apps (lifespan run) on a temp project; closes them all after.
+
+    raise_server_exceptions=False turns server errors into 500 responses, as a client sees them.
+    """
     clients: list[TestClient] = []
 
     def start(project: Path | None = None, **overrides: object) -> TestClient:
-        client = TestClient(create_app(make_settings(project or tmp_path / "project", **overrides)))
+        app = create_app(make_settings(project or tmp_path / "project", **overrides))
+        client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
         clients.append(client)
         return client
@@ -62,6 +66,22 @@ def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     yield start
     for client in reversed(clients):
         client.__exit__(None, None, None)
+
+
+@pytest.fixture
+def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
+    yield from started_apps(tmp_path)
+
+
+def wait_retrain_done(client, headers: dict[str, str], run_id: str, timeout: float = 30, poll: float = 0.2) -> dict:
+    """Poll GET /retrain/{run_id} (TestClient or any client with .get) until success or failed."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/retrain/{run_id}", headers=headers).json()
+        if body["state"] in ("success", "failed"):
+            return body
+        time.sleep(poll)
+    raise AssertionError(f"run {run_id} not done after {timeout} s")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from api.orchestrators import RetrainRun, promoted_during
-from tests.api.conftest import closed_url, create_user, login, make_settings
+from tests.api.conftest import closed_url, create_user, login, make_settings, wait_retrain_done
 
 
 @pytest.fixture
@@ -26,16 +26,6 @@ def slow_command(tmp_path: Path, gate: Path, exit_code: int = 0) -> str:
         f"exit {exit_code}\n"
     )
     return f"bash {script}"
-
-
-def wait_done(client, headers, run_id: str, timeout: float = 30) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = client.get(f"/retrain/{run_id}", headers=headers).json()
-        if body["state"] in ("success", "failed"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"run {run_id} still not done")
 
 
 def test_default_command_is_the_real_retraining_script(tmp_path):
@@ -69,7 +59,7 @@ def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
     assert client.get(f"/retrain/{run_id}", headers=admin).json()["state"] == "running"
 
     gate.touch()
-    done = wait_done(client, admin, run_id)
+    done = wait_retrain_done(client, admin, run_id)
     assert done["state"] == "success" and done["finished_at"]
     assert done["promoted"] is None  # the registry is unreachable here: unknown, not guessed
 
@@ -79,7 +69,7 @@ def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
 
     again = client.post("/retrain", headers=admin)  # the lock went with the finished run
     assert again.status_code == 202 and again.json()["run_id"] != run_id
-    wait_done(client, admin, again.json()["run_id"])
+    wait_retrain_done(client, admin, again.json()["run_id"])
 
 
 def test_failed_run(app_factory, tmp_path, gate):
@@ -87,7 +77,7 @@ def test_failed_run(app_factory, tmp_path, gate):
     client = app_factory(retrain_command=slow_command(tmp_path, gate, exit_code=3))
     admin = login(client)
     run_id = client.post("/retrain", headers=admin).json()["run_id"]
-    done = wait_done(client, admin, run_id)
+    done = wait_retrain_done(client, admin, run_id)
     assert done["state"] == "failed" and "exit code 3" in done["detail"]
 
 

@@ -19,8 +19,7 @@ from fastapi.testclient import TestClient
 
 from accidents.config import Paths
 from accidents.model_store import ModelBundle, read_bundle
-from api.main import create_app
-from tests.api.conftest import make_settings
+from tests.api.conftest import started_apps
 
 # What a leaked stack trace or internal detail looks like in a response body.
 LEAK_PATTERNS = re.compile(
@@ -43,20 +42,8 @@ def champion_bundle(trained_project) -> ModelBundle:
 
 @pytest.fixture
 def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    """Started in-process apps on a temp project (real SQLite); server exceptions become 500s, as in
-    production, so a test sees exactly what a client would."""
-    clients: list[TestClient] = []
-
-    def start(project: Path | None = None, **overrides: object) -> TestClient:
-        app = create_app(make_settings(project or tmp_path / "project", **overrides))
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
-
-    yield start
-    for client in reversed(clients):
-        client.__exit__(None, None, None)
+    """Server exceptions become 500s, as in production, so a test sees exactly what a client would."""
+    yield from started_apps(tmp_path, raise_server_exceptions=False)
 
 
 def post_form_from(url: str, path: str, form: dict[str, str], source_ip: str) -> tuple[int, dict]:

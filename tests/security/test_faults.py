@@ -33,7 +33,7 @@ import requests
 from accidents.config import Paths
 from accidents.features import SEED_EXAMPLE
 from accidents.registry import champion_version, client
-from tests.api.conftest import login, project_with_champion, register, set_champion, start_api
+from tests.api.conftest import login, project_with_champion, register, set_champion, start_api, wait_retrain_done
 from tests.security.conftest import assert_no_leak
 from tests.support.processes import free_port
 from tests.support.project import start_mlflow
@@ -48,16 +48,6 @@ def sha256(path: Path) -> str:
 
 def registry_champion(uri: str) -> str:
     return str(champion_version(client(uri)).version)
-
-
-def wait_run(api, headers: dict[str, str], run_id: str, timeout: float = 300) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body = api.get(f"/retrain/{run_id}", headers=headers).json()
-        if body["state"] in ("success", "failed"):
-            return body
-        time.sleep(0.5)
-    raise AssertionError(f"run {run_id} not done after {timeout} s")
 
 
 # --- MLflow down, SIGKILL during a swap ---------------------------------------------------------
@@ -169,7 +159,7 @@ def test_crashed_and_corrupt_training_runs_leave_the_champion_alone(pipeline_cop
         (root / "params.yaml").write_text(broken if fault == "crash" else params)
         started = api.post("/retrain", headers=admin)
         assert started.status_code == 202, started.text
-        run = wait_run(api, admin, started.json()["run_id"])
+        run = wait_retrain_done(api, admin, started.json()["run_id"], timeout=300, poll=0.5)
         assert run["state"] == "failed" and "exit code" in run["detail"], run
         assert run["promoted"] in (False, None)
         log = (root / "state" / "retrain" / f"{run['run_id']}.log").read_text()

@@ -1,4 +1,7 @@
-"""Where predictions run: one dedicated thread with OpenMP/BLAS limited to a single thread.
+"""Where big batches run: one dedicated thread with OpenMP/BLAS limited to a single thread.
+
+(Requests of a few rows are scored by the compiled trees right on the event loop: at most a few
+milliseconds, cheaper than a hand-off to this thread. See ModelBundle.uses_compiled.)
 
 On small machines the model's OpenMP pool (HistGradientBoosting) competes with the server's own
 threads: measured on 2 cores, one-row predict_proba drops from 26 ms to 4 ms under load with one

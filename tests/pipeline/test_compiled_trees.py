@@ -1,0 +1,96 @@
+"""The compiled copy of the trees: same probabilities as scikit-learn, used only where it is faster."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from accidents import compiled_trees
+from accidents.features import FEATURES, N_FEATURES
+from accidents.model_store import ModelBundle, ModelMetadata, read_bundle
+from accidents.modeling import split_xy
+
+METADATA = ModelMetadata("m", "1", "run", 0.4, "real", "2026-01-01T00:00:00+00:00", "test")
+
+
+def trained_on_probe_rows(model, fill_missing: bool = False):
+    x = compiled_trees.probe_rows(2000, seed=1)
+    x = np.nan_to_num(x, nan=0.0) if fill_missing else x
+    severe = (x[:, 0] > 5) ^ (np.random.default_rng(2).random(len(x)) < 0.2)
+    return model.fit(x, severe.astype(int))
+
+
+def with_missing_values(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    rng = np.random.default_rng(3)
+    for index, feature in enumerate(FEATURES):
+        if feature.nullable:
+            x[rng.random(len(x)) < 0.3, index] = np.nan
+    return x
+
+
+def test_real_champion_agrees_with_scikit_learn_on_the_whole_test_split(trained_project):
+    bundle = read_bundle(trained_project.root / "models" / "champion.zip")
+    assert bundle.compiled is not None
+    x, _ = split_xy(pd.read_csv(trained_project.root / "data" / "processed" / "test.csv"))
+    for rows in (x, with_missing_values(x)):
+        expected = bundle.model.predict_proba(rows)[:, 1]
+        np.testing.assert_allclose(bundle.compiled.predict_proba(rows), expected, rtol=0, atol=1e-12)
+        threshold = bundle.metadata.threshold
+        assert np.array_equal(bundle.compiled.predict_proba(rows) >= threshold, expected >= threshold)
+
+
+FAMILIES = [
+    HistGradientBoostingClassifier(max_iter=30, random_state=0),
+    RandomForestClassifier(n_estimators=5, random_state=0),
+]
+
+
+@pytest.mark.parametrize("model", FAMILIES, ids=["hist_gradient_boosting", "random_forest"])
+def test_both_families_compile_and_requests_go_where_they_are_fastest(model):
+    bundle = ModelBundle(trained_on_probe_rows(model), METADATA)
+    assert bundle.compiled is not None
+    few = with_missing_values(compiled_trees.probe_rows(compiled_trees.MAX_ROWS - 2, seed=7))
+    many = compiled_trees.probe_rows(compiled_trees.MAX_ROWS + 50, seed=8)
+    assert len(few) == compiled_trees.MAX_ROWS and len(many) > compiled_trees.MAX_ROWS
+    # bit-identical to the engine each size is routed to, and equal to the other within float noise
+    assert np.array_equal(bundle.predict_proba(few), bundle.compiled.predict_proba(few))
+    assert np.array_equal(bundle.predict_proba(many), bundle.model.predict_proba(many)[:, 1])
+    np.testing.assert_allclose(bundle.predict_proba(few), bundle.model.predict_proba(few)[:, 1], atol=1e-12)
+
+
+def test_a_model_treelite_cannot_import_is_served_by_scikit_learn(caplog):
+    model = trained_on_probe_rows(LogisticRegression(max_iter=50), fill_missing=True)
+    with caplog.at_level(logging.WARNING, logger=compiled_trees.__name__):
+        bundle = ModelBundle(model, METADATA)
+    assert bundle.compiled is None
+    assert "no compiled copy of LogisticRegression" in caplog.text
+    rows = compiled_trees.probe_rows(3, seed=4)
+    rows = np.nan_to_num(rows, nan=0.0)  # LogisticRegression has no missing-value support
+    assert np.array_equal(bundle.predict_proba(rows), model.predict_proba(rows)[:, 1])
+
+
+def test_a_compiled_copy_that_disagrees_is_not_used(monkeypatch, caplog):
+    model = trained_on_probe_rows(HistGradientBoostingClassifier(max_iter=10, random_state=0))
+    # Demand less than the floating-point noise the real comparison measures (exactly 0 passes
+    # any tolerance >= 0, hence a negative one): the refusal path runs on a real comparison.
+    monkeypatch.setattr(compiled_trees, "TOLERANCE", -1.0)
+    with caplog.at_level(logging.WARNING, logger=compiled_trees.__name__):
+        bundle = ModelBundle(model, METADATA)
+    assert bundle.compiled is None
+    assert "differs from scikit-learn" in caplog.text
+
+
+def test_probe_rows_respect_the_contract():
+    rows = compiled_trees.probe_rows(500, seed=5)
+    assert rows.shape == (502, N_FEATURES)
+    for index, feature in enumerate(FEATURES):
+        column = rows[:, index]
+        present = column[~np.isnan(column)]
+        assert feature.nullable or len(present) == len(column), feature.name
+        assert all(feature.violation(float(value)) is None for value in present), feature.name

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from accidents.features import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, N_FEATURES
+from accidents.features import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, N_FEATURES, MatrixCheck
 
 Loc = tuple[str | int, ...]
 
@@ -40,10 +40,19 @@ class PayloadError(Exception):
 MAX_REPORTED_PROBLEMS = 50
 
 
+# From this many rows on, a batch is first checked in one vectorized pass (about 5x faster for
+# 1,000 rows); below it the per-value check is cheaper than a handful of numpy calls.
+VECTORIZED_MIN_ROWS = 8
+PLAIN_VALUE_TYPES = frozenset({int, float, type(None)})
+CONTRACT = MatrixCheck()
+
+
 def parse_rows(body: bytes, max_rows: int) -> np.ndarray:
     """The validated (n, 28) float64 matrix of a /predict body; PayloadError with every problem otherwise."""
     payload = _load_json(body)
     rows, base = _rows_of(payload, max_rows)
+    if len(rows) >= VECTORIZED_MIN_ROWS and (matrix := _all_valid_matrix(rows)) is not None:
+        return matrix
     problems: list[Problem] = []
     matrix = np.empty((len(rows), N_FEATURES), dtype=np.float64)
     for index, row in enumerate(rows):
@@ -56,6 +65,27 @@ def parse_rows(body: bytes, max_rows: int) -> np.ndarray:
     if problems:
         raise PayloadError(problems[:MAX_REPORTED_PROBLEMS])
     return matrix
+
+
+def _all_valid_matrix(rows: list[Any]) -> np.ndarray | None:
+    """The matrix when every row is well formed and every value valid; None sends the request
+    through the row-by-row check, which names each problem."""
+    values = []
+    for row in rows:
+        if type(row) is dict:
+            if row.keys() != FEATURES_BY_NAME.keys():
+                return None
+            row = [row[name] for name in FEATURE_NAMES]
+        elif type(row) is not list or len(row) != N_FEATURES:
+            return None
+        if not PLAIN_VALUE_TYPES.issuperset(map(type, row)):  # bool, str, list...: not numbers
+            return None
+        values.append(row)
+    try:
+        matrix = np.array(values, dtype=np.float64)  # null -> NaN
+    except (OverflowError, ValueError, TypeError):
+        return None
+    return matrix if CONTRACT.accepts(matrix) else None
 
 
 def _load_json(body: bytes) -> Any:

@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
+
 TARGET = "grav"
 
 
@@ -127,6 +129,41 @@ def row_violations(values: Iterable[object]) -> list[tuple[str, str]]:
         for feature, value in zip(FEATURES, values, strict=True)
         if (reason := feature.violation(value)) is not None
     ]
+
+
+class MatrixCheck:
+    """Vectorized twin of `Feature.violation` for a whole float matrix (NaN = null), for big
+    batches: a few numpy operations answer "is every value valid?". It only says yes or no;
+    the per-value check names the problems."""
+
+    def __init__(self, features: tuple[Feature, ...] = FEATURES):
+        def bounds(feature: Feature) -> tuple[float, float]:
+            if feature.codes is not None:
+                return min(feature.codes), max(feature.codes)
+            low, high = feature.minimum, feature.maximum
+            return (-math.inf if low is None else low), (math.inf if high is None else high)
+
+        self._low, self._high = (np.array(column, dtype=float) for column in zip(*map(bounds, features), strict=True))
+        self._integer = np.array([feature.integer for feature in features])
+        self._nullable = np.array([feature.nullable for feature in features])
+        self._code_columns = np.array([i for i, feature in enumerate(features) if feature.codes is not None])
+        coded = [features[i].codes or frozenset() for i in self._code_columns]
+        self._allowed = np.zeros((len(coded), max(map(max, coded)) + 1), dtype=bool)  # [coded feature, code]
+        for row, codes in enumerate(coded):
+            self._allowed[row, sorted(codes)] = True
+        self._placeholder = np.array(SEED_EXAMPLE, dtype=float)  # a valid value per feature, put in nulls' place
+
+    def accepts(self, matrix: np.ndarray) -> bool:
+        missing = np.isnan(matrix)
+        if (missing & ~self._nullable).any():
+            return False
+        values = np.where(missing, self._placeholder, matrix)
+        if not np.isfinite(values).all() or ((values < self._low) | (values > self._high)).any():
+            return False
+        if (self._integer & (values != np.floor(values))).any():
+            return False
+        codes = values[:, self._code_columns].astype(np.int64)  # whole numbers within [min, max] code
+        return bool(self._allowed[np.arange(len(self._code_columns)), codes].all())
 
 
 assert N_FEATURES == 28 and not row_violations(SEED_EXAMPLE)

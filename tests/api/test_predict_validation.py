@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
+from api.prediction import VECTORIZED_MIN_ROWS
 from tests.api.conftest import login
 
 SEED = list(SEED_EXAMPLE)
@@ -78,6 +79,28 @@ def test_out_of_contract_values_name_the_field_and_rule(client, user, name, valu
     detail = problems(client.post("/predict", json={"features": with_value(name, value)}, headers=user))
     assert detail == [{"loc": ["body", "features", name], "msg": detail[0]["msg"], "type": "value_error"}]
     assert expected in detail[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("catv", 7), ("lat", 90.5), ("catu", 1.5), ("sexe", "1"), ("lum", True), ("catr", None), ("mois", [1]),
+     ("vma", 10**18), ("dep", -(2**62)), ("victim_age", 121)],
+)  # fmt: skip
+def test_big_batches_report_the_same_problems_as_single_rows(client, user, name, value):
+    """Batches of VECTORIZED_MIN_ROWS rows or more are checked in one vectorized pass first;
+    a single bad value anywhere still gets the precise per-value message."""
+    alone = problems(client.post("/predict", json={"features": with_value(name, value)}, headers=user))
+    rows: list[object] = [SEED, NAMED] * VECTORIZED_MIN_ROWS
+    rows[-3] = with_value(name, value)
+    in_batch = problems(client.post("/predict", json={"instances": rows}, headers=user))
+    assert in_batch == [{**alone[0], "loc": ["body", "instances", len(rows) - 3, name]}]
+
+
+def test_big_valid_batches_with_nulls_pass_validation(client, user):
+    nullable = [feature.name for feature in FEATURES if feature.nullable]
+    rows = [with_value(nullable[0], None), {**NAMED, nullable[-1]: None}] * VECTORIZED_MIN_ROWS
+    response = client.post("/predict", json={"instances": rows}, headers=user)
+    assert response.status_code == 503, response.text  # valid: only the missing model stops it
 
 
 def test_named_payload_errors(client, user):

@@ -64,19 +64,22 @@ def percentiles_ms(samples: list[float]) -> dict[str, float]:
 
 
 def bench_floor(champion: Path, batch: np.ndarray) -> dict[str, Any]:
-    """In-process predict_proba: the floor any server adds its overhead to.
+    """In-process scoring: the floor any server adds its overhead to.
 
-    Measured with OpenMP limited to one thread, as the API runs its model (api/inference.py),
-    and with the library default (all cores), as `mlflow models serve` runs it.
+    `one_row` / `batch_1000`: what the API calls (ModelBundle.predict_proba: the compiled trees
+    for a few rows, scikit-learn for big batches), one thread as the API runs it. The
+    `sklearn_*` figures are the model's own predict_proba, with one thread and with the
+    library's default threads (as `mlflow models serve` runs it).
     """
     bundle = read_bundle(champion)
     one = np.asarray([SEED_EXAMPLE], dtype=float)
-    result: dict[str, Any] = {}
-    for threads in (1, None):
+    engines = {"": (bundle.predict_proba, 1), "sklearn_": (bundle.model.predict_proba, 1),
+               "sklearn_default_threads_": (bundle.model.predict_proba, None)}  # fmt: skip
+    result: dict[str, Any] = {"compiled_trees": bundle.compiled is not None}
+    for prefix, (predict, threads) in engines.items():
         with threadpool_limits(limits=threads):
             for name, rows, count in (("one_row", one, 2000), ("batch_1000", batch, 200)):
-                key = name if threads == 1 else f"{name}_default_threads"
-                result[key] = percentiles_ms(_time_calls(bundle.predict_proba, rows, count))
+                result[prefix + name] = percentiles_ms(_time_calls(predict, rows, count))
     return result
 
 
@@ -263,7 +266,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; {m['date']}.",
         "",
-        "| measure | our API | MLflow `models serve` | in-process floor (1 thread) |",
+        "| measure | our API | MLflow `models serve` | in-process floor (what the API calls, 1 thread) |",
         "|---|---|---|---|",
         f"| 1 row, 1 connection: p50 / p99 | {api['single_c1']['p50_ms']:.2f} / {api['single_c1']['p99_ms']:.2f} ms "
         f"| {peer['single_c1']['p50_ms']:.2f} / {peer['single_c1']['p99_ms']:.2f} ms "
@@ -272,9 +275,11 @@ def markdown(results: dict[str, Any]) -> str:
         f"| {peer['single_c16']['rps']:.0f} ({peer['single_c16']['p99_ms']:.1f} ms) | |",
         f"| 1,000 rows, 1 connection: p50 | {api['batch_c1']['p50_ms']:.1f} ms | {peer['batch_c1']['p50_ms']:.1f} ms "
         f"| {floor['batch_1000']['p50_ms']:.1f} ms |",
-        "| floor with the library's default threads: 1 row / 1,000 rows p50 | | "
-        f"| {floor['one_row_default_threads']['p50_ms']:.2f} / "
-        f"{floor['batch_1000_default_threads']['p50_ms']:.1f} ms |",
+        "| floor, scikit-learn's own predict_proba, 1 thread: 1 row / 1,000 rows p50 | | "
+        f"| {floor['sklearn_one_row']['p50_ms']:.2f} / {floor['sklearn_batch_1000']['p50_ms']:.1f} ms |",
+        "| floor, scikit-learn, library's default threads: 1 row / 1,000 rows p50 | | "
+        f"| {floor['sklearn_default_threads_one_row']['p50_ms']:.2f} / "
+        f"{floor['sklearn_default_threads_batch_1000']['p50_ms']:.1f} ms |",
         f"| resident memory | {api['rss_mb']:.0f} MB | {peer['rss_mb']:.0f} MB | |",
         "",
         "| ratio (same run) | measured | goal |",

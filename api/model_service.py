@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -179,11 +178,9 @@ class ModelService:
 
     def _client(self) -> MlflowClient:
         """An MLflow client, after a short reachability probe (the client itself retries for long)."""
-        if self.tracking_uri.startswith(("http://", "https://")):
-            try:
-                httpx.get(f"{self.tracking_uri.rstrip('/')}/health", timeout=self.timeout_seconds).raise_for_status()
-            except httpx.HTTPError as error:
-                raise RegistryUnavailableError(f"MLflow at {self.tracking_uri} is unreachable: {error}") from error
+        reason = registry.unreachable_reason(self.tracking_uri, self.timeout_seconds)
+        if reason is not None:
+            raise RegistryUnavailableError(reason)
         return registry.client(self.tracking_uri)
 
     def registry_champion(self) -> tuple[str, int] | None:

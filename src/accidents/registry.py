@@ -83,13 +83,21 @@ def load_champion(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelB
     return None if version is None else load_version(mlflow_client, version)
 
 
-def is_reachable(uri: str, timeout: float = 3.0) -> bool:
-    """True when an http(s) tracking server answers /health (other URIs: local stores, True)."""
+def unreachable_reason(uri: str, timeout: float = 3.0) -> str | None:
+    """Why an http(s) tracking server does not answer /health, or None when it does.
+
+    A short probe: MLflow's own client retries for minutes. Other URIs (local stores): None.
+    """
     if not uri.startswith(("http://", "https://")):
-        return True
+        return None
     import requests
 
     try:
-        return requests.get(uri.rstrip("/") + "/health", timeout=timeout).ok
-    except requests.RequestException:
-        return False
+        requests.get(uri.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+    except requests.RequestException as error:
+        return f"MLflow at {uri} is unreachable: {error}"
+    return None
+
+
+def is_reachable(uri: str, timeout: float = 3.0) -> bool:
+    return unreachable_reason(uri, timeout) is None

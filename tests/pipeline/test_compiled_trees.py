@@ -58,6 +58,7 @@ def test_both_families_compile_and_requests_go_where_they_are_fastest(model):
     few = with_missing_values(compiled_trees.probe_rows(compiled_trees.MAX_ROWS - 2, seed=7))
     many = compiled_trees.probe_rows(compiled_trees.MAX_ROWS + 50, seed=8)
     assert len(few) == compiled_trees.MAX_ROWS and len(many) > compiled_trees.MAX_ROWS
+    assert bundle.uses_compiled(len(few)) and not bundle.uses_compiled(len(many))
     # bit-identical to the engine each size is routed to, and equal to the other within float noise
     assert np.array_equal(bundle.predict_proba(few), bundle.compiled.predict_proba(few))
     assert np.array_equal(bundle.predict_proba(many), bundle.model.predict_proba(many)[:, 1])

@@ -139,12 +139,16 @@ def get_me(token: Callable[[Arena, Any], str]) -> Request:
     return lambda a, key: a.client.get("/users/me", headers=bearer(token(a, key)))
 
 
-def predict_raw(body: str | bytes, content_type: str = "application/json", as_admin: bool = False) -> Request:
+def post_raw(path: str, body: str | bytes, content_type: str, as_admin: bool = False) -> Request:
     def call(a: Arena, _key):
         headers = {**(a.admin if as_admin else a.user), "Content-Type": content_type}
-        return a.client.post("/predict", content=body, headers=headers)
+        return a.client.post(path, content=body, headers=headers)
 
     return call
+
+
+def predict_raw(body: str | bytes, content_type: str = "application/json", as_admin: bool = False) -> Request:
+    return post_raw("/predict", body, content_type, as_admin)
 
 
 _LOGIN_CLIENTS = iter(range(100, 250))
@@ -288,24 +292,13 @@ MATRIX: list[tuple[str, Request, int]] = [
         ),
         422,
     ),
-    (
-        "form-encoded on POST /users",
-        lambda a, k: a.client.post(
-            "/users",
-            content="username=eve&password=long-enough-1",
-            headers={**a.admin, "Content-Type": "application/x-www-form-urlencoded"},
-        ),
-        422,
-    ),
-    (
-        "text/plain on POST /users/me/password",
-        lambda a, k: a.client.post(
-            "/users/me/password",
-            content='{"current_password": "mallory-password", "new_password": "hijacked-password"}',
-            headers={**a.user, "Content-Type": "text/plain"},
-        ),
-        422,
-    ),
+    ("form-encoded on POST /users",
+     post_raw("/users", "username=eve&password=long-enough-1", "application/x-www-form-urlencoded", as_admin=True),
+     422),
+    ("text/plain on POST /users/me/password",
+     post_raw("/users/me/password", '{"current_password": "mallory-password", "new_password": "hijacked-password"}',
+              "text/plain"),
+     422),
     (
         "JSON on /auth/token",
         lambda a, k: a.client.post("/auth/token", json={"username": "admin", "password": ADMIN[1]}),

@@ -6,10 +6,13 @@ payload answers 503 here (no model yet), which is itself checked.
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
-from api.prediction import VECTORIZED_MIN_ROWS
+from api.prediction import VECTORIZED_MIN_ROWS, _all_valid_matrix, parse_rows
 from tests.api.conftest import login
 
 SEED = list(SEED_EXAMPLE)
@@ -165,3 +168,16 @@ def test_body_size_limit_is_413(app_factory):
 
     assert post_raw(small, headers, chunks()).status_code == 413
     assert post_raw(small, headers, str({"features": SEED}).replace("'", '"')).status_code == 503
+
+
+def test_valid_big_batches_take_the_vectorized_path():
+    """The fast path itself (its speed is measured by `make bench`): valid list and named rows,
+    nulls where allowed, give the same matrix as the per-value check; any problem gives None."""
+    nullable = next(feature.name for feature in FEATURES if feature.nullable)
+    rows: list[object] = [SEED, NAMED, with_value(nullable, None)] * VECTORIZED_MIN_ROWS
+    matrix = _all_valid_matrix(rows)
+    assert matrix is not None and matrix.shape == (len(rows), N_FEATURES)
+    body = json.dumps({"instances": rows[: VECTORIZED_MIN_ROWS - 1]}).encode()  # below: per-value path
+    np.testing.assert_array_equal(matrix[: VECTORIZED_MIN_ROWS - 1], parse_rows(body, 1000))
+    for bad in (with_value("catv", 7), with_value("lum", True), {**NAMED, "speed": 3}, SEED[:-1]):
+        assert _all_valid_matrix([*rows, bad]) is None

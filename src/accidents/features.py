@@ -15,6 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 TARGET = "grav"
+# Kept beside the 28 features in the processed splits, never model inputs: the accident's
+# official id (joins logged predictions with labels) and its date (temporal splits, per-month
+# evaluation). ACCIDENT_ID values are strings of digits (BAAC `Num_Acc`, e.g. "202100000001"),
+# ACCIDENT_DATE values ISO dates ("2021-07-14").
+ACCIDENT_ID = "Num_Acc"
+ACCIDENT_DATE = "date"
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError
 from api.prediction import PayloadError
@@ -42,6 +42,15 @@ def add_exception_handlers(app: FastAPI) -> None:
             {"detail": "users database unavailable (locked, read-only or unreachable): retry later"},
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(DataError)
+    async def _unstorable_value(request: Request, error: DataError) -> JSONResponse:
+        # Inputs are validated before they reach the database (api.db.crud.find_user, the schemas):
+        # this is the safety net for a value the database refuses (PostgreSQL: NUL byte, too long).
+        logger.error("database refused a value on %s %s: %s", request.method, request.url.path, error.orig)
+        return JSONResponse(
+            {"detail": "a value in the request cannot be stored"}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
         )
 
     @app.exception_handler(Exception)

@@ -8,9 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
+from api.core.config import USERNAME_PATTERN
 from api.db.models import Role
-
-USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 
 class Token(BaseModel):

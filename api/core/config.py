@@ -8,6 +8,7 @@ imports nothing from the app.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +23,15 @@ DEMO_ADMIN_USERNAME = "admin"
 DEMO_ADMIN_PASSWORD = "admin123"  # noqa: S105 - the documented local demo credential
 DEMO_AIRFLOW_USERNAME = "admin"
 DEMO_AIRFLOW_PASSWORD = "admin"  # noqa: S105 - Airflow's documented local demo credential
+# What every username matches, ADMIN_USERNAME included: checked before any name reaches the
+# database (PostgreSQL rejects NUL bytes and names over the column's 64 characters with an error).
+USERNAME_MAX_LENGTH = 64
+USERNAME_PATTERN = rf"^[A-Za-z0-9_.@-]{{1,{USERNAME_MAX_LENGTH}}}$"
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+def valid_username(name: str) -> bool:
+    return _USERNAME.fullmatch(name) is not None
 
 
 class Environment(StrEnum):
@@ -47,7 +57,7 @@ class Settings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_secret_file: Path | None = None  # default <state>/jwt_secret (local mode only)
     access_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
-    admin_username: str = DEMO_ADMIN_USERNAME
+    admin_username: str = Field(default=DEMO_ADMIN_USERNAME, pattern=USERNAME_PATTERN)
     admin_password: SecretStr | None = None  # local default: the demo password
     admin_password_hash: SecretStr | None = None  # argon2 or bcrypt (seed style); wins over the password
     password_min_length: int = Field(default=8, ge=1)

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.core.auth_cache import AuthState
-from api.core.config import Settings
+from api.core.config import Settings, valid_username
 from api.core.security import hash_password
 from api.db.engine import Database
 from api.db.models import Role, User
@@ -18,6 +18,11 @@ logger = logging.getLogger(__name__)
 
 
 def find_user(session: Session, username: str) -> User | None:
+    """The user named `username`; None, without a query, for a name no user can have. Every
+    username a client sends (login form, `{username}` paths, token subjects) comes through here:
+    PostgreSQL answers a NUL byte or an over-long name with an error, not with "no row"."""
+    if not valid_username(username):
+        return None
     return session.scalar(select(User).where(User.username == username))
 
 

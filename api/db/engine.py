@@ -1,4 +1,4 @@
-"""Connections: one engine and session factory per app (SQLite pragmas, PostgreSQL pre-ping)."""
+"""Connections: one engine and session factory per app (SQLite pragmas, PostgreSQL lock timeout)."""
 
 from __future__ import annotations
 
@@ -42,12 +42,16 @@ class Database:
 
 def _engine(url: str, busy_timeout_seconds: float) -> Engine:
     parsed = make_url(url)
+    milliseconds = int(busy_timeout_seconds * 1000)
+    if parsed.drivername.startswith("postgresql"):
+        # As SQLite's busy timeout: a row or table lock held by another writer fails the statement
+        # after the timeout (LockNotAvailable, an OperationalError: 503) instead of hanging.
+        return create_engine(url, pool_pre_ping=True, connect_args={"options": f"-c lock_timeout={milliseconds}"})
     if not parsed.drivername.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
-    milliseconds = int(busy_timeout_seconds * 1000)
 
     def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
         cursor = connection.cursor()

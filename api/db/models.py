@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, DateTime, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-USERNAME_MAX_LENGTH = 64
+from api.core.config import USERNAME_MAX_LENGTH
 
 
 class Role(StrEnum):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Response, status
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.core.config import Settings
@@ -49,7 +50,11 @@ def create_user(body: UserCreate, _: AdminUser, session: SessionDep, settings: S
     _check_password(body.password, settings)
     user = User(username=body.username, password_hash=hash_password(body.password), role=body.role.value)
     session.add(user)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:  # created by a concurrent request between the check above and this insert
+        session.rollback()
+        raise HTTPException(status.HTTP_409_CONFLICT, f"user {body.username!r} already exists") from None
     return user
 
 

@@ -1,4 +1,5 @@
-"""API test helpers: in-process apps (TestClient, real SQLite in a temp dir) and real uvicorn processes."""
+"""API test helpers: in-process apps (TestClient, real SQLite in a temp dir or a real PostgreSQL
+server) and real uvicorn processes."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from accidents.model_store import TRUSTED_TYPES, ModelBundle, read_bundle, write
 from accidents.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD, TAG_TRAINED_AT
 from api.core.config import Settings
 from api.main import create_app
+from tests.support.postgres import PostgresServer, start_postgres
 from tests.support.processes import ManagedProcess, free_port, start_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +51,18 @@ def make_settings(project: Path, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)
 
 
-def started_apps(tmp_path: Path, raise_server_exceptions: bool = True) -> Iterator[Callable[..., TestClient]]:
+def started_apps(
+    tmp_path: Path, raise_server_exceptions: bool = True, database_url: str | None = None
+) -> Iterator[Callable[..., TestClient]]:
     """Yields a starter of in-process apps (lifespan run) on a temp project; closes them all after.
 
     raise_server_exceptions=False turns server errors into 500 responses, as a client sees them.
+    database_url: the users DB of every app started (None: SQLite under each project's state dir).
     """
     clients: list[TestClient] = []
 
     def start(project: Path | None = None, **overrides: object) -> TestClient:
+        overrides.setdefault("database_url", database_url)
         app = create_app(make_settings(project or tmp_path / "project", **overrides))
         client = TestClient(app, raise_server_exceptions=raise_server_exceptions)
         client.__enter__()
@@ -71,6 +77,28 @@ def started_apps(tmp_path: Path, raise_server_exceptions: bool = True) -> Iterat
 @pytest.fixture
 def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     yield from started_apps(tmp_path)
+
+
+# --- the users DB on both backends ---------------------------------------------------------
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (started on first use, stopped by PID)."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request) -> str | None:
+    """Parametrizes a test over both users-DB backends: None (SQLite, the local default) or a
+    fresh database on the real PostgreSQL server, with compose's URL form (psycopg 3)."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").new_database()
 
 
 def wait_retrain_done(client, headers: dict[str, str], run_id: str, timeout: float = 30, poll: float = 0.2) -> dict:

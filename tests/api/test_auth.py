@@ -1,4 +1,5 @@
-"""Authentication: tokens, every way a token must fail, roles, revocation, throttling."""
+"""Authentication: tokens, every way a token must fail, roles, revocation, throttling, and every
+place a username enters; each test runs on both users-DB backends (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,16 @@ import json
 import stat
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pwdlib.hashers.bcrypt import BcryptHasher
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from api.core.security import REQUIRED_CLAIMS
-from tests.api.conftest import ADMIN, create_user, login
+from tests.api.conftest import ADMIN, create_user, login, started_apps
 
 PROTECTED = [("GET", "/users/me"), ("POST", "/predict"), ("GET", "/model"), ("POST", "/retrain"), ("GET", "/users")]
 ADMIN_ONLY = [
@@ -27,6 +29,12 @@ ADMIN_ONLY = [
     ("GET", "/retrain/local-20250101T000000-00000000"),
     ("POST", "/model/reload"),
 ]
+
+
+@pytest.fixture
+def app_factory(tmp_path, database_url):
+    """Every test here runs on SQLite and on PostgreSQL (the `database_url` parameter)."""
+    yield from started_apps(tmp_path, database_url=database_url)
 
 
 def secret_of(tmp_path: Path) -> str:
@@ -205,10 +213,8 @@ def test_seed_style_bcrypt_hash_is_accepted_and_upgraded_to_argon2(app_factory, 
     assert bcrypt_hash.startswith("$2")
     client = app_factory(admin_password_hash=bcrypt_hash)
     login(client, "admin", "seed-password")
-    engine = create_engine(f"sqlite:///{tmp_path / 'project' / 'state' / 'api.db'}")
-    with engine.connect() as connection:
+    with client.app.state.services.database.engine.connect() as connection:
         stored = connection.execute(text("select password_hash from users where username='admin'")).scalar_one()
-    engine.dispose()
     assert stored.startswith("$argon2id$")
     login(client, "admin", "seed-password")  # the upgraded hash verifies too
     assert client.post("/auth/token", data={"username": "admin", "password": "admin123"}).status_code == 401
@@ -253,3 +259,75 @@ def test_another_replicas_changes_apply_within_the_auth_cache_delay(app_factory,
     assert first.get("/users/me", headers=erin).status_code == 401
     time.sleep(0.6)
     assert second.get("/users/me", headers=erin).status_code == 401
+
+
+# --- every place a username enters is checked before the database (PostgreSQL refuses NUL bytes
+# and names over the column's length with an error; SQLite answers "no row")
+
+BAD_NAMES = ["ab\x00cd", "admin\x00", "a" * 65, "admin\n", "ad min", ""]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_login_with_a_name_no_user_can_have_is_the_unknown_user_401(client, name):
+    unknown = client.post("/auth/token", data={"username": "nobody-here", "password": "x"})
+    response = client.post("/auth/token", data={"username": name, "password": ADMIN[1]})
+    if name == "":  # the form itself requires a username
+        assert response.status_code == 422
+        return
+    assert response.status_code == 401 and response.json() == unknown.json()  # says nothing about why
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_NAMES if n], ids=repr)
+@pytest.mark.parametrize("method", ["PATCH", "DELETE"])
+def test_username_paths_with_a_name_no_user_can_have_are_404(client, method, name):
+    admin = login(client)
+    body = {"disabled": True} if method == "PATCH" else None
+    response = client.request(method, f"/users/{quote(name, safe='')}", json=body, headers=admin)
+    assert response.status_code == 404, response.text
+    assert client.get("/users", headers=admin).json()[0]["disabled"] is False  # nothing changed
+
+
+def test_user_creation_refuses_bad_names_and_stores_any_password(client):
+    admin = login(client)
+    for name in BAD_NAMES:
+        response = client.post("/users", json={"username": name, "password": "long-enough-1"}, headers=admin)
+        assert response.status_code == 422, (name, response.text)
+    created = client.post("/users", json={"username": "nul", "password": "with\x00nul-byte"}, headers=admin)
+    assert created.status_code == 201, created.text  # a password is hashed, never stored as text
+    login(client, "nul", "with\x00nul-byte")
+
+
+def test_password_change_with_nul_bytes_answers_like_any_wrong_or_new_password(client):
+    admin = login(client)
+    user = create_user(client, admin, "olga")
+    wrong = client.post(
+        "/users/me/password", json={"current_password": "olga\x00password", "new_password": "new-pass-1"}, headers=user
+    )
+    assert wrong.status_code == 400, wrong.text
+    changed = client.post(
+        "/users/me/password", json={"current_password": "olga-password", "new_password": "new\x00pass-1"}, headers=user
+    )
+    assert changed.status_code == 200, changed.text
+    login(client, "olga", "new\x00pass-1")
+    reset = client.patch("/users/olga", json={"password": "reset\x00pass-1"}, headers=admin)
+    assert reset.status_code == 200, reset.text
+
+
+def test_token_whose_subject_no_user_can_have_is_401(client, tmp_path):
+    token = jwt.encode(claims(sub="ad\x00min"), secret_of(tmp_path), "HS256")
+    assert client.get("/users/me", headers=bearer(token)).status_code == 401
+
+
+def test_concurrent_creations_of_one_user_give_one_201_and_409s_never_a_500(client):
+    """Check-then-insert races: the unique index decides, the loser gets the same 409 as a late caller."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    admin = login(client)
+
+    def create(_: int) -> int:
+        body = {"username": "twin", "password": "long-enough-1"}
+        return client.post("/users", json=body, headers=admin).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(create, range(8)))
+    assert statuses == [201] + [409] * 7, statuses

@@ -125,3 +125,11 @@ def test_empty_values_mean_unset(tmp_path):
     settings = make_settings(tmp_path, state_dir="", admin_password="", jwt_secret="", database_url="")
     assert settings.state_path == tmp_path / "state" and settings.admin_password_value() == "admin123"
     assert settings.database.startswith("sqlite:///") and settings.jwt_secret is None
+
+
+@pytest.mark.parametrize("name", ["ad\x00min", "a" * 65, "ad min", ""])
+def test_admin_username_must_be_a_valid_username(tmp_path, name):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="admin_username"):
+        make_settings(tmp_path, admin_username=name)

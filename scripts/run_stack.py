@@ -36,13 +36,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from stack_supervisor import Console, Service, StackError, Supervisor, http_get, port_problem, post_json
+from dotenv import dotenv_values
+from stack_supervisor import (
+    ConfigurationError,
+    Console,
+    Service,
+    StackError,
+    Supervisor,
+    http_get,
+    port_problem,
+    post_json,
+)
 
 from accidents import config
+from api.core.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, DEMO_AIRFLOW_PASSWORD, DEMO_AIRFLOW_USERNAME
 
 PROJECT = Path(__file__).resolve().parents[1]
-DEMO_API_ADMIN = ("admin", "admin123")  # the API's documented local demo login
-DEMO_AIRFLOW_ADMIN = ("admin", "admin")
 # Access-log lines of health polls: kept in logs/<service>.log, not echoed on the console.
 QUIET = re.compile(
     r'"GET /(health|ready|api/v2/monitor/health|api/v2/version)[ ?]'
@@ -90,20 +99,10 @@ class Settings:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a .env file (comments, blank lines and `export ` prefixes allowed)."""
-    values: dict[str, str] = {}
+    """The KEY=VALUE pairs of a .env file (python-dotenv, the parser pydantic-settings uses too)."""
     if not path.is_file():
-        return values
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.removeprefix("export ").split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
+        return {}
+    return {key: value for key, value in dotenv_values(path, interpolate=False).items() if value is not None}
 
 
 def load_settings(project: Path = PROJECT, environ: dict[str, str] | None = None) -> Settings:
@@ -112,19 +111,19 @@ def load_settings(project: Path = PROJECT, environ: dict[str, str] | None = None
     def port(name: str, default: int) -> int:
         value = env.get(name) or str(default)
         if not value.isdigit() or not 0 < int(value) < 65536:
-            raise StackError(f"{name}={value!r} is not a TCP port")
+            raise ConfigurationError(f"{name}={value!r} is not a TCP port")
         return int(value)
 
-    api_username = env.get("ADMIN_USERNAME") or DEMO_API_ADMIN[0]
-    api_password = env.get("ADMIN_PASSWORD") or DEMO_API_ADMIN[1]
+    api_username = env.get("ADMIN_USERNAME") or DEMO_ADMIN_USERNAME
+    api_password = env.get("ADMIN_PASSWORD") or DEMO_ADMIN_PASSWORD
     return Settings(
         project=project,
         host=env.get("STACK_HOST") or config.DEFAULT_HOST,
         api_port=port("API_PORT", config.API_PORT),
         mlflow_port=port("MLFLOW_PORT", config.MLFLOW_PORT),
         airflow_port=port("AIRFLOW_PORT", config.AIRFLOW_PORT),
-        airflow_username=env.get("AIRFLOW_USERNAME") or DEMO_AIRFLOW_ADMIN[0],
-        airflow_password=env.get("AIRFLOW_PASSWORD") or DEMO_AIRFLOW_ADMIN[1],
+        airflow_username=env.get("AIRFLOW_USERNAME") or DEMO_AIRFLOW_USERNAME,
+        airflow_password=env.get("AIRFLOW_PASSWORD") or DEMO_AIRFLOW_PASSWORD,
         api_username=env.get("ACCIDENTS_API_USERNAME") or api_username,
         api_password=env.get("ACCIDENTS_API_PASSWORD") or api_password,
         env=env,
@@ -148,7 +147,7 @@ def mlflow_env(s: Settings) -> dict[str, str]:
         **base_env(s),
         "MLFLOW_HOST": s.host,
         "MLFLOW_PORT": str(s.mlflow_port),
-        "MLFLOW_STATE_DIR": s.env.get("MLFLOW_STATE_DIR") or str(s.project / "mlruns"),
+        "MLFLOW_STATE_DIR": s.env.get("MLFLOW_STATE_DIR") or str(config.Paths(s.project).mlruns),
     }
 
 
@@ -216,13 +215,15 @@ def check_ports(s: Settings) -> None:
     if len({s.mlflow_port, s.airflow_port, s.api_port}) < 3:
         problems.append("  MLFLOW_PORT, AIRFLOW_PORT and API_PORT must differ")
     if problems:
-        raise StackError("cannot start the stack:\n" + "\n".join(problems) + "\n  (is another `make run` running?)")
+        raise ConfigurationError(
+            "cannot start the stack:\n" + "\n".join(problems) + "\n  (is another `make run` running?)"
+        )
 
 
 def check_venvs(s: Settings) -> None:
     for venv, target in ((".venv", "make setup"), (".venv-airflow", "make setup-airflow")):
         if not (s.project / venv / "bin" / "python").exists():
-            raise StackError(f"{s.project / venv} is missing: run `{target}` (or just `make run`)")
+            raise ConfigurationError(f"{s.project / venv} is missing: run `{target}` (or just `make run`)")
 
 
 def airflow_secrets(s: Settings) -> dict[str, str]:
@@ -308,24 +309,33 @@ def dag_import_errors(s: Settings) -> str:
 # ------------------------------------------------------------------------------------------- run
 
 
+def api_login(s: Settings) -> tuple[str, str]:
+    """The API admin's (username, password as the banner may show it): the demo password, or the
+    name of the variable that holds the real one (never its value)."""
+    username = s.env.get("ADMIN_USERNAME") or DEMO_ADMIN_USERNAME
+    if s.env.get("ADMIN_PASSWORD"):
+        return username, "$ADMIN_PASSWORD"
+    if s.env.get("ADMIN_PASSWORD_HASH"):
+        return username, "<the password of ADMIN_PASSWORD_HASH>"
+    return username, DEMO_ADMIN_PASSWORD
+
+
 def banner(s: Settings, seconds: float) -> str:
-    api_login = f"{s.env.get('ADMIN_USERNAME') or DEMO_API_ADMIN[0]} / " + (
-        "(ADMIN_PASSWORD)" if s.env.get("ADMIN_PASSWORD") or s.env.get("ADMIN_PASSWORD_HASH") else DEMO_API_ADMIN[1]
-    )
+    api_username, api_password = api_login(s)
     airflow_login = f"{s.airflow_username} / " + (
-        "(AIRFLOW_PASSWORD)" if s.env.get("AIRFLOW_PASSWORD") else DEMO_AIRFLOW_ADMIN[1]
+        "$AIRFLOW_PASSWORD" if s.env.get("AIRFLOW_PASSWORD") else DEMO_AIRFLOW_PASSWORD
     )
     data = s.env.get(config.ENV_DATA_DIR) or "not set (download, else synthetic demo data)"
     return f"""
 ================================================================================
  accidents-mlops is up ({seconds:.0f} s). Ctrl-C stops everything.
-   API      {s.api_url}/docs   login {api_login}
+   API      {s.api_url}/docs   login {api_username} / {api_password}
    Airflow  {s.airflow_url}        login {airflow_login}   DAG {config.DAG_ID}
    MLflow   {s.mlflow_url}        model {config.MODEL_NAME}, alias {config.CHAMPION_ALIAS}
    data     {config.ENV_DATA_DIR}={data}
    logs     {s.logs}/<service>.log    state {s.state}
  Try:
-   TOKEN=$(curl -s -X POST {s.api_url}/auth/token -d "username={DEMO_API_ADMIN[0]}&password={DEMO_API_ADMIN[1]}" \\
+   TOKEN=$(curl -s -X POST {s.api_url}/auth/token -d "username={api_username}&password={api_password}" \\
            | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
    curl -X POST {s.api_url}/retrain -H "Authorization: Bearer $TOKEN"
 ================================================================================""".rstrip()
@@ -417,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings()
     except StackError as error:
         print(f"run_stack: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     sup = Supervisor(settings.logs, console)
     sup.install_signal_handlers()
     code = 0
@@ -432,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
             code = 1
     except StackError as error:
         sup.say(f"ERROR: {error}")
-        code = 2 if "cannot start the stack" in str(error) or "is missing" in str(error) else 1
+        code = error.exit_code
     except KeyboardInterrupt:
         code = 130
     finally:

@@ -3,6 +3,14 @@
 Each service runs in its own session (process group), its output is prefixed on the console and
 copied to `<logs>/<name>.log`; stopping signals the whole group and then any descendant that
 escaped it (Airflow runs task commands in new sessions), by PID. Standard library only.
+
+Why not honcho's Manager (or supervisord): they prefix output and stop everything, which is
+the easy part here; what `make run` needs besides is start order with readiness gates between
+starts (MLflow healthy before the first training, the Airflow API server before the scheduler),
+one-off commands streamed like services (`airflow db migrate`, the first pipeline run), stopping
+the descendants that leave the process group (Airflow task commands start their own sessions),
+and PDEATHSIG so nothing outlives a killed supervisor. honcho starts all processes at once and
+signals only the groups it created; its Printer is ~40 lines like `Console`. Neither is in the lock.
 """
 
 from __future__ import annotations
@@ -30,7 +38,15 @@ COLORS = ("36", "35", "33", "32", "34", "31", "96", "95")
 
 
 class StackError(Exception):
-    """A problem to report in one clear sentence (no traceback)."""
+    """A problem to report in one clear sentence (no traceback); `make run` exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigurationError(StackError):
+    """Nothing was started: a setting, a port or a venv to fix first."""
+
+    exit_code = 2
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -290,6 +306,7 @@ class Supervisor:
                 raise KeyboardInterrupt
             for service in services:
                 if not service.alive():
+                    service.wait(timeout=5)  # its last lines are read before they are reported
                     tail = "\n".join(list(service.tail)[-25:])
                     raise StackError(
                         f"{service.name} exited with code {service.returncode()} while waiting for {what}; "
@@ -306,11 +323,9 @@ class Supervisor:
         while not self._stopping.wait(0.5):
             for service in self.services:
                 if not service.alive() and not service.expected_exit:
+                    service.wait(timeout=5)  # its output fully read: the caller shows the tail
                     return service
         return None
-
-    def request_stop(self, *_: object) -> None:
-        self._stopping.set()
 
     def install_signal_handlers(self) -> None:
         def handler(signum: int, _frame: object) -> None:

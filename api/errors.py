@@ -7,12 +7,13 @@ import logging
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InternalError, OperationalError
 
 from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError
 from api.prediction import PayloadError
 
 logger = logging.getLogger("api")
+READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE for a write in a read-only transaction
 
 
 def add_exception_handlers(app: FastAPI) -> None:
@@ -37,12 +38,15 @@ def add_exception_handlers(app: FastAPI) -> None:
     @app.exception_handler(OperationalError)
     async def _database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
         # locked past the busy timeout, read-only, disk full, server gone: the client may retry later
-        logger.error("users database unavailable on %s %s: %s", request.method, request.url.path, error.orig)
-        return JSONResponse(
-            {"detail": "users database unavailable (locked, read-only or unreachable): retry later"},
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "5"},
-        )
+        return _unavailable_database(request, error)
+
+    @app.exception_handler(InternalError)
+    async def _database_internal(request: Request, error: InternalError) -> JSONResponse:
+        # PostgreSQL reports a read-only database (a failed-over replica, default_transaction_read_only)
+        # as an InternalError (SQLSTATE 25006), SQLite as an OperationalError: both are a 503
+        if getattr(error.orig, "sqlstate", None) == READ_ONLY_SQL_TRANSACTION:
+            return _unavailable_database(request, error)
+        return await _unexpected(request, error)
 
     @app.exception_handler(DataError)
     async def _unstorable_value(request: Request, error: DataError) -> JSONResponse:
@@ -57,3 +61,12 @@ def add_exception_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
         return JSONResponse({"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def _unavailable_database(request: Request, error: DBAPIError) -> JSONResponse:
+    logger.error("users database unavailable on %s %s: %s", request.method, request.url.path, error.orig)
+    return JSONResponse(
+        {"detail": "users database unavailable (locked, read-only or unreachable): retry later"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real MLflow server and a project copy where the real pipeline ran."""
+"""Shared fixtures: a real MLflow server, a project copy where the real pipeline ran, and the
+users DB on both backends (SQLite, a real PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.postgres import BACKENDS, PostgresServer, start_postgres, users_database
 from tests.support.project import Project, copy_project, data_dir, start_mlflow
 
 
@@ -35,3 +37,18 @@ def trained_project(tmp_path_factory, mlflow_server, baac_dir) -> Project:
     project = copy_project(tmp_path_factory.mktemp("project"), mlflow_server)
     project.retrain()
     return project
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (started on first use, stopped by PID)."""
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request) -> str | None:
+    """Parametrizes a test over both users-DB backends: None (SQLite, the local default) or a
+    fresh database on the real PostgreSQL server, with compose's URL form (psycopg 3)."""
+    return users_database(request, request.param)

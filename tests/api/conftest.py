@@ -20,7 +20,6 @@ from accidents.model_store import TRUSTED_TYPES, ModelBundle, read_bundle, write
 from accidents.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD, TAG_TRAINED_AT
 from api.core.config import Settings
 from api.main import create_app
-from tests.support.postgres import PostgresServer, start_postgres
 from tests.support.processes import ManagedProcess, free_port, start_service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,28 +76,6 @@ def started_apps(
 @pytest.fixture
 def app_factory(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     yield from started_apps(tmp_path)
-
-
-# --- the users DB on both backends ---------------------------------------------------------
-
-BACKENDS = ("sqlite", "postgresql")
-
-
-@pytest.fixture(scope="session")
-def postgres(tmp_path_factory) -> Iterator[PostgresServer]:
-    """One real PostgreSQL server for the session (started on first use, stopped by PID)."""
-    server = start_postgres(tmp_path_factory.mktemp("postgres"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request) -> str | None:
-    """Parametrizes a test over both users-DB backends: None (SQLite, the local default) or a
-    fresh database on the real PostgreSQL server, with compose's URL form (psycopg 3)."""
-    if request.param == "sqlite":
-        return None
-    return request.getfixturevalue("postgres").new_database()
 
 
 def wait_retrain_done(client, headers: dict[str, str], run_id: str, timeout: float = 30, poll: float = 0.2) -> dict:

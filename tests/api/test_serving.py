@@ -13,7 +13,7 @@ from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.registry import champion_version, client
 from tests.api.conftest import login
 
-# The line from DESIGN.md, verbatim except for the port.
+# The line from the README (and the project brief), verbatim except for the port.
 SEED_CURL = (
     'curl -s -X POST localhost:{port}/predict -H "Authorization: Bearer $TOKEN" '
     '-H "Content-Type: application/json" '

@@ -3,15 +3,16 @@ no stack trace or internals. Complements tests/api/test_auth.py and test_predict
 (the simple cases live there); the table here is what they do not cover, plus the roles of every
 admin route, discovered from the app itself so a new admin route is covered automatically.
 
-In-process app (TestClient, real SQLite, the real trained model from the local copy). Clients
-with other addresses are 127.0.0.x: the TestClient sends no traffic, the app only sees the address.
+In-process app (TestClient, the real trained model from the local copy), once on each users-DB
+backend: real SQLite and a real PostgreSQL server (the production backend, where a NUL byte in a
+username used to be a 500). Clients with other addresses are 127.0.0.x: the TestClient sends no
+traffic, the app only sees the address.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -25,12 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.dependencies.utils import get_dependant
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from api.deps import require_admin
 from api.main import create_app
 from tests.api.conftest import ADMIN, create_user, login, make_settings, project_with_champion
 from tests.security.conftest import assert_no_leak
+from tests.support.postgres import BACKENDS, users_database
 
 SEED = list(SEED_EXAMPLE)
 MB = 1024 * 1024
@@ -46,10 +49,12 @@ class Arena:
     tokens: dict[str, str] = field(default_factory=dict)  # raw tokens of special users
 
     def db_snapshot(self) -> list[tuple]:
-        with sqlite3.connect(f"file:{self.state / 'api.db'}?mode=ro", uri=True) as connection:
-            return connection.execute(
-                "SELECT username, password_hash, role, disabled, token_version FROM users ORDER BY username"
-            ).fetchall()
+        """The users table, read through the app's own engine (SQLite or PostgreSQL)."""
+        with self.client.app.state.services.database.engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT username, password_hash, role, disabled, token_version FROM users ORDER BY username")
+            )
+            return [tuple(row) for row in rows]
 
     def retrain_runs(self) -> list[str]:
         folder = self.state / "retrain"
@@ -74,12 +79,16 @@ def rsa_key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-@pytest.fixture(scope="module")
-def arena(tmp_path_factory, champion_bundle) -> Iterator[Arena]:
-    """One app for the module: every attack must leave it as it was (checked after each)."""
+@pytest.fixture(scope="module", params=BACKENDS)
+def arena(request, tmp_path_factory, champion_bundle) -> Iterator[Arena]:
+    """One app per backend: every attack must leave it as it was (checked after each)."""
     tmp_path = tmp_path_factory.mktemp("arena")
     project = project_with_champion(tmp_path / "project", champion_bundle)
-    settings = make_settings(project, retrain_command=f"bash -c 'touch {tmp_path}/retrain-ran'")
+    settings = make_settings(
+        project,
+        retrain_command=f"bash -c 'touch {tmp_path}/retrain-ran'",
+        database_url=users_database(request, request.param),
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield _prepare(client, project)
 
@@ -234,6 +243,15 @@ MATRIX: list[tuple[str, Request, int]] = [
         for i, name in enumerate(SQLISH)
     ],
     ("NUL byte in username", login_as("admin\x00", ADMIN[1]), 401),
+    ("NUL byte inside a username (the issue's curl)", login_as("ab\x00cd", "x"), 401),
+    ("NUL byte in a PATCH /users path",
+     lambda a, k: a.client.patch("/users/a%00b", json={"disabled": True}, headers=a.admin), 404),
+    ("NUL byte in a DELETE /users path", lambda a, k: a.client.delete("/users/a%00b", headers=a.admin), 404),
+    ("65-character username path (over the column)",
+     lambda a, k: a.client.patch(f"/users/{'u' * 65}", json={"disabled": True}, headers=a.admin), 404),
+    ("NUL byte in the current password",
+     post_raw("/users/me/password", '{"current_password": "a\\u0000b", "new_password": "long-enough-1"}',
+              "application/json"), 400),
     ("unicode look-alike admin", login_as("аdmin", ADMIN[1]), 401),
     ("1 MB username", login_as("a" * (MB - 100), "x"), 401),
     ("username over the form field limit", login_as("a" * (MB + 100), "x"), 400),

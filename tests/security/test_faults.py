@@ -6,7 +6,8 @@
 - Airflow unreachable, hanging, failing, or losing the answer to a trigger (a stub speaking
   Airflow's REST API v2 on 127.0.0.1: the real Airflow path is exercised by tests/e2e);
 - two API processes and concurrent POST /retrain calls (exactly one run);
-- the users database locked by another writer, or its files made immutable (chattr +i).
+- the users database locked by another writer, or its files made immutable (chattr +i); on
+  PostgreSQL, a table lock, the database switched to read-only, and the server stopped.
 
 Registries of our own (real MLflow servers): these tests move the alias and stop servers.
 """
@@ -35,6 +36,7 @@ from accidents.features import SEED_EXAMPLE
 from accidents.registry import champion_version, client
 from tests.api.conftest import login, project_with_champion, register, set_champion, start_api, wait_retrain_done
 from tests.security.conftest import assert_no_leak
+from tests.support.postgres import start_postgres
 from tests.support.processes import free_port
 from tests.support.project import start_mlflow
 
@@ -391,3 +393,81 @@ def test_users_database_locked_or_read_only_is_a_clear_503(app_factory, tmp_path
     assert api.post("/users", json={"username": "dan", "password": "dan-password"}, headers=admin).status_code == 201
     assert [row[0] for row in users()] == ["admin", "bob", "dan"]
     assert os.access(database, os.W_OK)
+
+
+# --- the users database on PostgreSQL: locked, read-only, server gone -----------------------------
+
+
+def test_postgresql_users_table_locked_or_read_only_is_a_clear_503(postgres, app_factory):
+    """PostgreSQL's versions of the SQLite faults above: another writer's table lock (lock_timeout =
+    DATABASE_BUSY_TIMEOUT_SECONDS, not a hang), then the database switched to read-only (as a
+    failed-over replica is): writes answer 503 + Retry-After, reads and logins go on."""
+    url = postgres.new_database("faults")
+    name = url.rsplit("/", 1)[1]
+    api = app_factory(database_url=url, database_busy_timeout_seconds=1)
+    admin = login(api)
+    assert api.post("/users", json={"username": "bob", "password": "bob-password"}, headers=admin).status_code == 201
+
+    def users() -> list[tuple]:
+        with postgres.connect(name) as connection:
+            return connection.execute("SELECT username, password_hash, token_version FROM users ORDER BY 1").fetchall()
+
+    before = users()
+    with postgres.connect(name) as lock:
+        lock.execute("BEGIN")
+        lock.execute("LOCK TABLE users IN EXCLUSIVE MODE")  # blocks writers, not readers
+        started = time.monotonic()
+        for call in (
+            lambda: api.post("/users", json={"username": "carl", "password": "carl-password"}, headers=admin),
+            lambda: api.patch("/users/bob", json={"disabled": True}, headers=admin),
+        ):
+            response = call()
+            assert response.status_code == 503 and response.headers["retry-after"] == "5", response.text
+            assert "users database unavailable" in response.json()["detail"]
+            assert_no_leak(response.text)
+        assert time.monotonic() - started < 10
+        assert api.get("/users", headers=admin).status_code == 200
+        assert api.post("/auth/token", data={"username": "bob", "password": "bob-password"}).status_code == 200
+        lock.execute("ROLLBACK")
+    assert users() == before
+
+    with postgres.connect() as superuser:
+        superuser.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+        superuser.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    try:
+        for call in (
+            lambda: api.post("/users", json={"username": "dan", "password": "dan-password"}, headers=admin),
+            lambda: api.delete("/users/bob", headers=admin),
+        ):
+            response = call()
+            assert response.status_code == 503, response.text
+            assert_no_leak(response.text)
+        assert [user["username"] for user in api.get("/users", headers=admin).json()] == ["admin", "bob"]
+        assert api.post("/auth/token", data={"username": "bob", "password": "bob-password"}).status_code == 200
+    finally:
+        with postgres.connect() as superuser:
+            superuser.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = off')
+            superuser.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    assert users() == before
+    assert api.post("/users", json={"username": "dan", "password": "dan-password"}, headers=admin).status_code == 201
+
+
+def test_postgresql_server_gone_is_a_clear_503_and_serving_goes_on(tmp_path, app_factory, champion_bundle):
+    """The users DB server stops: logins and token checks answer 503 (not 500, no hang); liveness and
+    readiness still answer; a token checked within AUTH_CACHE_SECONDS keeps predicting."""
+    server = start_postgres(tmp_path / "pg")
+    try:
+        project = project_with_champion(tmp_path / "served", champion_bundle)
+        api = app_factory(project, database_url=server.new_database(), auth_cache_seconds=30)
+        admin = login(api)
+        assert api.post("/predict", json=SEED, headers=admin).status_code == 200  # caches the admin's state
+    finally:
+        server.stop()
+    started = time.monotonic()
+    response = api.post("/auth/token", data={"username": "admin", "password": "admin123"})
+    assert response.status_code == 503 and response.headers["retry-after"] == "5", response.text
+    assert_no_leak(response.text)
+    assert api.get("/users", headers=admin).status_code == 503  # a session is needed: 503, not 500
+    assert time.monotonic() - started < 30
+    assert api.get("/health").status_code == 200 and api.get("/ready").status_code == 200
+    assert api.post("/predict", json=SEED, headers=admin).status_code == 200

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tests.support.processes import ManagedProcess, free_port
 
+BACKENDS = ("sqlite", "postgresql")  # the users-DB backends the API and security suites run on
 SUPERUSER = "api"  # the compose stack's role name for the users DB
 UNPRIVILEGED = "nobody"
 INSTALL_HINT = "install Debian's `postgresql` package (apt-get install postgresql): .ci/run does it in CI"
@@ -130,3 +131,9 @@ def _wait_accepting(postgres: PostgresServer, timeout: float) -> None:
         except Exception:
             time.sleep(0.2)
     raise TimeoutError(f"PostgreSQL not accepting connections after {timeout:.0f} s\n{postgres.process.log_tail()}")
+
+
+def users_database(request, backend: str) -> str | None:
+    """The DATABASE_URL of a fresh users DB on `backend`: None for SQLite (the file under the
+    project's state dir), else a new database on the session's server (fixture `postgres`)."""
+    return None if backend == "sqlite" else request.getfixturevalue("postgres").new_database()

@@ -10,8 +10,8 @@
 
 Settings (environment, or the project's .env file; the environment wins):
     STACK_HOST (127.0.0.1)  API_PORT (8000)  MLFLOW_PORT (5000)  AIRFLOW_PORT (8080)
-    AIRFLOW_USERNAME / AIRFLOW_PASSWORD   Airflow's admin login, also used by the API (admin/admin)
-    ADMIN_USERNAME / ADMIN_PASSWORD       the API's admin (the API's default: admin/admin123)
+    AIRFLOW_USERNAME / AIRFLOW_PASSWORD   Airflow's admin login, also used by the API (default: the demo login)
+    ADMIN_USERNAME / ADMIN_PASSWORD       the API's admin (default: the demo login of api.core.config)
     ACCIDENTS_API_USERNAME / ACCIDENTS_API_PASSWORD
                                           what the DAG uses for POST /model/reload (default: the
                                           API's admin above; set them if you use ADMIN_PASSWORD_HASH)

@@ -18,7 +18,6 @@ from api.core.security import InvalidTokenError, decode_access_token
 from api.core.throttle import LoginThrottle
 from api.db.crud import auth_state, find_user
 from api.db.models import Role, User
-from api.inference import InferenceExecutor
 from api.model_service import ModelService, Served
 from api.orchestrators import Orchestrator
 from api.services import Services
@@ -62,10 +61,6 @@ async def get_throttle(services: ServicesDep) -> LoginThrottle:
     return services.throttle
 
 
-async def get_inference(services: ServicesDep) -> InferenceExecutor:
-    return services.inference
-
-
 async def get_jwt_secret(services: ServicesDep) -> str:
     return services.jwt_secret
 
@@ -76,7 +71,6 @@ ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
-InferenceDep = Annotated[InferenceExecutor, Depends(get_inference)]
 JwtSecretDep = Annotated[str, Depends(get_jwt_secret)]
 
 

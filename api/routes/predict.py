@@ -14,7 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.core.config import Settings
-from api.deps import Caller, InferenceDep, MetricsDep, ModelServiceDep, serving_model
+from api.core.observability import Metrics
+from api.deps import Caller, ServicesDep, serving_model
 from api.prediction import parse_rows
 from api.schemas import PredictResponse, predict_body_schema
 
@@ -40,20 +41,19 @@ def build_router(settings: Settings) -> APIRouter:
             503: {"description": "no model loaded yet"},
         },
     )
-    async def predict(
-        request: Request, _: Caller, models: ModelServiceDep, metrics: MetricsDep, inference: InferenceDep
-    ) -> Response:
+    async def predict(request: Request, _: Caller, services: ServicesDep) -> Response:
+        # one dependency for the three services used: each resolved dependency costs on this hot path
         rows = parse_rows(await request.body(), max_batch_rows)
-        served = serving_model(models)  # grabbed once: a swap during this request does not affect it
+        served = serving_model(services.models)  # grabbed once: a swap during this request does not affect it
         bundle = served.bundle
         if bundle.uses_compiled(len(rows)):
             # at most ~3 ms of compiled trees (api/inference.py): cheaper here than a thread hop
             probabilities = bundle.predict_proba(rows)
         else:
-            probabilities = await inference.run(bundle.predict_proba, rows)
+            probabilities = await services.inference.run(bundle.predict_proba, rows)
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
-        _count(metrics, classes, metadata.version)
+        _count(services.metrics, classes, metadata.version)
         predictions = [
             {
                 "class": int(c),
@@ -74,7 +74,7 @@ def build_router(settings: Settings) -> APIRouter:
     return router
 
 
-def _count(metrics: MetricsDep, classes: np.ndarray, version: str | None) -> None:
+def _count(metrics: Metrics, classes: np.ndarray, version: str | None) -> None:
     severe = int(classes.sum())
     label = version or "unknown"
     if severe:

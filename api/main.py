@@ -29,7 +29,8 @@ from api.core.throttle import LoginThrottle
 from api.db import Database, bootstrap_admin
 from api.deps import authenticated, get_session, require_admin
 from api.inference import InferenceExecutor
-from api.model_service import ModelService, configure_mlflow_client
+from api.lean_imports import keep_heavy_modules_out
+from api.model_service import ModelService
 from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError, build_orchestrator
 from api.prediction import PayloadError
 from api.routes import auth, model, ops, predict, retrain, users
@@ -166,7 +167,6 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.db.on_user_change(app.state.auth_cache.invalidate)
     app.state.inference = InferenceExecutor()
     await run_in_threadpool(_prepare_database, app.state.db, settings)
-    configure_mlflow_client(settings.mlflow_timeout_seconds)
     metrics: Metrics = app.state.metrics
     app.state.models = ModelService(
         settings.mlflow_tracking_uri,
@@ -235,4 +235,13 @@ def _add_exception_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """`api.main:app`, what uvicorn serves: built on first access (PEP 562), after keeping pandas,
+    pyarrow and pytest out of this process (api/lean_imports.py); importing this module builds nothing."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    already = keep_heavy_modules_out()
+    if already:
+        logger.warning("already imported before the serving app was built: %s", ", ".join(already))
+    globals()["app"] = served = create_app()
+    return served

@@ -14,6 +14,8 @@ The model file is loaded exactly as the pipeline's own copy is: skops with our a
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlparse
@@ -60,29 +62,32 @@ class MlflowRegistry:
     def champion_version(self, name: str = MODEL_NAME) -> RegisteredVersion | None:
         """The version holding the champion alias, or None when there is none yet."""
         try:
-            body = self._get_json("/registered-models/alias", {"name": name, "alias": CHAMPION_ALIAS})
+            version = self._get_json(
+                "/registered-models/alias", {"name": name, "alias": CHAMPION_ALIAS}, "model_version"
+            )
         except RegistryError as error:
             if error.error_code in NO_CHAMPION_CODES:
                 return None
             raise
-        version = body["model_version"]
-        return RegisteredVersion(
-            name=version["name"],
-            version=str(version["version"]),
-            run_id=version.get("run_id") or None,
-            tags={tag["key"]: tag["value"] for tag in version.get("tags", ())},
-            creation_timestamp=int(version.get("creation_timestamp") or 0),
-        )
+        with _unexpected_answer("/registered-models/alias"):
+            return RegisteredVersion(
+                name=version["name"],
+                version=str(version["version"]),
+                run_id=version.get("run_id") or None,
+                tags={tag["key"]: tag["value"] for tag in version.get("tags", ())},
+                creation_timestamp=int(version.get("creation_timestamp") or 0),
+            )
 
     def load_version(self, version: RegisteredVersion) -> ModelBundle:
         """Download one registered version's model file and load it with our own skops allow-list."""
         metrics: dict[str, float] = {}
         if version.run_id:
-            run = self._get_json("/runs/get", {"run_id": version.run_id})["run"]
-            metrics = {metric["key"]: metric["value"] for metric in run.get("data", {}).get("metrics", ())}
+            run = self._get_json("/runs/get", {"run_id": version.run_id}, "run")
+            with _unexpected_answer("/runs/get"):
+                metrics = {metric["key"]: float(metric["value"]) for metric in run.get("data", {}).get("metrics", ())}
         metadata = metadata_from(version.name, version.version, version.run_id, version.tags, metrics)
         where = {"name": version.name, "version": version.version}
-        artifact_uri = self._get_json("/model-versions/get-download-uri", where)["artifact_uri"]
+        artifact_uri = self._get_json("/model-versions/get-download-uri", where, "artifact_uri")
         model = loads_model(self._download(artifact_uri, MODEL_FILE, version.version))
         check_model(model)
         return ModelBundle(model, metadata)
@@ -101,13 +106,12 @@ class MlflowRegistry:
         _raise_for_error(response)
         return response.content
 
-    def _get_json(self, endpoint: str, params: dict[str, str]) -> dict[str, Any]:
+    def _get_json(self, endpoint: str, params: dict[str, str], field: str) -> Any:
+        """`field` of the JSON answer of a GET on `endpoint`."""
         response = self._request(API + endpoint, params)
         _raise_for_error(response)
-        try:
-            return response.json()
-        except ValueError as error:
-            raise RegistryError(f"MLflow at {self.tracking_uri} answered {endpoint} with non-JSON") from error
+        with _unexpected_answer(endpoint):
+            return response.json()[field]
 
     def _request(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         if not self._usable:
@@ -119,6 +123,15 @@ class MlflowRegistry:
             return self._http.get(path, params=params)
         except httpx.HTTPError as error:
             raise RegistryError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
+
+
+@contextmanager
+def _unexpected_answer(endpoint: str) -> Iterator[None]:
+    """An answer without the documented fields is a registry error, like a refused connection."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise RegistryError(f"MLflow answered {endpoint} with an unexpected body: {error!r}") from error
 
 
 def _raise_for_error(response: httpx.Response) -> None:

@@ -4,7 +4,7 @@ scikit-learn imports pandas (which loads pyarrow) whenever it is installed, and 
 default allow-list with `sklearn.utils.all_estimators()`, which imports scikit-learn's testing
 helpers and with them pytest. All three are optional to those libraries (they `try` the import)
 and unused here: requests become numpy arrays, never DataFrames. Refusing them before the
-first model load saves about 80 MB of the API's resident memory (README, Benchmarks).
+first model load saves about 85 MB of the API's resident memory (README, Benchmarks).
 
 Installed by the serving entry point (`api.main:app`) only: a process that builds apps with
 `create_app()` (the tests, next to the pipeline) keeps its imports untouched.

@@ -6,6 +6,7 @@ Run: `.venv/bin/uvicorn api.main:app --host 127.0.0.1 --port 8000`
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -17,9 +18,12 @@ from api.core.config import Settings
 from api.core.observability import Metrics, RequestMiddleware, configure_logging
 from api.core.security import production_problems
 from api.errors import add_exception_handlers
+from api.lean_imports import keep_heavy_modules_out
 from api.openapi import complete_openapi, document_errors
 from api.routes import auth, model, ops, predict, retrain, users
 from api.services import start_services
+
+logger = logging.getLogger("api")
 
 
 def load_settings() -> Settings:
@@ -79,4 +83,13 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
     return lifespan
 
 
-app = create_app()
+def __getattr__(name: str) -> FastAPI:
+    """`api.main:app`, what uvicorn serves: built on first access (PEP 562), after keeping pandas,
+    pyarrow and pytest out of this process (api/lean_imports.py); importing this module builds nothing."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    already = keep_heavy_modules_out()
+    if already:
+        logger.warning("already imported before the serving app was built: %s", ", ".join(already))
+    globals()["app"] = served = create_app()
+    return served

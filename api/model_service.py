@@ -3,13 +3,13 @@
 Requests read `ModelService.current` once and use that immutable `Served` object to the end,
 so a swap (one reference assignment) never changes a model under a request in flight. A
 background thread polls the champion alias; a version that fails to load or to pass
-`check_model` is rejected and the previous model keeps serving.
+`check_model` is rejected and the previous model keeps serving. The registry is read through
+MLflow's REST API (api/registry_client.py), not the `mlflow` package: the API's memory budget.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -17,11 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
-from accidents import registry
 from accidents.model_store import ModelBundle, ModelLoadError, read_bundle
+from api.registry_client import MlflowRegistry, RegisteredVersion, RegistryError
 
 logger = logging.getLogger(__name__)
 
@@ -59,21 +56,6 @@ class RegistryUnavailableError(Exception):
     pass
 
 
-# Variables this process sets for itself; child processes (retraining) must not inherit them.
-PROCESS_ONLY_ENV: set[str] = set()
-
-
-def configure_mlflow_client(timeout_seconds: int) -> None:
-    """Keep MLflow's HTTP client from retrying for minutes when the server is down (this process only)."""
-    for name, value in (
-        ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"),
-        ("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_seconds)),
-    ):
-        if name not in os.environ:
-            os.environ[name] = value
-            PROCESS_ONLY_ENV.add(name)
-
-
 class ModelService:
     def __init__(
         self,
@@ -94,6 +76,7 @@ class ModelService:
         self._thread: threading.Thread | None = None
         self.degraded = False  # serving while the registry is unreachable
         self.last_check: CheckResult | None = None
+        self._registry = MlflowRegistry(tracking_uri, timeout_seconds)
 
     @property
     def current(self) -> Served | None:
@@ -110,6 +93,7 @@ class ModelService:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.timeout_seconds + 5)
+        self._registry.close()
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_seconds):
@@ -133,11 +117,7 @@ class ModelService:
         return result
 
     def _check_registry(self, previous: str | None) -> CheckResult:
-        mlflow_client = self._client()
-        try:
-            version = registry.champion_version(mlflow_client)
-        except (MlflowException, OSError) as error:
-            raise RegistryUnavailableError(f"cannot read the champion alias: {error}") from error
+        version = self._champion()
         if version is None:
             if self._current is None:
                 return self._fallback_local(previous, "the registry has no champion yet", reachable=True)
@@ -148,8 +128,8 @@ class ModelService:
                 self._swap(Served(self._current.bundle, SOURCE_REGISTRY, self._current.loaded_at))
             return CheckResult("unchanged", True, previous, previous, wanted)
         try:
-            bundle = registry.load_version(mlflow_client, version)
-        except (ModelLoadError, MlflowException, OSError) as error:
+            bundle = self._registry.load_version(version)
+        except (ModelLoadError, RegistryError) as error:
             if self._current is None:
                 return self._fallback_local(previous, f"version {wanted} rejected: {error}", reachable=True)
             return CheckResult("rejected", True, previous, previous, wanted, f"version {wanted} rejected: {error}")
@@ -176,20 +156,19 @@ class ModelService:
         if self._on_change is not None:
             self._on_change(served)
 
-    def _client(self) -> MlflowClient:
-        """An MLflow client, after a short reachability probe (the client itself retries for long)."""
-        reason = registry.unreachable_reason(self.tracking_uri, self.timeout_seconds)
-        if reason is not None:
-            raise RegistryUnavailableError(reason)
-        return registry.client(self.tracking_uri)
+    def _champion(self) -> RegisteredVersion | None:
+        try:
+            return self._registry.champion_version()
+        except RegistryError as error:
+            raise RegistryUnavailableError(f"cannot read the champion alias: {error}") from error
 
     def registry_champion(self) -> tuple[str, int] | None:
         """(version, creation time in ms) of the registry's champion; None when unknown."""
         try:
-            version = registry.champion_version(self._client())
-        except (RegistryUnavailableError, MlflowException, OSError):
+            version = self._champion()
+        except RegistryUnavailableError:
             return None
-        return None if version is None else (str(version.version), int(version.creation_timestamp or 0))
+        return None if version is None else (version.version, version.creation_timestamp)
 
 
 def _now() -> str:

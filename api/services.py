@@ -21,7 +21,7 @@ from api.core.throttle import LoginThrottle
 from api.db.crud import bootstrap_admin
 from api.db.engine import Database
 from api.inference import InferenceExecutor
-from api.model_service import ModelService, configure_mlflow_client
+from api.model_service import ModelService
 from api.orchestrators import Orchestrator, build_orchestrator
 
 logger = logging.getLogger("api")
@@ -60,7 +60,6 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     database.on_user_change(auth_cache.invalidate)
     inference = InferenceExecutor()
     await run_in_threadpool(_prepare_database, database, settings)
-    configure_mlflow_client(settings.mlflow_timeout_seconds)
     models = ModelService(
         settings.mlflow_tracking_uri,
         settings.champion_path,

@@ -6,7 +6,6 @@ import os
 
 from accidents.config import ENV_PROJECT_DIR, ENV_TRACKING_URI
 from api.core.config import Settings
-from api.model_service import PROCESS_ONLY_ENV
 from api.orchestrators.airflow import AirflowOrchestrator
 from api.orchestrators.base import (
     Orchestrator,
@@ -48,7 +47,7 @@ def build_orchestrator(settings: Settings) -> Orchestrator:
             settings.airflow_timeout_seconds,
         )
     env = {
-        **{name: value for name, value in os.environ.items() if name not in _NOT_INHERITED | PROCESS_ONLY_ENV},
+        **{name: value for name, value in os.environ.items() if name not in _NOT_INHERITED},
         ENV_PROJECT_DIR: str(settings.project_dir),
         ENV_TRACKING_URI: settings.mlflow_tracking_uri,
         # DVC's analytics daemon double-forks and would inherit the run's single-flight lock, holding

@@ -4,6 +4,10 @@ A bundle is one zip file (model.skops + metadata.json) written atomically, so a 
 (the API) sees either the old champion or the new one, never half a file. Models are
 deserialized with skops and an allow-list defined here, in our code: a model artifact
 cannot widen what it is allowed to load.
+
+skops (and with it scikit-learn) is imported on the first dump or load, not with this module:
+the API process decides which of scikit-learn's optional imports it allows before that
+(api/lean_imports.py).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io
 
 from accidents.compiled_trees import MAX_ROWS as COMPILED_MAX_ROWS
 from accidents.compiled_trees import CompiledTrees, compile_trees
@@ -85,10 +88,14 @@ class ModelBundle:
 
 
 def dumps_model(model: Any) -> bytes:
+    import skops.io
+
     return skops.io.dumps(model)
 
 
 def loads_model(data: bytes) -> Any:
+    import skops.io
+
     try:
         return skops.io.loads(data, trusted=list(TRUSTED_TYPES))
     except Exception as error:  # skops raises several types for untrusted or corrupt input

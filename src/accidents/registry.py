@@ -3,17 +3,16 @@
 The serving model is the registered model MODEL_NAME's version carrying alias CHAMPION_ALIAS.
 Each version carries tags with what serving needs (threshold, data source, training time);
 its run carries the metrics.
+
+MLflow is imported inside the functions that use it: the API imports this module for the tags
+and `metadata_from` without loading MLflow's client (about 50 MB; README, Benchmarks).
 """
 
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-
-from mlflow import MlflowClient
-from mlflow.artifacts import download_artifacts
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
+from typing import TYPE_CHECKING
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME, tracking_uri
 from accidents.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
@@ -23,14 +22,22 @@ TAG_DATA_SOURCE = "data_source"
 TAG_TRAINED_AT = "trained_at"
 TAG_FAMILY = "model_family"
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
 
 def client(uri: str | None = None) -> MlflowClient:
+    from mlflow import MlflowClient
+
     uri = uri or tracking_uri()
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def champion_version(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelVersion | None:
     """The version holding the champion alias, or None when there is none yet."""
+    from mlflow.exceptions import MlflowException
+
     try:
         return mlflow_client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException as error:
@@ -40,16 +47,22 @@ def champion_version(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> Mod
 
 
 def metadata_of(mlflow_client: MlflowClient, version: ModelVersion) -> ModelMetadata:
-    tags = version.tags or {}
     metrics = mlflow_client.get_run(version.run_id).data.metrics if version.run_id else {}
+    return metadata_from(version.name, str(version.version), version.run_id, version.tags or {}, metrics)
+
+
+def metadata_from(
+    name: str, version: str, run_id: str | None, tags: dict[str, str], metrics: dict[str, float]
+) -> ModelMetadata:
+    """Serving metadata from a registered version's tags and its run's metrics."""
     try:
         threshold = float(tags[TAG_THRESHOLD])
     except (KeyError, ValueError) as error:
-        raise ModelLoadError(f"version {version.version} has no valid {TAG_THRESHOLD} tag") from error
+        raise ModelLoadError(f"version {version} has no valid {TAG_THRESHOLD} tag") from error
     return ModelMetadata(
-        model_name=version.name,
-        version=str(version.version),
-        run_id=version.run_id,
+        model_name=name,
+        version=version,
+        run_id=run_id,
         threshold=threshold,
         data_source=tags.get(TAG_DATA_SOURCE, "unknown"),
         trained_at=tags.get(TAG_TRAINED_AT, ""),
@@ -60,6 +73,9 @@ def metadata_of(mlflow_client: MlflowClient, version: ModelVersion) -> ModelMeta
 
 def load_version(mlflow_client: MlflowClient, version: ModelVersion) -> ModelBundle:
     """Download one registered version and load it with our own skops allow-list."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+
     metadata = metadata_of(mlflow_client, version)
     with tempfile.TemporaryDirectory(prefix="accidents-model-") as folder:
         try:

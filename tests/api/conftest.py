@@ -124,14 +124,17 @@ class ApiServer:
         self.process.stop()
 
 
-def start_api(tmp: Path, env: dict[str, str]) -> ApiServer:
-    """A real uvicorn serving api.main:app on a free 127.0.0.1 port."""
+UVICORN = (sys.executable, "-m", "uvicorn")
+
+
+def start_api(tmp: Path, env: dict[str, str], uvicorn: tuple[str, ...] = UVICORN) -> ApiServer:
+    """A real uvicorn serving api.main:app on a free 127.0.0.1 port (`uvicorn`: the command that runs it)."""
     port = free_port()
     full_env = {**os.environ, "MODEL_POLL_SECONDS": "0", "MLFLOW_TIMEOUT_SECONDS": "2", **env}
     for name in ("JWT_SECRET", "ADMIN_PASSWORD", "ADMIN_PASSWORD_HASH", "AIRFLOW_API_URL", "DATABASE_URL"):
         if name not in env:
             full_env.pop(name, None)
-    cmd = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [*uvicorn, "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     return ApiServer(url, start_service(cmd, tmp / f"api-{port}.log", f"{url}/health", env=full_env, cwd=tmp))
 

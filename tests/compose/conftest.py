@@ -7,6 +7,7 @@ They run when `COMPOSE_BASE_URLS` says where a stack is up (scripts/docker/compo
     COMPOSE_ADMIN_USERNAME / COMPOSE_ADMIN_PASSWORD     the API admin (default admin / admin123)
     COMPOSE_AIRFLOW_USERNAME / COMPOSE_AIRFLOW_PASSWORD the Airflow admin (default admin / admin)
     COMPOSE_RUN_TIMEOUT                                 seconds a DAG run may take (default 900)
+    COMPOSE_API_ENVIRONMENT                             the stack's API_ENVIRONMENT (default local)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Stack:
     admin: tuple[str, str]
     airflow_admin: tuple[str, str]
     run_timeout: float
+    environment: str
 
 
 def parse_urls(value: str) -> dict[str, str]:
@@ -66,4 +68,5 @@ def stack() -> Stack:
         admin=(env("COMPOSE_ADMIN_USERNAME") or "admin", env("COMPOSE_ADMIN_PASSWORD") or "admin123"),
         airflow_admin=(env("COMPOSE_AIRFLOW_USERNAME") or "admin", env("COMPOSE_AIRFLOW_PASSWORD") or "admin"),
         run_timeout=float(env("COMPOSE_RUN_TIMEOUT") or 900),
+        environment=env("COMPOSE_API_ENVIRONMENT") or "local",
     )

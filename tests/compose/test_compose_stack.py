@@ -21,6 +21,7 @@ from accidents.features import SEED_EXAMPLE
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
 
 STAGES = ("import_data", "preprocess", "train", "evaluate")
+DEMO_PASSWORD = "admin123"  # the local mode's documented demo login
 
 
 def api_token(stack, username: str, password: str) -> dict[str, str]:
@@ -131,6 +132,18 @@ def test_wrong_password_and_no_token_are_refused(stack):
     assert wrong.status_code == 401
     anonymous = requests.post(f"{stack.api}/predict", json={"features": list(SEED_EXAMPLE)}, timeout=15)
     assert anonymous.status_code == 401
+
+
+def test_production_mode_has_no_demo_login(stack):
+    """compose_test.sh starts the documented production mode with generated secrets: they log in,
+    the demo password does not (its refusal of demo secrets at start is checked by the script)."""
+    if stack.environment != "production":
+        pytest.skip(f"the stack runs with API_ENVIRONMENT={stack.environment}")
+    username, password = stack.admin
+    assert password != DEMO_PASSWORD
+    assert "Authorization" in api_token(stack, username, password)
+    demo = requests.post(f"{stack.api}/auth/token", data={"username": username, "password": DEMO_PASSWORD}, timeout=15)
+    assert demo.status_code == 401, demo.text
 
 
 def test_regular_user_cannot_retrain(stack):

@@ -50,13 +50,18 @@ RUN /opt/uv/bin/uv venv --quiet --python python3 /app/.venv \
       -r /tmp/requirements/requirements-runtime.txt -r /tmp/requirements/requirements-postgres.txt \
  && slim-venv /app/.venv mlflow mlflow.server dvc.repo sklearn.ensemble pyarrow.parquet \
       matplotlib.pyplot skops.io treelite fastapi uvicorn psycopg
+# ------------------------------------------------------------------------- project install
 # The project itself, editable as in a checkout: the venv points at /app/src and /app (whole
-# packages: a new module needs no change here).
+# packages: a new module needs no change here). Only the few files this install adds (its
+# RECORD) go to the images, so a code change does not re-copy the whole venv.
+FROM pipeline-venv AS project-install
 COPY pyproject.toml README.md /app/
 COPY src /app/src
 COPY api /app/api
 RUN /opt/uv/bin/uv pip install --quiet --python /app/.venv/bin/python --no-deps -e /app \
- && rm -rf /app/src/*.egg-info /app/*.egg-info
+ && cd /app/.venv/lib/python3*/site-packages \
+ && cut -d, -f1 accidents_mlops-*.dist-info/RECORD | sed "s|^|$PWD/|" | xargs cp --parents -t /tmp/ --no-dereference \
+ && mkdir -p /tmp/editable && mv /tmp/app /tmp/editable/
 
 # ----------------------------------------------------------------------------- airflow venv
 FROM build-tools AS airflow-venv
@@ -84,6 +89,7 @@ ENV ACCIDENTS_PROJECT_DIR=/app \
 RUN groupadd --gid "${APP_UID}" app \
  && useradd --uid "${APP_UID}" --gid app --create-home --home-dir /home/app --shell /bin/bash app
 COPY --from=pipeline-venv /app/.venv /app/.venv
+COPY --from=project-install /tmp/editable/ /
 WORKDIR /app
 
 # ---------------------------------------------------------------------------------- airflow

@@ -164,13 +164,17 @@ lap "build images" $t
 docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "accidents-.*:(e2e|local)" || true
 
 # ------------------------------------------------------- production mode refuses demo secrets
-# The same env file with the demo values of .env.example's compose section: the API must exit
-# at start with a message naming each problem, and no traceback.
+# The same env file with the demo values of .env.example's compose section (the last example
+# line of each: JWT_SECRET=change-me, ADMIN_PASSWORD=admin123): the API must exit at start with
+# a message naming each problem, and no traceback.
 t=$SECONDS
 stack_created=1
 demo_env="$work/compose-demo.env"
 (umask 077 && grep -vE '^(JWT_SECRET|ADMIN_PASSWORD)=' "$env_file" >"$demo_env" \
-  && printf 'JWT_SECRET=change-me\nADMIN_PASSWORD=admin123\n' >>"$demo_env")
+  && for name in JWT_SECRET ADMIN_PASSWORD; do
+       grep -E "^# $name=.+" "$project_dir/.env.example" | tail -n1 | sed 's/^# //'
+     done >>"$demo_env")
+[ "$(grep -cE '^(JWT_SECRET|ADMIN_PASSWORD)=.+' "$demo_env")" = 2 ] || fail ".env.example lacks the compose demo secrets"
 refusal="$compose_project-demo-refusal"
 refusal_rc=running
 if dc_with "$demo_env" run -d --no-deps --name "$refusal" api >"$work/demo-refusal.log" 2>&1; then

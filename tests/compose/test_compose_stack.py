@@ -18,7 +18,7 @@ import requests
 from accidents.config import CHAMPION_ALIAS, DAG_ID, EXPERIMENT_NAME, MODEL_NAME
 from accidents.features import SEED_EXAMPLE
 
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(1800)]
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]  # above COMPOSE_RUN_TIMEOUT
 
 STAGES = ("import_data", "preprocess", "train", "evaluate")
 DEMO_PASSWORD = "admin123"  # the local mode's documented demo login

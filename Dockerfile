@@ -1,19 +1,26 @@
-# API + pipeline image: the FastAPI service (default command), the DVC pipeline (`dvc repro`,
-# ./retraining_run.sh) and the MLflow tracking server (docker/app/mlflow-server.sh) share it.
+# Every Python image of the project, as build targets of one Dockerfile:
 #
-#   docker build -t accidents-api .                                      # anywhere
-#   docker build --build-arg BASE_IMAGE=accidents-base:local -t accidents-api .
-#                                      # no registry: base from scripts/docker/build_base_image.sh
+#   api      the FastAPI service (default command), the DVC pipeline (`dvc repro`,
+#            ./retraining_run.sh) and the MLflow tracking server (docker/app/mlflow-server.sh)
+#   airflow  Airflow 3 in its own venv (/opt/airflow/venv) + the same pipeline venv at
+#            /app/.venv, the `<project>/.venv/bin/dvc` the DAG's tasks call by absolute path;
+#            the command picks the role (docker/airflow/entrypoint.sh)
 #
-# The project lives at /app exactly as in a checkout (src/, api/, dvc.yaml, params.yaml,
-# retraining_run.sh), with its virtualenv at /app/.venv (on PATH). Pipeline outputs (data/,
-# models/, the DVC cache) are meant to be named volumes (docker-compose.yml).
+#   docker build --target api -t accidents-api .                 # anywhere (api is the default)
+#   docker build --target airflow -t accidents-airflow .
+#   docker build --build-arg BASE_IMAGE=accidents-base:local ... # no registry: base image from
+#                                                                # scripts/docker/build_base_image.sh
+#
+# Both runtime images start from one `runtime` stage (base, user, pipeline venv), so on a host
+# they share those layers. The venvs hold only what runs: requirements-runtime.txt (no test or
+# dev tools; same versions as the dev lock) and the Airflow locks, trimmed by
+# docker/slim-venv.sh. The project lives at /app exactly as in a checkout (src/, api/, dvc.yaml,
+# params.yaml, retraining_run.sh); pipeline outputs (data/, models/, the DVC cache) are meant to
+# be named volumes (docker-compose.yml).
 ARG BASE_IMAGE=python:3.11-slim
 
-# ---------------------------------------------------------------------------------- builder
-# The first lines of this stage are the same in docker/airflow/Dockerfile: the pipeline venv
-# is built once and reused from the build cache.
-FROM ${BASE_IMAGE} AS builder
+# ------------------------------------------------------------------------------ build tools
+FROM ${BASE_IMAGE} AS build-tools
 ARG UV_VERSION=0.13.9
 # Bytecode compiled at install time (MLflow and Airflow start in ~12 s instead of 90-100 s when
 # PYTHONDONTWRITEBYTECODE=1); no caches in any layer; the system CA store (which holds the
@@ -27,46 +34,93 @@ ENV UV_COMPILE_BYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
-RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+# binutils: `strip` for docker/slim-venv.sh (this stage only)
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends binutils >/dev/null \
+ && rm -rf /var/lib/apt/lists/* \
+ && python3 -m venv /opt/uv && /opt/uv/bin/pip install --quiet "uv==${UV_VERSION}"
+COPY docker/slim-venv.sh /usr/local/bin/slim-venv
+
+# ---------------------------------------------------------------------------- pipeline venv
+FROM build-tools AS pipeline-venv
 WORKDIR /app
-COPY requirements.txt docker/requirements-postgres.txt /tmp/requirements/
+COPY requirements-runtime.txt docker/requirements-postgres.txt /tmp/requirements/
 RUN /opt/uv/bin/uv venv --quiet --python python3 /app/.venv \
  && /opt/uv/bin/uv pip install --quiet --python /app/.venv/bin/python \
-      -r /tmp/requirements/requirements.txt -r /tmp/requirements/requirements-postgres.txt
-# The project itself, editable as in a checkout: the venv points at /app/src and /app/api.
+      -r /tmp/requirements/requirements-runtime.txt -r /tmp/requirements/requirements-postgres.txt \
+ && slim-venv /app/.venv mlflow mlflow.server dvc.repo sklearn.ensemble pyarrow.parquet \
+      matplotlib.pyplot skops.io treelite fastapi uvicorn psycopg
+# ------------------------------------------------------------------------- project install
+# The project itself, editable as in a checkout: the venv points at /app/src and /app (whole
+# packages: a new module needs no change here). Only the few files this install adds (its
+# RECORD) go to the images, so a code change does not re-copy the whole venv.
+FROM pipeline-venv AS project-install
 COPY pyproject.toml README.md /app/
 COPY src /app/src
 COPY api /app/api
 RUN /opt/uv/bin/uv pip install --quiet --python /app/.venv/bin/python --no-deps -e /app \
- && rm -rf /app/src/*.egg-info
+ && cd /app/.venv/lib/python3*/site-packages \
+ && cut -d, -f1 accidents_mlops-*.dist-info/RECORD | sed "s|^|$PWD/|" | xargs cp --parents -t /tmp/ --no-dereference \
+ && mkdir -p /tmp/editable && mv /tmp/app /tmp/editable/
+
+# ----------------------------------------------------------------------------- airflow venv
+FROM build-tools AS airflow-venv
+COPY airflow/requirements.txt /tmp/requirements/airflow.txt
+COPY docker/airflow-extras.txt /tmp/requirements/airflow-extras.txt
+RUN /opt/uv/bin/uv venv --quiet --python python3 /opt/airflow/venv \
+ && /opt/uv/bin/uv pip install --quiet --python /opt/airflow/venv/bin/python \
+      -r /tmp/requirements/airflow.txt -r /tmp/requirements/airflow-extras.txt \
+ && slim-venv /opt/airflow/venv airflow.cli.cli_parser airflow.jobs.scheduler_job_runner \
+      airflow.api_fastapi.app airflow.providers.standard.operators.bash airflow.providers.postgres \
+      airflow.providers.celery.executors.celery_executor psycopg2 asyncpg
 
 # ---------------------------------------------------------------------------------- runtime
+# What both images share: the base, the service user, the pipeline venv.
 FROM ${BASE_IMAGE} AS runtime
 ARG APP_UID=10001
-ENV PATH=/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    ACCIDENTS_PROJECT_DIR=/app \
+ENV ACCIDENTS_PROJECT_DIR=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     DVC_NO_ANALYTICS=1 \
     GIT_PYTHON_REFRESH=quiet \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
-    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
-    HOME=/home/app
-# One UID for every image that writes the shared volumes (the Airflow image uses it too).
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+# One UID for both images: they write the same volumes (data, models, the DVC cache).
 RUN groupadd --gid "${APP_UID}" app \
  && useradd --uid "${APP_UID}" --gid app --create-home --home-dir /home/app --shell /bin/bash app
+COPY --from=pipeline-venv /app/.venv /app/.venv
+COPY --from=project-install /tmp/editable/ /
 WORKDIR /app
-COPY --from=builder /app/.venv /app/.venv
+
+# ---------------------------------------------------------------------------------- airflow
+FROM runtime AS airflow
+# Airflow's venv first on PATH (the `airflow` command); the pipeline venv is reached only by
+# absolute path (/app/.venv/bin/dvc), as the DAG does.
+ENV PATH=/opt/airflow/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    AIRFLOW_HOME=/opt/airflow \
+    AIRFLOW__CORE__DAGS_FOLDER=/app/airflow/dags \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    HOME=/opt/airflow
+COPY --from=airflow-venv /opt/airflow/venv /opt/airflow/venv
 COPY --chown=app:app . /app
-# Writable state the volumes mount over (a fresh named volume takes this ownership), the DVC
-# settings of the image (no git inside: core.no_scm; default remote on the dvc-remote volume),
-# the project's own bytecode.
-RUN mkdir -p data models reports state .dvc/cache .dvc/tmp /srv/dvc-remote /mlflow/artifacts \
- && cp docker/app/dvc-config.local .dvc/config.local \
- && python3 -m compileall -q src api \
- && chown app:app /app \
- && chown -R app:app /app/data /app/models /app/reports /app/state /app/.dvc /srv/dvc-remote /mlflow \
- && chmod 0755 /app/docker/app/*.sh /app/retraining_run.sh
+# Volumes' mount points, DVC's private dirs and settings (docker/prepare-project.sh); the DAGs'
+# bytecode; Airflow's home (passwords file, airflow.cfg) writable, not its venv.
+RUN bash docker/prepare-project.sh /opt/airflow/logs /opt/airflow/state \
+ && /opt/airflow/venv/bin/python -m compileall -q airflow/dags \
+ && chown app:app /opt/airflow
+USER app
+EXPOSE 8080
+ENTRYPOINT ["/app/docker/airflow/entrypoint.sh"]
+CMD ["api-server"]
+
+# -------------------------------------------------------------------------------------- api
+FROM runtime AS api
+ENV PATH=/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    HOME=/home/app
+COPY --chown=app:app . /app
+# Volumes' mount points, DVC's private dirs and settings (docker/prepare-project.sh), MLflow's
+# artifacts dir.
+RUN bash docker/prepare-project.sh /mlflow/artifacts
 USER app
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \

@@ -10,6 +10,7 @@ UV := $(shell command -v uv 2>/dev/null)
 export UV_COMPILE_BYTECODE := 1
 # Local DVC remote: a folder outside the working tree (override: make setup DVC_REMOTE=...)
 DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
+DVC_SITE_CACHE := .dvc/tmp/site-cache
 
 .PHONY: help setup setup-airflow run mlflow pipeline test compose-test lint lock bench clean
 
@@ -19,7 +20,7 @@ help: ## list the targets
 uv:
 	@command -v uv >/dev/null || { echo "installing uv (pip)"; python3 -m pip install --quiet uv; }
 
-setup: $(VENV)/.installed .dvc/config.local ## create .venv from the lock file and prepare DVC (idempotent)
+setup: $(VENV)/.installed .dvc/config.local $(DVC_SITE_CACHE) ## create .venv from the lock file and prepare DVC (idempotent)
 
 $(VENV)/.installed: requirements.txt pyproject.toml | uv
 	@test -x $(PY) || uv venv --quiet --python 3.11 $(VENV)
@@ -30,6 +31,15 @@ $(VENV)/.installed: requirements.txt pyproject.toml | uv
 .dvc/config.local: | $(VENV)/.installed
 	@mkdir -p "$(DVC_REMOTE)"
 	$(VENV)/bin/dvc remote add --local --force --default localremote "$(DVC_REMOTE)"
+
+# DVC's state and index caches are diskcache (pickle) stores (advisory PYSEC-2026-2447, accepted in
+# security/audit-exceptions.txt): they live in a site-cache dir of ours, mode 0700 like the DVC cache
+# and tmp dirs, instead of DVC's world-writable default /var/tmp/dvc/repo.
+$(DVC_SITE_CACHE): .dvc/config.local
+	mkdir -p .dvc/cache "$@"
+	chmod 0700 .dvc/cache .dvc/tmp "$@"
+	$(VENV)/bin/dvc config --local core.site_cache_dir "$(abspath $@)"
+	@touch "$@"
 
 setup-airflow: | uv ## create .venv-airflow (Airflow alone, pinned)
 	bash airflow/setup.sh
@@ -58,8 +68,9 @@ lint: setup ## ruff
 
 lock: | uv ## regenerate the pinned lock files from the *.in files
 	uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+	uv pip compile --quiet --python-version 3.11 requirements-runtime.in -c requirements.txt -o requirements-runtime.txt
 	uv pip compile --quiet --python-version 3.11 airflow/requirements.in -o airflow/requirements.txt
-	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements.txt -o docker/requirements-postgres.txt
+	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements-runtime.txt -o docker/requirements-postgres.txt
 	uv pip compile --quiet --python-version 3.11 docker/airflow-extras.in -c airflow/requirements.txt -o docker/airflow-extras.txt
 
 clean: ## remove pipeline outputs and local stack state (keeps venvs)

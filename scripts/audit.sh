@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Dependency and code audit: pip-audit on every lock file, ruff's security rules (S), and a
-# secrets scan of the files git holds. Exit 0 when clean, 1 on any finding.
+# Dependency and code audit: every lock file against the known advisories, ruff's security rules
+# (S), and a secrets scan of the files git holds. Exit 0 when clean, 1 on any finding.
 #
-# pip-audit asks PyPI's JSON API for each pinned version's advisories (https://pypi.org/pypi/
-# <name>/<version>/json). Where that service cannot be reached (e.g. a network that only proxies
-# the package index: every package then comes back "not found on PyPI"), nothing was audited:
-# this script says so loudly and, unless AUDIT_REQUIRE_ADVISORIES=1, does not fail the run for it.
-# Accepted vulnerabilities: security/audit-exceptions.txt (ID | package | lock file | reason).
+# Advisories: pip-audit first (PyPI's JSON API, https://pypi.org/pypi/<name>/<version>/json).
+# Where that service cannot be reached (a network that only proxies the package index: every
+# package then comes back "not found on PyPI"), the same lock is checked offline by
+# security/osv_audit.py against the OSV snapshot of the PyPA advisory database
+# (AUDIT_OSV_SNAPSHOT, default ../shared/advisories/pypa-osv.jsonl.gz beside the checkout); it
+# prints the snapshot's date. Neither reachable: the lock was not audited, and that fails.
+# Accepted advisories: security/audit-exceptions.txt (ID | package | reason | mitigation).
 set -uo pipefail
 project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$project_dir"
 venv_bin="$project_dir/.venv/bin"
-lock_files=(requirements.txt airflow/requirements.txt)
+lock_files=(requirements.txt requirements-runtime.txt airflow/requirements.txt docker/requirements-postgres.txt docker/airflow-extras.txt)
+snapshot="${AUDIT_OSV_SNAPSHOT:-$project_dir/../shared/advisories/pypa-osv.jsonl.gz}"
+offline_locks=()
 failed=()
 
 ignore_args=()
@@ -20,7 +24,9 @@ while IFS='|' read -r vuln_id _rest; do
   [ -n "$vuln_id" ] && ignore_args+=(--ignore-vuln "$vuln_id")
 done < <(grep -v '^\s*#' security/audit-exceptions.txt | grep -v '^\s*$')
 
+service_unreachable=0
 for lock in "${lock_files[@]}"; do
+  if [ "$service_unreachable" = 1 ]; then offline_locks+=("$lock"); continue; fi
   echo "==> pip-audit $lock"
   report="$(mktemp)"
   "$venv_bin/pip-audit" -r "$lock" --no-deps --disable-pip --progress-spinner off -f json -o "$report" \
@@ -43,12 +49,23 @@ PY
   rm -f "$report"
   echo "$summary" | grep -v '^UNREACHABLE$'
   if echo "$summary" | grep -q '^UNREACHABLE$'; then
-    echo "!! pip-audit could not reach its vulnerability service (PyPI's per-version JSON API): $lock was NOT audited"
-    [ "${AUDIT_REQUIRE_ADVISORIES:-0}" = 1 ] && failed+=("pip-audit $lock (service unreachable)")
+    echo "pip-audit could not reach its vulnerability service (PyPI's per-version JSON API): $lock goes to the offline check, and so do the other locks"
+    offline_locks+=("$lock")
+    service_unreachable=1
   elif [ $rc -ne 0 ]; then
     failed+=("pip-audit $lock")
   fi
 done
+
+if [ ${#offline_locks[@]} -gt 0 ]; then
+  echo "==> offline advisories (security/osv_audit.py): ${offline_locks[*]}"
+  if [ -f "$snapshot" ]; then
+    "$venv_bin/python" security/osv_audit.py --snapshot "$snapshot" "${offline_locks[@]}" || failed+=("offline advisories")
+  else
+    echo "!! no advisory snapshot at $snapshot (set AUDIT_OSV_SNAPSHOT): ${offline_locks[*]} NOT audited"
+    failed+=("advisories unreachable, no snapshot")
+  fi
+fi
 
 echo "==> ruff security rules (S, with the ignores pyproject.toml justifies)"
 if ! grep -Eq '^select = \[.*"S"' pyproject.toml; then

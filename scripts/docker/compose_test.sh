@@ -6,9 +6,13 @@
 #      (ENGINE_INSTALL=1 installs/starts one outside CI too, as root);
 #   2. the base image (BASE_IMAGE, default accidents-base:local: built with debootstrap when
 #      missing; BASE_IMAGE=python:3.11-slim where a registry is reachable);
-#   3. docker compose build, then up -d --wait (free loopback ports, throw-away secrets in a
-#      git-ignored env file, the host's BAAC mirror mounted read-only);
-#   4. tests/compose (pytest in .venv) against the published ports;
+#   3. docker compose build; the API in production mode with the demo secrets of .env.example
+#      must refuse to start; then up -d --wait in production mode (API_ENVIRONMENT=production,
+#      free loopback ports, throw-away secrets generated into a git-ignored env file, the
+#      host's BAAC mirror mounted read-only);
+#   4. tests/compose (pytest in .venv) against the published ports, then inside the containers:
+#      `dvc status`, and DVC's private dirs (security/dvc_private_dirs.py, the mitigation of
+#      the diskcache advisory) in the api and airflow-scheduler containers;
 #   5. always: docker compose down -v, and stop the engine if this script started it (by PID).
 # Exit status: 0 passed (or skipped outside CI), 1 failed. Timings are printed at the end.
 #   COMPOSE_TEST_PROJECT (accidents-e2e)  COMPOSE_TEST_KEEP=1 (leave the stack up, for debugging)
@@ -37,13 +41,15 @@ print_timings() {
   printf '  %-24s %4d s\n' "total" $((SECONDS - t_start))
 }
 
-# docker compose with only the variables of $env_file (a developer's own .env or shell exports
+# docker compose with only the variables of an env file (a developer's own .env or shell exports
 # must not leak into the test stack; shell variables win over --env-file in compose).
-dc() {
+dc_with() {  # env file, then compose arguments
+  local file="$1"; shift
   env -i PATH="$PATH" HOME="${HOME:-/root}" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} \
     docker compose --project-directory "$project_dir" -f "$project_dir/docker-compose.yml" \
-    --env-file "$env_file" -p "$compose_project" "$@"
+    --env-file "$file" -p "$compose_project" "$@"
 }
+dc() { dc_with "$env_file" "$@"; }
 
 cleanup() {
   local rc=$?
@@ -123,10 +129,11 @@ values = {
     "AIRFLOW_DB_PASSWORD": token(),
     "MLFLOW_DB_PASSWORD": token(),
     "API_DB_PASSWORD": token(),
-    "API_ENVIRONMENT": "local",
+    # the documented production mode: demo credentials refused, these generated ones accepted
+    "API_ENVIRONMENT": "production",
     "JWT_SECRET": token(48),
     "ADMIN_USERNAME": "admin",
-    "ADMIN_PASSWORD": "admin123",  # the documented demo login the user checks use
+    "ADMIN_PASSWORD": token(18),
     "AIRFLOW_ADMIN_USERNAME": "admin",
     "AIRFLOW_ADMIN_PASSWORD": "admin",
     "AIRFLOW_JWT_SECRET": token(48),
@@ -156,9 +163,39 @@ fi
 lap "build images" $t
 docker image ls --format '  {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E "accidents-.*:(e2e|local)" || true
 
-# -------------------------------------------------------------------------------------- up
+# ------------------------------------------------------- production mode refuses demo secrets
+# The same env file with the demo values of .env.example's compose section (the last example
+# line of each: JWT_SECRET=change-me, ADMIN_PASSWORD=admin123): the API must exit at start with
+# a message naming each problem, and no traceback.
 t=$SECONDS
 stack_created=1
+demo_env="$work/compose-demo.env"
+(umask 077 && grep -vE '^(JWT_SECRET|ADMIN_PASSWORD)=' "$env_file" >"$demo_env" \
+  && for name in JWT_SECRET ADMIN_PASSWORD; do
+       grep -E "^# $name=.+" "$project_dir/.env.example" | tail -n1 | sed 's/^# //'
+     done >>"$demo_env")
+[ "$(grep -cE '^(JWT_SECRET|ADMIN_PASSWORD)=.+' "$demo_env")" = 2 ] || fail ".env.example lacks the compose demo secrets"
+refusal="$compose_project-demo-refusal"
+refusal_rc=running
+if dc_with "$demo_env" run -d --no-deps --name "$refusal" api >"$work/demo-refusal.log" 2>&1; then
+  refusal_rc="$(timeout 180 docker wait "$refusal" || echo running)"
+  docker logs "$refusal" >>"$work/demo-refusal.log" 2>&1
+fi
+docker rm -f "$refusal" >/dev/null 2>&1
+if [ "$refusal_rc" = 0 ] || [ "$refusal_rc" = running ] \
+  || ! grep -q "refusing to start with ENVIRONMENT=production" "$work/demo-refusal.log" \
+  || ! grep -A3 "refusing to start" "$work/demo-refusal.log" | grep -q "JWT_SECRET" \
+  || ! grep -A3 "refusing to start" "$work/demo-refusal.log" | grep -q "ADMIN_PASSWORD" \
+  || grep -q "Traceback" "$work/demo-refusal.log"; then
+  cat "$work/demo-refusal.log"
+  fail "API_ENVIRONMENT=production with the demo secrets did not refuse to start cleanly (exit $refusal_rc)"
+fi
+say "production mode with .env.example's demo secrets: the API refused to start (exit $refusal_rc):"
+grep -A3 "refusing to start" "$work/demo-refusal.log" | sed 's/^/    /'
+lap "demo secrets refused" $t
+
+# -------------------------------------------------------------------------------------- up
+t=$SECONDS
 say "docker compose up -d --wait (API $api_url, MLflow $mlflow_url, Airflow $airflow_url)"
 if ! dc up -d --wait --wait-timeout 900 >"$work/up.log" 2>&1; then
   tail -n 20 "$work/up.log"
@@ -176,6 +213,7 @@ say "end-to-end checks (tests/compose)"
 COMPOSE_BASE_URLS="api=$api_url,mlflow=$mlflow_url,airflow=$airflow_url" \
 COMPOSE_ADMIN_USERNAME="$(get ADMIN_USERNAME)" COMPOSE_ADMIN_PASSWORD="$(get ADMIN_PASSWORD)" \
 COMPOSE_AIRFLOW_USERNAME="$(get AIRFLOW_ADMIN_USERNAME)" COMPOSE_AIRFLOW_PASSWORD="$(get AIRFLOW_ADMIN_PASSWORD)" \
+COMPOSE_API_ENVIRONMENT="$(get API_ENVIRONMENT)" \
   "$project_dir/.venv/bin/pytest" "$project_dir/tests/compose" -p no:cacheprovider -v
 rc=$?
 lap "checks (pytest)" $t
@@ -192,6 +230,22 @@ if [ $rc = 0 ]; then
   fi
 fi
 lap "dvc status in api" $t
+
+# The diskcache advisory's mitigation, in the containers that run DVC (after the trainer's and a
+# DAG run's pipelines used them): site cache, cache and tmp owned by the service user, 0700.
+t=$SECONDS
+if [ $rc = 0 ]; then
+  for service in api airflow-scheduler; do
+    if dc exec -T "$service" /app/.venv/bin/python /app/security/dvc_private_dirs.py /app >"$work/dvc-dirs-$service.log" 2>&1; then
+      say "$service: $(tail -n1 "$work/dvc-dirs-$service.log")"
+    else
+      cat "$work/dvc-dirs-$service.log"
+      say "DVC's dirs are not private in $service"
+      rc=1
+    fi
+  done
+fi
+lap "dvc private dirs" $t
 
 if [ $rc != 0 ]; then
   dc logs --no-color --tail 150 >"$work/logs.txt" 2>&1

@@ -6,7 +6,8 @@ They run when `COMPOSE_BASE_URLS` says where a stack is up (scripts/docker/compo
     COMPOSE_BASE_URLS="api=http://127.0.0.1:8000,mlflow=http://127.0.0.1:5000,airflow=http://127.0.0.1:8080"
     COMPOSE_ADMIN_USERNAME / COMPOSE_ADMIN_PASSWORD     the API admin (default admin / admin123)
     COMPOSE_AIRFLOW_USERNAME / COMPOSE_AIRFLOW_PASSWORD the Airflow admin (default admin / admin)
-    COMPOSE_RUN_TIMEOUT                                 seconds a DAG run may take (default 900)
+    COMPOSE_RUN_TIMEOUT                                 seconds a DAG run may take (default 1800)
+    COMPOSE_API_ENVIRONMENT                             the stack's API_ENVIRONMENT (default local)
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Stack:
     admin: tuple[str, str]
     airflow_admin: tuple[str, str]
     run_timeout: float
+    environment: str
 
 
 def parse_urls(value: str) -> dict[str, str]:
@@ -65,5 +67,6 @@ def stack() -> Stack:
         airflow=urls["airflow"],
         admin=(env("COMPOSE_ADMIN_USERNAME") or "admin", env("COMPOSE_ADMIN_PASSWORD") or "admin123"),
         airflow_admin=(env("COMPOSE_AIRFLOW_USERNAME") or "admin", env("COMPOSE_AIRFLOW_PASSWORD") or "admin"),
-        run_timeout=float(env("COMPOSE_RUN_TIMEOUT") or 900),
+        run_timeout=float(env("COMPOSE_RUN_TIMEOUT") or 1800),
+        environment=env("COMPOSE_API_ENVIRONMENT") or "local",
     )

@@ -54,10 +54,10 @@ def test_plots_show_renders_the_by_month_and_calibration_plots(project):
 
 def test_repro_runs_the_five_stages_of_the_seed(project):
     """import_data -> preprocess -> train -> evaluate -> predict, and predict's output is declared."""
-    stages = project.dvc("dag", "--md").stdout
+    edges = project.dvc("dag", "--dot").stdout
     for upstream, downstream in [("import_data", "preprocess"), ("preprocess", "train"), ("train", "evaluate"),
                                  ("evaluate", "predict")]:  # fmt: skip
-        assert f"{upstream} --> {downstream}" in stages.replace('"', "").replace("stage:", ""), stages
+        assert f'"{upstream}" -> "{downstream}"' in edges, edges
     assert (project.root / "data" / "predictions" / "predictions.csv").is_file()
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reruns the DVC pipeline (import_data -> preprocess -> train -> evaluate) from any directory,
+# Reruns the DVC pipeline (import_data -> preprocess -> train -> evaluate -> predict) from any directory,
 # then pushes data and models to the default DVC remote. Extra arguments go to `dvc repro`
 # (e.g. ./retraining_run.sh --force). Exits non-zero when any stage fails.
 set -euo pipefail

@@ -1,7 +1,11 @@
 """Retraining DAG: the project's DVC pipeline, one task per stage, then the API reloads its model.
 
     import_data -> preprocess -> train -> evaluate -> reload_api_model
-                                                  \\-> push_artifacts
+                                                  \\-> predict -> push_artifacts
+
+It has no unconditional schedule by default: the DAG `new_data_check` (new_data_check.py) looks
+for a new official year every day and starts this one only when there is one, with the reason
+in the run's conf. Manual runs (UI, REST, the API's POST /retrain) always retrain.
 
 This file imports nothing from the project (Airflow's venv has no ML libraries): each task runs
 the project's own `dvc` by absolute path from the project's venv, in the project directory.
@@ -10,7 +14,8 @@ Configuration comes from the environment `scripts/run_stack.py` (or docker-compo
     ACCIDENTS_PROJECT_DIR       project checkout (default: two folders above this file)
     ACCIDENTS_DAG_ID            DAG id (default "dvc_pipeline" = accidents.config.DAG_ID; a test
                                 keeps the two equal)
-    ACCIDENTS_RETRAIN_SCHEDULE  cron or preset (default "@weekly"; "none" = manual runs only)
+    ACCIDENTS_RETRAIN_SCHEDULE  an unconditional cron or preset (default "none": runs start by hand or
+                                from new_data_check when a new year is published)
     ACCIDENTS_SCHEDULE_START    ISO date-time the schedule starts from (run_stack.py: when the
                                 stack was first set up, so no run starts at once)
     ACCIDENTS_API_URL           the prediction API (default http://127.0.0.1:8000)
@@ -25,6 +30,9 @@ Run parameters (Trigger DAG w/ config, or `conf` in the REST API):
                                   incremental mode, a stage runs only when its inputs changed.
     refresh_data  (default true)  with force false, still rerun import_data: the upstream files
                                   are not DVC dependencies, so only a rerun sees new data.
+    reason        (default "")    why the run started (new_data_check sets it); reaches the MLflow
+                                  run as tag `run_reason` (env ACCIDENTS_RUN_REASON). Empty: "manual
+                                  run" plus Airflow's run type.
 The years to import are the pipeline parameter `data.years` in params.yaml (edit and commit it):
 DVC records parameters in dvc.lock, so a per-run override would make the lock file lie.
 """
@@ -53,14 +61,17 @@ DVC = VENV_BIN / "dvc"
 API_URL = os.environ.get("ACCIDENTS_API_URL") or "http://127.0.0.1:8000"
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 
-STAGES = ("import_data", "preprocess", "train", "evaluate")
+STAGES = ("import_data", "preprocess", "train", "evaluate", "predict")
 # Per-stage limits: downloads and training get more time than the rest.
 TIMEOUTS = {
     "import_data": timedelta(minutes=30),
     "preprocess": timedelta(minutes=30),
     "train": timedelta(hours=2),
     "evaluate": timedelta(minutes=30),
+    "predict": timedelta(minutes=30),
 }
+# Why this run started, rendered by Airflow (BashOperator's env is templated) from the run's conf.
+RUN_REASON = "{{ params.reason or ('manual run (' ~ dag_run.run_type ~ ')') }}"
 PASS_THROUGH = ("MLFLOW_TRACKING_URI", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL", "DVC_NO_ANALYTICS")
 
 
@@ -77,7 +88,7 @@ def _start_date() -> datetime:
 
 
 def _schedule() -> str | None:
-    value = os.environ.get("ACCIDENTS_RETRAIN_SCHEDULE", "@weekly").strip()
+    value = os.environ.get("ACCIDENTS_RETRAIN_SCHEDULE", "none").strip()
     return None if value.lower() in ("", "none", "null", "manual") else value
 
 
@@ -90,6 +101,7 @@ def stage_env() -> dict[str, str]:
         "ACCIDENTS_PROJECT_DIR": str(PROJECT_DIR),
         "PYTHONUNBUFFERED": "1",  # stage output reaches the task log as it happens
         "DVC_NO_ANALYTICS": "1",
+        "ACCIDENTS_RUN_REASON": RUN_REASON,
     }
     env.update({name: os.environ[name] for name in PASS_THROUGH if os.environ.get(name)})
     return env
@@ -149,6 +161,7 @@ with DAG(
     params={
         "force": Param(True, type="boolean", description="rerun every stage (dvc repro -f)"),
         "refresh_data": Param(True, type="boolean", description="rerun import_data even when force is off"),
+        "reason": Param("", type="string", description="why the run started (tag run_reason on the MLflow run)"),
     },
     tags=["accidents", "dvc", "mlflow"],
     doc_md=__doc__,
@@ -164,6 +177,7 @@ with DAG(
         for stage in STAGES
     ]
     chain(*stages)
+    evaluate, predict = stages[-2], stages[-1]
 
     push_artifacts = BashOperator(
         task_id="push_artifacts",
@@ -176,4 +190,5 @@ with DAG(
         env=stage_env(),
         execution_timeout=timedelta(minutes=30),
     )
-    stages[-1] >> [reload_api_model(), push_artifacts]
+    evaluate >> reload_api_model()
+    predict >> push_artifacts

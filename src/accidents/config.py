@@ -30,7 +30,9 @@ ENV_PROJECT_DIR = "ACCIDENTS_PROJECT_DIR"
 ENV_DATA_DIR = "BAAC_DATA_DIR"  # offline mirror: official tables or the joined accident table
 ENV_OFFLINE = "BAAC_OFFLINE"  # "1": never try to download
 ENV_BASE_URL = "BAAC_BASE_URL"  # where the stable data.gouv.fr resource URLs live
+ENV_DATASET_API = "BAAC_DATASET_API"  # the data.gouv.fr dataset API listing the published files
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_RUN_REASON = "ACCIDENTS_RUN_REASON"  # why a pipeline run started (the DAG sets it): an MLflow tag
 
 
 def project_dir() -> Path:
@@ -85,6 +87,14 @@ class Paths:
     @property
     def train_report(self) -> Path:
         return self.reports / "train.json"
+
+    @property
+    def test_by_month(self) -> Path:
+        return self.reports / "test_by_month.json"
+
+    @property
+    def backtest(self) -> Path:
+        return self.reports / "backtest.json"
 
     @property
     def metrics(self) -> Path:

@@ -1,5 +1,9 @@
 """DVC stage `evaluate`: challenger vs champion on the held-out test split, then promote or not.
 
+The test split is the newest period (temporal split): both models are scored on the same rows.
+The challenger's scores are also written per calendar month (reports/test_by_month.json, a DVC
+metric; by_month.csv and calibration.csv, DVC plots; the same as MLflow metrics and PNGs).
+
 Promotion rule (params `promotion.min_improvement`, absolute): the challenger becomes
 `champion` when it beats the champion by more than the margin on ROC AUC or on F1 without
 losing more than the margin on the other; the first model is always promoted. The decision
@@ -17,11 +21,11 @@ import pandas as pd
 
 from accidents import registry
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME, load_params, paths
+from accidents.features import ACCIDENT_DATE, ACCIDENT_ID
 from accidents.model_store import ModelBundle, ModelLoadError, read_bundle, write_bundle
-from accidents.modeling import score, split_xy
-from accidents.plots import write_plots
+from accidents.modeling import score, score_by_month, split_xy
+from accidents.plots import write_plots, write_time_plots
 from accidents.stage import PipelineError, log, run_stage, write_json
-from accidents.train import connect_mlflow
 
 COMPARED = ("roc_auc", "f1")
 
@@ -56,8 +60,9 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
         challenger = read_bundle(project.challenger)
     except ModelLoadError as error:
         raise PipelineError(f"challenger model unusable, champion left unchanged: {error}") from error
-    x_test, y_test = split_xy(pd.read_csv(project.split("test")))
-    connect_mlflow()
+    test = pd.read_csv(project.split("test"), dtype={ACCIDENT_ID: str})
+    x_test, y_test = split_xy(test)
+    registry.connect()
     client = registry.client()
     champion = current_champion(client, challenger.metadata.version)
 
@@ -70,8 +75,14 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
     promoted, reason = decide(challenger_scores, champion_scores, margin)
 
     write_plots(project.plots / "test", y_test, challenger_probability, challenger.metadata.threshold)
+    by_month = score_by_month(test[ACCIDENT_DATE], y_test, challenger_probability, challenger.metadata.threshold)
+    write_time_plots(project.plots / "test", by_month, y_test, challenger_probability)
+    write_json(project.test_by_month, month_metrics(by_month))
     with mlflow.start_run(run_id=challenger.metadata.run_id):
         mlflow.log_metrics({f"test_{name}": value for name, value in challenger_scores.items()})
+        mlflow.log_metrics({f"test_by_month/{row.month}/{name}": float(getattr(row, name))
+                            for row in by_month.itertuples() for name in MONTH_METRICS
+                            if pd.notna(getattr(row, name))})  # fmt: skip
         if champion_scores is not None:
             mlflow.log_metrics({f"champion_test_{name}": value for name, value in champion_scores.items()})
         mlflow.set_tags({"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
@@ -110,6 +121,17 @@ def sync_local_copy(champion: ModelBundle | None) -> None:
         pass
     write_bundle(local, champion)
     log.info("local champion copy refreshed to version %s", champion.metadata.version)
+
+
+MONTH_METRICS = ("roc_auc", "f1", "positive_rate", "predicted_positive_rate", "rows")
+
+
+def month_metrics(by_month: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    """{"2021-07": {"roc_auc": ..., "f1": ..., ...}}: what `dvc metrics show` prints per month."""
+    return {
+        row["month"]: {name: None if pd.isna(row[name]) else round(float(row[name]), 4) for name in MONTH_METRICS}
+        for row in by_month.to_dict("records")
+    }
 
 
 def _rounded(scores: dict[str, float] | None) -> dict[str, float]:

@@ -1,9 +1,14 @@
 """DVC stage `import_data`: get the official BAAC tables for `data.years` into data/raw/.
 
-Source, in order: a local mirror (env BAAC_DATA_DIR: the four official tables per year, or
-the already-joined accident table), else data.gouv.fr (unless BAAC_OFFLINE=1), else, if
-`data.allow_synthetic`, synthetic demo data with a loud warning. data/raw/manifest.json
-records what was used; the model trained on it carries the same label.
+`data.source: official_tables` (default): the four official tables of each year, from a local
+mirror's year folders (env BAAC_DATA_DIR: `<dir>/2020/`, `<dir>/2021/`...; never a sample
+folder holding the same file names), else data.gouv.fr (unless BAAC_OFFLINE=1), else, if
+`data.allow_synthetic`, synthetic demo data with a loud warning. With `data.newer_years`,
+every complete year later than `data.years` found there is imported too (the new-data check,
+`accidents.new_data`, starts a run when one appears). `data.source: accident_table`: the seed's
+joined 2021 table from the mirror, its own train/test split kept (compares with the seed).
+data/raw/manifest.json records what was used, including the years actually imported; the
+model trained on it carries the same labels.
 """
 
 from __future__ import annotations
@@ -21,18 +26,25 @@ from accidents import synthetic
 from accidents.config import ENV_BASE_URL, ENV_DATA_DIR, ENV_OFFLINE, load_params, paths
 from accidents.sources import (
     ACCIDENT_TABLE_FILES,
+    ACCIDENT_TABLE_FOLDER,
     DEFAULT_BASE_URL,
+    LAYOUT_ACCIDENT_TABLE,
+    LAYOUT_SYNTHETIC,
+    LAYOUT_TABLES,
     RESOURCES,
     TABLES,
     Resource,
     find_accident_table,
     find_year_tables,
+    local_years,
+    online_resources,
+    online_years,
 )
 from accidents.stage import PipelineError, log, run_stage, warn_loudly, write_json
 
-LAYOUT_TABLES = "tables"  # data/raw/tables/<year>/<table>.csv
-LAYOUT_ACCIDENT_TABLE = "accident_table"  # data/raw/accident-table/{X,y}_{train,test}.csv
-LAYOUT_SYNTHETIC = "synthetic"  # data/raw/synthetic/accidents.csv
+SOURCE_OFFICIAL = "official_tables"  # the four official tables of each year (default)
+SOURCE_ACCIDENT_TABLE = "accident_table"  # the seed's joined 2021 table, with its own split
+SOURCES = (SOURCE_OFFICIAL, SOURCE_ACCIDENT_TABLE)
 
 
 def sha256_of(path: Path) -> str:
@@ -43,24 +55,31 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def import_accident_table(folder: Path, out: Path) -> dict[str, Any]:
+    """Copy the seed's joined 2021 accident table (`data.source: accident_table`)."""
+    table_dir = find_accident_table(folder) if folder.is_dir() else None
+    if table_dir is None:
+        raise PipelineError(
+            f"data.source is accident_table but {ENV_DATA_DIR}={folder} holds no {ACCIDENT_TABLE_FOLDER}/ "
+            f"({', '.join(ACCIDENT_TABLE_FILES)})"
+        )
+    target = out / "accident-table"
+    target.mkdir(parents=True)
+    for name in ACCIDENT_TABLE_FILES:
+        shutil.copyfile(table_dir / name, target / name)
+    log.info("using the seed's joined 2021 accident table in %s (its train/test split is kept)", table_dir)
+    return {"source": "local", "layout": LAYOUT_ACCIDENT_TABLE, "origin": str(table_dir), "years": [2021]}
+
+
 def import_local(folder: Path, years: list[int], out: Path) -> dict[str, Any]:
-    """Copy the mirror's files for `years` (official tables preferred per year when complete)."""
+    """Copy the official tables of `years` from the mirror's year folders `folder/<year>/`."""
     if not folder.is_dir():
         raise PipelineError(f"{ENV_DATA_DIR}={folder} is not a folder")
-    table_dir = find_accident_table(folder)
-    if table_dir is not None:
-        target = out / "accident-table"
-        target.mkdir(parents=True)
-        for name in ACCIDENT_TABLE_FILES:
-            shutil.copyfile(table_dir / name, target / name)
-        log.info("using the joined accident table in %s (its train/test split is kept)", table_dir)
-        return {"layout": LAYOUT_ACCIDENT_TABLE, "origin": str(table_dir)}
     for year in years:
         found = find_year_tables(folder, year)
         if found is None:
             raise PipelineError(
-                f"{ENV_DATA_DIR}={folder} holds neither the joined accident table "
-                f"({', '.join(ACCIDENT_TABLE_FILES)}) nor the four official {year} tables "
+                f"{ENV_DATA_DIR}={folder} has no complete {year}/ folder with the four official {year} tables "
                 f"({', '.join(TABLES)}-{year}.csv; caracteristiques may be spelt carcteristiques or caract)"
             )
         target = out / "tables" / str(year)
@@ -69,6 +88,14 @@ def import_local(folder: Path, years: list[int], out: Path) -> dict[str, Any]:
             shutil.copyfile(source, target / f"{table}.csv")
             log.info("%s %s <- %s", year, table, source)
     return {"layout": LAYOUT_TABLES, "origin": str(folder)}
+
+
+def years_to_import(params: dict[str, Any], available: list[int]) -> list[int]:
+    """`data.years`, plus every later year `available` when `data.newer_years` is on."""
+    years = sorted({int(year) for year in params["years"]})
+    if params.get("newer_years"):
+        years = sorted({*years, *(year for year in available if year > max(years))})
+    return years
 
 
 def download_file(url: str, dest: Path, resource: Resource, settings: dict[str, Any]) -> None:
@@ -117,12 +144,15 @@ def _download_once(url: str, dest: Path, resource: Resource, timeout: float) -> 
 
 def import_online(years: list[int], out: Path, settings: dict[str, Any]) -> dict[str, Any]:
     base = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+    unknown = [year for year in years if year not in RESOURCES]
+    published = online_resources(float(settings["timeout_seconds"])) if unknown else {}
     for year in years:
-        if year not in RESOURCES:
-            raise PipelineError(f"no known data.gouv.fr resources for {year} (known: {sorted(RESOURCES)})")
+        resources = RESOURCES.get(year) or published.get(year)
+        if resources is None:
+            raise PipelineError(f"no data.gouv.fr resources for {year} (known: {sorted({*RESOURCES, *published})})")
         target = out / "tables" / str(year)
         target.mkdir(parents=True)
-        for table, resource in RESOURCES[year].items():
+        for table, resource in resources.items():
             url = base.rstrip("/") + "/" + resource.resource_id
             log.info("downloading %s %s from %s", year, table, url)
             download_file(url, target / f"{table}.csv", resource, settings)
@@ -130,16 +160,24 @@ def import_online(years: list[int], out: Path, settings: dict[str, Any]) -> dict
 
 
 def import_data(params: dict[str, Any], out: Path) -> dict[str, Any]:
-    years = [int(year) for year in params["years"]]
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
     local = os.environ.get(ENV_DATA_DIR)
-    if local:
-        manifest = {"source": "local", **import_local(Path(local), years, out)}
+    source = params.get("source", SOURCE_OFFICIAL)
+    if source not in SOURCES:
+        raise PipelineError(f"data.source must be one of {SOURCES}, got {source!r}")
+    if source == SOURCE_ACCIDENT_TABLE:
+        if not local:
+            raise PipelineError(f"data.source is accident_table: set {ENV_DATA_DIR} to the mirror holding it")
+        manifest = import_accident_table(Path(local), out)
+    elif local:
+        years = years_to_import(params, local_years(Path(local)))
+        manifest = {"source": "local", **import_local(Path(local), years, out), "years": years}
     elif os.environ.get(ENV_OFFLINE) != "1":
         try:
-            manifest = {"source": "download", **import_online(years, out, params["download"])}
+            years = years_to_import(params, online_years() if params.get("newer_years") else [])
+            manifest = {"source": "download", **import_online(years, out, params["download"]), "years": years}
         except PipelineError as error:
             if not params["allow_synthetic"]:
                 raise
@@ -148,7 +186,7 @@ def import_data(params: dict[str, Any], out: Path) -> dict[str, Any]:
         manifest = _synthetic(out, params, reason=f"{ENV_OFFLINE}=1 and no {ENV_DATA_DIR}")
     else:
         raise PipelineError(f"{ENV_OFFLINE}=1, no {ENV_DATA_DIR}, and data.allow_synthetic is false")
-    manifest["years"] = years
+    manifest["data_source"] = source if manifest["source"] != "synthetic" else "synthetic"
     manifest["files"] = {str(path.relative_to(out)): sha256_of(path) for path in sorted(out.rglob("*.csv"))}
     return manifest
 
@@ -162,7 +200,7 @@ def _synthetic(out: Path, params: dict[str, Any], reason: str) -> dict[str, Any]
     target = out / "synthetic"
     target.mkdir(parents=True)
     synthetic.generate(int(params["synthetic_rows"]), seed=42).to_csv(target / "accidents.csv", index=False)
-    return {"source": "synthetic", "layout": LAYOUT_SYNTHETIC, "origin": reason}
+    return {"source": "synthetic", "layout": LAYOUT_SYNTHETIC, "origin": reason, "years": [synthetic.YEAR]}
 
 
 def main() -> None:

@@ -28,8 +28,9 @@ from accidents.compiled_trees import CompiledTrees, compile_trees
 from accidents.features import N_FEATURES, SEED_EXAMPLE
 
 # Internal types our model families need beyond skops' defaults (HistGradientBoosting,
-# RandomForest). Nothing else is trusted.
+# RandomForest, the target-encoding Pipeline's fold splitter). Nothing else is trusted.
 TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn._loss.loss.HalfBinomialLoss",

@@ -1,5 +1,10 @@
 """DVC stage `preprocess`: raw tables -> one row per accident (28 features + grav) -> splits.
 
+Splits (`preprocess.split`): `temporal` (default) tests on the newest months, validates on the
+months just before and trains on everything earlier; `random` is the seed's random share. The
+seed's accident table keeps its own split. Every split keeps the accident id (`Num_Acc`) and
+date beside the features, never as model inputs, for per-month evaluation and label joins.
+
 Follows the seed's make_dataset semantics (users x vehicles inner join, most severely injured
 user per accident, nb_victim / nb_vehicules, grav mapping, catv and atm grouping, -1/0 -> NaN,
 Corsica 2A/2B -> 201/202, NaN rows dropped on catv/vma/secu1/obsm/atm, train modes fill
@@ -18,9 +23,17 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from accidents.config import load_params, paths
-from accidents.features import ATM_GROUPS, CATV_GROUPS, FEATURE_NAMES, FEATURES, TARGET
-from accidents.import_data import LAYOUT_ACCIDENT_TABLE, LAYOUT_SYNTHETIC, LAYOUT_TABLES
-from accidents.sources import TABLES
+from accidents.features import (
+    ACCIDENT_DATE,
+    ACCIDENT_ID,
+    ATM_GROUPS,
+    CATV_GROUPS,
+    FEATURE_NAMES,
+    FEATURES,
+    TARGET,
+    Feature,
+)
+from accidents.sources import LAYOUT_ACCIDENT_TABLE, LAYOUT_TABLES, TABLES
 from accidents.stage import PipelineError, log, read_json, run_stage, write_json
 
 # Official injury codes (grav): 1 unharmed, 2 killed, 3 hospitalised, 4 slightly injured.
@@ -33,6 +46,8 @@ ZERO_IS_MISSING = ("catv", "motor")
 REQUIRED = ("catv", "vma", "secu1", "obsm", "atm")  # rows missing these are dropped (seed)
 MODE_FILLED = ("surf", "circ", "col", "motor")  # filled with the train split's mode (seed)
 ID_COLUMNS = ("Num_Acc", "id_vehicule", "num_veh")
+# Columns of data/processed/{train,val,test}.csv: id and date (never model inputs), features, target.
+SPLIT_COLUMNS = (ACCIDENT_ID, ACCIDENT_DATE, *FEATURE_NAMES, TARGET)
 
 
 def read_official_table(path: Path) -> pd.DataFrame:
@@ -128,7 +143,19 @@ def join_year(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     joined[TARGET] = joined["grav_code"].isin(SEVERE_CODES).astype(int)
     joined = joined[joined["grav_code"].isin(SEVERITY_RANK)]  # drop accidents with no known injury code
-    return joined[["Num_Acc", *FEATURE_NAMES, TARGET]]
+    joined[ACCIDENT_DATE] = accident_dates(joined)
+    return joined[[ACCIDENT_ID, ACCIDENT_DATE, *FEATURE_NAMES, TARGET]]
+
+
+def accident_dates(frame: pd.DataFrame) -> pd.Series:
+    """ISO dates (YYYY-MM-DD) from year_acc / mois / jour; NaN where they make no date."""
+    parts = pd.DataFrame({"year": frame["year_acc"], "month": frame["mois"], "day": frame["jour"]})
+    valid = parts.notna().all(axis=1)
+    dates = pd.Series(np.nan, index=frame.index, dtype=object)
+    if valid.any():
+        parsed = pd.to_datetime(parts[valid].astype(int), errors="coerce")
+        dates[valid] = parsed.dt.strftime("%Y-%m-%d").where(parsed.notna())
+    return dates
 
 
 def clean(frame: pd.DataFrame) -> pd.DataFrame:
@@ -140,12 +167,25 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
         frame[column] = frame[column].replace(0, np.nan)
     for feature in FEATURES:
         values = frame[feature.name].astype(float)
-        valid = values.map(lambda value, f=feature: pd.isna(value) or f.violation(float(value)) is None)
-        frame[feature.name] = values.where(valid)
+        frame[feature.name] = values.where(values.isna() | within_domain(feature, values))
     before = len(frame)
     frame = frame.dropna(subset=list(REQUIRED))
     log.info("dropped %d of %d accidents missing one of %s", before - len(frame), before, ", ".join(REQUIRED))
     return frame
+
+
+def within_domain(feature: Feature, values: pd.Series) -> pd.Series:
+    """Vectorized `feature.violation(value) is None` for present values (NaN rows: False)."""
+    if feature.codes is not None:
+        return values.isin(sorted(feature.codes))
+    valid = np.isfinite(values)
+    if feature.minimum is not None:
+        valid &= values >= feature.minimum
+    if feature.maximum is not None:
+        valid &= values <= feature.maximum
+    if feature.integer:
+        valid &= values == np.floor(values)
+    return valid
 
 
 def fill_and_drop(splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -162,21 +202,19 @@ def fill_and_drop(splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return result
 
 
-def load_tables_layout(raw: Path, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    years = sorted(path for path in (raw / "tables").iterdir() if path.is_dir())
+def load_tables_layout(raw: Path) -> pd.DataFrame:
     frames = []
-    for year_dir in years:
+    for year_dir in sorted(path for path in (raw / "tables").iterdir() if path.is_dir()):
         tables = {table: read_official_table(year_dir / f"{table}.csv") for table in TABLES}
         joined = clean(join_year(tables))
         log.info("%s: %d accidents after joining and cleaning", year_dir.name, len(joined))
         frames.append(joined)
-    data = pd.concat(frames, ignore_index=True).drop(columns="Num_Acc")
-    train, test = train_test_split(data, test_size=params["test_size"], random_state=params["seed"])
-    return {"train": train, "test": test}
+    return pd.concat(frames, ignore_index=True)
 
 
 def load_accident_table(raw: Path) -> dict[str, pd.DataFrame]:
-    """The joined table keeps its own split: X_test/y_test stays the held-out set."""
+    """The seed's joined table keeps its own split: X_test/y_test stays the held-out set. It has
+    no accident ids (left empty); dates come from its year_acc / mois / jour."""
     folder = raw / "accident-table"
     splits = {}
     for name in ("train", "test"):
@@ -185,35 +223,96 @@ def load_accident_table(raw: Path) -> dict[str, pd.DataFrame]:
         if list(features.columns) != list(FEATURE_NAMES):
             raise PipelineError(f"X_{name}.csv columns differ from the feature contract: {list(features.columns)}")
         features[TARGET] = target[TARGET].to_numpy()
+        features.insert(0, ACCIDENT_ID, "")
+        features.insert(1, ACCIDENT_DATE, accident_dates(features))
         splits[name] = clean(features)
     return splits
 
 
-def load_synthetic(raw: Path, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    data = clean(pd.read_csv(raw / "synthetic" / "accidents.csv"))
+def load_synthetic(raw: Path) -> pd.DataFrame:
+    return clean(pd.read_csv(raw / "synthetic" / "accidents.csv", dtype={ACCIDENT_ID: str}))
+
+
+def month_start(day: pd.Timestamp, months_back: int) -> pd.Timestamp:
+    return (day.to_period("M") - months_back).to_timestamp()
+
+
+def temporal_bounds(dates: pd.Series, params: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """(validation start, test start): explicit dates from params, else the newest months.
+
+    Default: the test period is the last `test_months` calendar months of the data, validation
+    the `val_months` before it; with 2020 + 2021: validation 2021-04..06, test 2021-07..12. A new
+    year shifts both windows forward without an edit.
+    """
+    newest = pd.Timestamp(dates.max())
+    test_start = pd.Timestamp(params["test_start"]) if params.get("test_start") else month_start(
+        newest, int(params["test_months"]) - 1)  # fmt: skip
+    val_start = pd.Timestamp(params["val_start"]) if params.get("val_start") else month_start(
+        test_start, int(params["val_months"]))  # fmt: skip
+    if not val_start < test_start:
+        raise PipelineError(f"validation must start before the test period: {val_start.date()} >= {test_start.date()}")
+    return val_start, test_start
+
+
+def temporal_split(data: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """Train on the past, tune on the period just before the test period, test on the newest."""
+    dates = pd.to_datetime(data[ACCIDENT_DATE])
+    val_start, test_start = temporal_bounds(dates, params)
+    splits = {
+        "train": data[dates < val_start],
+        "val": data[(dates >= val_start) & (dates < test_start)],
+        "test": data[dates >= test_start],
+    }
+    log.info("temporal split: train < %s <= validation < %s <= test", val_start.date(), test_start.date())
+    for name, split in splits.items():
+        if split.empty:
+            raise PipelineError(
+                f"temporal split: the {name} period is empty (data {dates.min().date()} .. {dates.max().date()}, "
+                f"validation from {val_start.date()}, test from {test_start.date()})"
+            )
+    return splits
+
+
+def random_split(data: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The seed's split: a random `test_size` share is the test set."""
     train, test = train_test_split(data, test_size=params["test_size"], random_state=params["seed"])
     return {"train": train, "test": test}
 
 
-def make_splits(raw: Path, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    layout = read_json(raw / "manifest.json")["layout"]
-    loaders = {
-        LAYOUT_TABLES: lambda: load_tables_layout(raw, params),
-        LAYOUT_ACCIDENT_TABLE: lambda: load_accident_table(raw),
-        LAYOUT_SYNTHETIC: lambda: load_synthetic(raw, params),
-    }
-    splits = loaders[layout]()
-    if params.get("max_rows"):
-        total = sum(len(split) for split in splits.values())
-        splits = {
-            name: split.sample(n=min(len(split), max(50, int(params["max_rows"] * len(split) / total))),
-                               random_state=params["seed"])
-            for name, split in splits.items()
-        }  # fmt: skip
+def carve_validation(splits: dict[str, pd.DataFrame], params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """A stratified random validation share of train (random split and the seed's table)."""
+    if "val" in splits:
+        return splits
     train, val = train_test_split(
         splits["train"], test_size=params["val_size"], random_state=params["seed"], stratify=splits["train"][TARGET]
     )
-    return fill_and_drop({"train": train, "val": val, "test": splits["test"]})
+    return {"train": train, "val": val, "test": splits["test"]}
+
+
+def subsample(splits: dict[str, pd.DataFrame], max_rows: int, seed: int) -> dict[str, pd.DataFrame]:
+    """About `max_rows` rows in all, each split keeping its share (fast smoke runs and tests)."""
+    total = sum(len(split) for split in splits.values())
+    return {
+        name: split.sample(n=min(len(split), max(50, int(max_rows * len(split) / total))), random_state=seed)
+        for name, split in splits.items()
+    }
+
+
+SPLITS = ("temporal", "random")
+
+
+def make_splits(raw: Path, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    layout = read_json(raw / "manifest.json")["layout"]
+    if layout == LAYOUT_ACCIDENT_TABLE:
+        splits = load_accident_table(raw)
+    else:
+        data = load_tables_layout(raw) if layout == LAYOUT_TABLES else load_synthetic(raw)
+        if params["split"] not in SPLITS:
+            raise PipelineError(f"preprocess.split must be one of {SPLITS}, got {params['split']!r}")
+        splits = (temporal_split if params["split"] == "temporal" else random_split)(data, params)
+    if params.get("max_rows"):
+        splits = subsample(splits, int(params["max_rows"]), params["seed"])
+    return fill_and_drop(carve_validation(splits, params))
 
 
 def main() -> None:
@@ -223,8 +322,14 @@ def main() -> None:
     project.processed.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"source": read_json(project.raw_manifest)["source"]}
     for name, split in splits.items():
-        split[[*FEATURE_NAMES, TARGET]].to_csv(project.split(name), index=False)
-        summary[name] = {"rows": len(split), "positive_rate": round(float(split[TARGET].mean()), 4)}
+        split = split.sort_values([ACCIDENT_DATE, ACCIDENT_ID], kind="stable")
+        split[[*SPLIT_COLUMNS]].to_csv(project.split(name), index=False)
+        summary[name] = {
+            "rows": len(split),
+            "positive_rate": round(float(split[TARGET].mean()), 4),
+            "first_date": str(split[ACCIDENT_DATE].min()),
+            "last_date": str(split[ACCIDENT_DATE].max()),
+        }
         log.info("%s: %d rows, %.1f %% severe", name, len(split), 100 * split[TARGET].mean())
     write_json(project.processed / "summary.json", summary)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME, tracking_uri
 from accidents.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
+from accidents.stage import PipelineError
 
 TAG_THRESHOLD = "decision_threshold"
 TAG_DATA_SOURCE = "data_source"
@@ -117,3 +118,15 @@ def unreachable_reason(uri: str, timeout: float = 3.0) -> str | None:
 
 def is_reachable(uri: str, timeout: float = 3.0) -> bool:
     return unreachable_reason(uri, timeout) is None
+
+
+def connect(uri: str | None = None) -> str:
+    """Point MLflow's fluent API (runs, registration) at the tracking server, or fail clearly."""
+    import mlflow
+
+    uri = uri or tracking_uri()
+    if not is_reachable(uri):
+        raise PipelineError(f"MLflow tracking server {uri} is not reachable: start it with `make mlflow`")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri

@@ -7,12 +7,27 @@ producer re-upload can change them, so a mismatch is reported and the file rejec
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
+from accidents.config import ENV_DATASET_API
+from accidents.stage import PipelineError
+
 DEFAULT_BASE_URL = "https://www.data.gouv.fr/fr/datasets/r/"
+DATASET_ID = "53698f4ca3a729239d2036df"
+# The data.gouv.fr dataset API lists every published resource (title, id, size, sha1): a year
+# that is not in RESOURCES yet becomes visible there the day it is published.
+DEFAULT_DATASET_API = f"https://www.data.gouv.fr/api/1/datasets/{DATASET_ID}/"
 TABLES = ("caracteristiques", "lieux", "usagers", "vehicules")
+
+# How data/raw/ is laid out after import_data (manifest.json "layout"), read by preprocess.
+LAYOUT_TABLES = "tables"  # data/raw/tables/<year>/<table>.csv
+LAYOUT_ACCIDENT_TABLE = "accident_table"  # data/raw/accident-table/{X,y}_{train,test}.csv
+LAYOUT_SYNTHETIC = "synthetic"  # data/raw/synthetic/accidents.csv
 
 
 @dataclass(frozen=True)
@@ -69,18 +84,70 @@ def table_of(file_name: str, year: int) -> str | None:
 
 
 def find_year_tables(folder: Path, year: int) -> dict[str, Path] | None:
-    """The four official tables of `year` anywhere under `folder`, or None if incomplete."""
+    """The four official tables of `year` in the year folder `folder/<year>/`, or None if incomplete.
+
+    Only the year folder counts: a mirror also holds samples under the same file names (the
+    65-accident `2021-raw-sample/`), which must never be taken for the whole year.
+    """
+    year_dir = folder / str(year)
+    if not year_dir.is_dir():
+        return None
     found: dict[str, Path] = {}
-    for candidate in sorted(folder.rglob("*.csv")):
+    for candidate in sorted(year_dir.glob("*.csv")):
         table = table_of(candidate.name, year)
         if table and table not in found:
             found[table] = candidate
     return found if len(found) == len(TABLES) else None
 
 
+def local_years(folder: Path) -> list[int]:
+    """Years whose four official tables are complete in a year folder of the mirror `folder`."""
+    if not folder.is_dir():
+        return []
+    candidates = (int(path.name) for path in folder.iterdir() if path.is_dir() and re.fullmatch(r"\d{4}", path.name))
+    return sorted(year for year in candidates if find_year_tables(folder, year) is not None)
+
+
+ACCIDENT_TABLE_FOLDER = "2021-accident-table"  # the seed's joined 2021 table, in the mirror
+
+
 def find_accident_table(folder: Path) -> Path | None:
-    """A folder under `folder` (itself included) holding the already-joined accident table."""
-    for candidate in [folder, *sorted(p for p in folder.rglob("*") if p.is_dir())]:
+    """The seed's joined accident table: `folder/2021-accident-table/` or `folder` itself."""
+    for candidate in (folder / ACCIDENT_TABLE_FOLDER, folder):
         if all((candidate / name).is_file() for name in ACCIDENT_TABLE_FILES):
             return candidate
     return None
+
+
+_RESOURCE_TITLE = re.compile(r"(?P<table>[a-z]+)[-_](?P<year>\d{4})\.csv", flags=re.IGNORECASE)
+
+
+def dataset_api_url() -> str:
+    return os.environ.get(ENV_DATASET_API) or DEFAULT_DATASET_API
+
+
+def online_resources(timeout: float = 30.0) -> dict[int, dict[str, Resource]]:
+    """Complete years published on data.gouv.fr (dataset API), with each table's resource."""
+    try:
+        response = requests.get(dataset_api_url(), timeout=timeout)
+        response.raise_for_status()
+        listed = response.json().get("resources") or []
+    except (requests.RequestException, ValueError) as error:
+        raise PipelineError(f"data.gouv.fr dataset API {dataset_api_url()} did not answer: {error}") from error
+    years: dict[int, dict[str, Resource]] = {}
+    for item in listed:
+        match = _RESOURCE_TITLE.fullmatch(str(item.get("title", "")).strip())
+        if not match:
+            continue
+        year = int(match["year"])
+        table = table_of(match.group(0), year)
+        if table is None or table in years.get(year, {}):
+            continue
+        checksum = item.get("checksum") or {}
+        sha1 = checksum.get("value") if checksum.get("type") == "sha1" else None
+        years.setdefault(year, {})[table] = Resource(str(item["id"]), item.get("filesize") or None, sha1)
+    return {year: tables for year, tables in sorted(years.items()) if len(tables) == len(TABLES)}
+
+
+def online_years(timeout: float = 30.0) -> list[int]:
+    return sorted(online_resources(timeout))

@@ -7,6 +7,7 @@ writes models/challenger.zip for `evaluate`.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +18,10 @@ import skops.io
 from mlflow.models import infer_signature
 
 from accidents import registry
-from accidents.config import EXPERIMENT_NAME, MODEL_NAME, load_params, paths, tracking_uri
+from accidents.config import ENV_RUN_REASON, EXPERIMENT_NAME, MODEL_NAME, load_params, paths
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.model_store import TRUSTED_TYPES, ModelBundle, ModelMetadata, dumps_model, write_bundle
-from accidents.modeling import best_threshold, build_model, score, split_xy
+from accidents.modeling import best_threshold, fit_model, score, split_xy
 from accidents.plots import write_plots
 from accidents.stage import PipelineError, log, read_json, run_stage, write_json
 
@@ -32,7 +33,33 @@ def data_source() -> str:
 
 def flat_params(params: dict[str, Any]) -> dict[str, Any]:
     family = params["family"]
-    return {"family": family, "seed": params["seed"], **{f"{family}.{k}": v for k, v in params[family].items()}}
+    return {
+        "family": family,
+        "seed": params["seed"],
+        "target_encoding": ",".join(params.get("target_encoding") or []) or "none",
+        "early_stopping_on": params.get("early_stopping_on", "validation"),
+        **{f"{family}.{k}": v for k, v in params[family].items()},
+    }
+
+
+def data_params() -> dict[str, Any]:
+    """What the model was trained on, as the import and preprocess stages recorded it."""
+    project = paths()
+    manifest = read_json(project.raw_manifest)
+    summary = read_json(project.processed / "summary.json")
+    preprocess = load_params(project.params)["preprocess"]
+    return {
+        "data_years": ",".join(str(year) for year in manifest.get("years", [])),
+        "data_layout": manifest["layout"],
+        "split": preprocess["split"] if manifest["layout"] != "accident_table" else "accident_table",
+        **{f"{name}_period": f"{summary[name]['first_date']}..{summary[name]['last_date']}"
+           for name in ("train", "val", "test") if name in summary},
+    }  # fmt: skip
+
+
+def run_reason() -> str:
+    """Why this run started (the DAG passes its run conf's reason; a shell run says so)."""
+    return os.environ.get(ENV_RUN_REASON) or "manual (shell)"
 
 
 def required_trusted_types(model: Any) -> list[str]:
@@ -44,15 +71,6 @@ def required_trusted_types(model: Any) -> list[str]:
     return sorted(needed)
 
 
-def connect_mlflow() -> str:
-    uri = tracking_uri()
-    if not registry.is_reachable(uri):
-        raise PipelineError(f"MLflow tracking server {uri} is not reachable: start it with `make mlflow`")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    return uri
-
-
 def main() -> None:
     project = paths()
     params = load_params(project.params)["train"]
@@ -60,10 +78,13 @@ def main() -> None:
     x_val, y_val = split_xy(pd.read_csv(project.split("val")))
     source = data_source()
 
-    model = build_model(params)
-    log.info("fitting %s on %d rows", params["family"], len(y_train))
+    log.info("fitting %s on %d rows (target encoding: %s)", params["family"], len(y_train),
+             ", ".join(params.get("target_encoding") or []) or "none")  # fmt: skip
     started = time.perf_counter()
-    model.fit(x_train, y_train)
+    try:
+        model = fit_model(params, x_train, y_train, x_val, y_val)
+    except ValueError as error:
+        raise PipelineError(f"cannot fit the configured model: {error}") from error
     fit_seconds = time.perf_counter() - started
     val_probability = model.predict_proba(x_val)[:, 1]
     threshold = best_threshold(y_val, val_probability)
@@ -72,12 +93,13 @@ def main() -> None:
     log.info("validation: ROC AUC %.4f, F1 %.4f at threshold %.3f (%.1f s, model %.2f MB)",
              val_metrics["roc_auc"], val_metrics["f1"], threshold, fit_seconds, model_bytes / 1e6)  # fmt: skip
 
-    connect_mlflow()
+    registry.connect()
     mlflow.set_experiment(EXPERIMENT_NAME)
     trained_at = datetime.now(UTC).isoformat(timespec="seconds")
     with mlflow.start_run(run_name=f"train-{params['family']}") as run:
-        mlflow.set_tags({"stage": "train", "data_source": source, "model_family": params["family"]})
-        mlflow.log_params({**flat_params(params), "train_rows": len(y_train), "val_rows": len(y_val)})
+        mlflow.set_tags({"stage": "train", "data_source": source, "model_family": params["family"],
+                         "run_reason": run_reason()})  # fmt: skip
+        mlflow.log_params({**flat_params(params), **data_params(), "train_rows": len(y_train), "val_rows": len(y_val)})
         mlflow.log_metrics({f"val_{name}": value for name, value in val_metrics.items()})
         mlflow.log_metrics({"fit_seconds": fit_seconds, "model_size_mb": model_bytes / 1e6})
         for image in write_plots(project.plots / "validation", y_val, val_probability, threshold):

@@ -14,12 +14,15 @@ import pytest
 pytest.importorskip("airflow", reason="DAG tests run in .venv-airflow (.venv-airflow/bin/pytest tests/airflow)")
 
 import itertools
+import json
+import os
 
 from airflow.dag_processing.dagbag import DagBag
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow" / "dags"
-STAGES = ["import_data", "preprocess", "train", "evaluate"]
+STAGES = ["import_data", "preprocess", "train", "evaluate", "predict"]
+RETRAIN_DAG_ID = "dvc_pipeline"
 DVC = REPO / ".venv" / "bin" / "dvc"
 
 
@@ -30,8 +33,8 @@ def dagbag() -> DagBag:
 
 @pytest.fixture(scope="module")
 def dag(dagbag):
-    assert len(dagbag.dags) == 1, sorted(dagbag.dags)
-    return next(iter(dagbag.dags.values()))
+    assert sorted(dagbag.dags) == [RETRAIN_DAG_ID, "new_data_check"]
+    return dagbag.dags[RETRAIN_DAG_ID]
 
 
 def test_dag_folder_imports_cleanly(dagbag):
@@ -52,9 +55,10 @@ def test_dag_id_is_the_projects(dag):
 
 def test_one_task_per_dvc_stage_in_order(dag):
     for upstream, downstream in itertools.pairwise(STAGES):
-        assert dag.get_task(upstream).downstream_task_ids == {downstream}
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert dag.get_task("import_data").upstream_task_ids == set()
-    assert dag.get_task("evaluate").downstream_task_ids == {"reload_api_model", "push_artifacts"}
+    assert dag.get_task("evaluate").downstream_task_ids == {"reload_api_model", "predict"}
+    assert dag.get_task("predict").downstream_task_ids == {"push_artifacts"}
     assert set(dag.task_ids) == {*STAGES, "reload_api_model", "push_artifacts"}
 
 
@@ -77,22 +81,31 @@ def test_stage_tasks_run_the_projects_dvc_by_absolute_path(dag):
 
 
 def test_schedule_and_run_policy(dag):
+    """No unconditional schedule: runs start by hand or from new_data_check."""
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    assert dag.schedule == "@weekly"  # the default; ACCIDENTS_RETRAIN_SCHEDULE changes it
-    assert type(dag.timetable).__name__ == "CronTriggerTimetable"  # one run per week, at the cron time
+    assert dag.schedule is None  # the default; ACCIDENTS_RETRAIN_SCHEDULE sets a cron
     assert dag.start_date is not None and dag.start_date.tzinfo is not None
+
+
+def test_an_explicit_schedule_is_still_possible(monkeypatch):
+    monkeypatch.setenv("ACCIDENTS_RETRAIN_SCHEDULE", "@weekly")
+    bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
+    dag = bag.dags[RETRAIN_DAG_ID]
+    assert dag.schedule == "@weekly"
+    assert type(dag.timetable).__name__ == "CronTriggerTimetable"  # one run per week, at the cron time
 
 
 def test_schedule_and_start_come_from_the_environment(monkeypatch):
     """run_stack.py sets them; `none` means manual runs only."""
-    monkeypatch.setenv("ACCIDENTS_RETRAIN_SCHEDULE", "none")
+    monkeypatch.setenv("ACCIDENTS_RETRAIN_SCHEDULE", "@daily")
     monkeypatch.setenv("ACCIDENTS_SCHEDULE_START", "2031-02-03T04:05:06+00:00")
     monkeypatch.setenv("ACCIDENTS_DAG_ID", "renamed_pipeline")
     bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
     assert bag.import_errors == {}
     dag = bag.dags["renamed_pipeline"]
-    assert dag.schedule is None
+    assert dag.schedule == "@daily"
+    assert bag.dags["new_data_check"].get_task("trigger_retraining").trigger_dag_id == "renamed_pipeline"
     assert dag.start_date.isoformat() == "2031-02-03T04:05:06+00:00"
 
 
@@ -112,6 +125,25 @@ def test_retries_and_timeouts(dag):
 def test_params_default_to_a_full_retrain(dag):
     assert dag.params["force"] is True
     assert dag.params["refresh_data"] is True
+    assert dag.params["reason"] == ""
+
+
+class _Run:
+    run_type = "manual"
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [("new official data: 2022 in BAAC_DATA_DIR=/m", "new official data: 2022 in BAAC_DATA_DIR=/m"),
+     ("", "manual run (manual)")],
+)  # fmt: skip
+def test_the_run_reason_reaches_every_stage(dag, reason, expected):
+    """ACCIDENTS_RUN_REASON (the MLflow run's tag run_reason) is rendered from the run's conf."""
+    import jinja2
+
+    for stage in STAGES:
+        template = dag.get_task(stage).env["ACCIDENTS_RUN_REASON"]
+        assert jinja2.Template(template).render(params={"reason": reason}, dag_run=_Run()) == expected
 
 
 @pytest.mark.parametrize(
@@ -130,3 +162,60 @@ def test_force_flag_rendering(dag, params, expected):
         rendered = jinja2.Template(dag.get_task(stage).bash_command).render(params=params)
         command = next(line for line in rendered.splitlines() if " repro " in line)
         assert (" -f " in command) is forced, command
+
+
+# --- new_data_check: retrain when a new official year appears --------------------------------
+
+
+@pytest.fixture(scope="module")
+def check_dag(dagbag):
+    return dagbag.dags["new_data_check"]
+
+
+def test_check_dag_shape_and_schedule(check_dag):
+    assert check_dag.schedule == "@daily"  # ACCIDENTS_NEW_DATA_SCHEDULE changes it
+    assert check_dag.catchup is False and check_dag.max_active_runs == 1
+    assert check_dag.get_task("check_new_data").downstream_task_ids == {"trigger_retraining"}
+    trigger = check_dag.get_task("trigger_retraining")
+    assert trigger.trigger_dag_id == RETRAIN_DAG_ID
+    assert "check_new_data" in trigger.conf["reason"] and "['reason']" in trigger.conf["reason"]
+
+
+def _project_with_import(tmp_path, years):
+    """A project folder (params, venv link, last import's manifest) the check DAG is pointed at."""
+    root = tmp_path / "project"
+    (root / "data" / "raw").mkdir(parents=True)
+    (root / "params.yaml").write_bytes((REPO / "params.yaml").read_bytes())
+    (root / ".venv").symlink_to(REPO / ".venv")
+    manifest = {"source": "local", "layout": "tables", "years": years}
+    (root / "data" / "raw" / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+SAMPLE = Path(os.environ.get("BAAC_DATA_DIR") or REPO.parent / "shared" / "data" / "baac") / "2021-raw-sample"
+
+
+def _add_year(mirror, year):
+    """A year folder holding the real 65-accident sample under that year's file names."""
+    folder = mirror / str(year)
+    folder.mkdir(parents=True)
+    for table in ("caracteristiques", "lieux", "usagers", "vehicules"):
+        (folder / f"{table}-{year}.csv").write_bytes((SAMPLE / f"{table}-2021.csv").read_bytes())
+
+
+def test_check_task_starts_a_run_only_when_a_year_is_added(tmp_path, monkeypatch):
+    """The check task's own callable, running the project's CLI by absolute path on a mirror."""
+    if not (REPO / ".venv" / "bin" / "python").exists():
+        pytest.fail("the project's .venv is missing: run `make setup`")
+    mirror = tmp_path / "mirror"
+    for year in (2020, 2021):
+        _add_year(mirror, year)
+    monkeypatch.setenv("ACCIDENTS_PROJECT_DIR", str(_project_with_import(tmp_path, [2020, 2021])))
+    monkeypatch.setenv("BAAC_DATA_DIR", str(mirror))
+    bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
+    check = bag.dags["new_data_check"].get_task("check_new_data").python_callable
+    assert check() is False  # nothing new: the short circuit skips the trigger
+    _add_year(mirror, 2022)
+    answer = check()
+    assert answer["new_years"] == [2022]
+    assert "new official data: 2022" in answer["reason"]

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 
 from accidents import compiled_trees
-from accidents.features import FEATURES, N_FEATURES
+from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES
 from accidents.model_store import ModelBundle, ModelMetadata, read_bundle
-from accidents.modeling import split_xy
+from accidents.modeling import fit_model, split_xy
 
 METADATA = ModelMetadata("m", "1", "run", 0.4, "real", "2026-01-01T00:00:00+00:00", "test")
 
@@ -36,7 +37,7 @@ def with_missing_values(x: np.ndarray) -> np.ndarray:
 
 def test_real_champion_agrees_with_scikit_learn_on_the_whole_test_split(trained_project):
     bundle = read_bundle(trained_project.root / "models" / "champion.zip")
-    assert bundle.compiled is not None
+    assert bundle.compiled is not None and bundle.compiled.encoding is not None  # the target-encoding pipeline
     x, _ = split_xy(pd.read_csv(trained_project.root / "data" / "processed" / "test.csv"))
     for rows in (x, with_missing_values(x)):
         expected = bundle.model.predict_proba(rows)[:, 1]
@@ -95,3 +96,25 @@ def test_probe_rows_respect_the_contract():
         present = column[~np.isnan(column)]
         assert feature.nullable or len(present) == len(column), feature.name
         assert all(feature.violation(float(value)) is None for value in present), feature.name
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "random_forest"])
+def test_target_encoding_pipelines_compile_with_the_encoder_and_match_exactly(family):
+    """The default model is a Pipeline (target encoding of com/dep, then trees): the compiled copy
+    applies a numpy copy of the encoder and must equal scikit-learn for seen and unseen codes."""
+    params = {"family": family, "seed": 0, "target_encoding": ["com", "dep"],
+              "hist_gradient_boosting": {"max_iter": 30}, "random_forest": {"n_estimators": 5}}  # fmt: skip
+    x = compiled_trees.probe_rows(3000, seed=11)
+    x[:, FEATURE_NAMES.index("com")] = np.random.default_rng(12).integers(1000, 1040, len(x))  # repeated codes
+    y = ((x[:, FEATURE_NAMES.index("com")] % 3 == 0) ^ (np.random.default_rng(13).random(len(x)) < 0.2)).astype(int)
+    model = fit_model(params, x[:2500], y[:2500], x[2500:], y[2500:])
+    assert isinstance(model, Pipeline)
+    bundle = ModelBundle(model, METADATA)
+    assert bundle.compiled is not None and bundle.compiled.encoding is not None
+    seen = with_missing_values(x[:40])  # codes the encoder has seen
+    unseen = seen.copy()
+    unseen[:, FEATURE_NAMES.index("com")] = 999_999  # a commune never seen: the encoder's default
+    for rows in (seen, unseen):
+        np.testing.assert_allclose(bundle.predict_proba(rows), model.predict_proba(rows)[:, 1], rtol=0, atol=1e-12)
+    encoded = bundle.compiled.encoding.transform(seen)
+    np.testing.assert_array_equal(encoded, model.steps[0][1].transform(seen))

@@ -41,9 +41,24 @@ def test_second_repro_with_nothing_changed_does_nothing(project):
     assert "Data and pipelines are up to date" in output
 
 
-def test_metrics_show_prints_auc_and_f1(project):
+def test_metrics_show_prints_auc_and_f1_overall_and_by_month(project):
     output = project.dvc("metrics", "show").stdout
     assert "challenger.roc_auc" in output and "challenger.f1" in output
+    assert "2021-07.roc_auc" in output and "2021-12.positive_rate" in output
+
+
+def test_plots_show_renders_the_by_month_and_calibration_plots(project):
+    output = project.dvc("plots", "show", "--json").stdout
+    assert "by_month.csv" in output and "calibration.csv" in output
+
+
+def test_repro_runs_the_five_stages_of_the_seed(project):
+    """import_data -> preprocess -> train -> evaluate -> predict, and predict's output is declared."""
+    edges = project.dvc("dag", "--dot").stdout
+    for upstream, downstream in [("import_data", "preprocess"), ("preprocess", "train"), ("train", "evaluate"),
+                                 ("evaluate", "predict")]:  # fmt: skip
+        assert f'"{upstream}" -> "{downstream}"' in edges, edges
+    assert (project.root / "data" / "predictions" / "predictions.csv").is_file()
 
 
 def test_hyperparameter_change_reruns_train_and_evaluate_only(project):
@@ -61,6 +76,7 @@ def test_hyperparameter_change_reruns_train_and_evaluate_only(project):
     assert alias == (metrics["challenger"]["version"] if expected else before_alias)
     assert read_bundle(project.root / "models" / "champion.zip").metadata.version == alias
     assert ("PROMOTED" if expected else "NOT promoted") in output
+    assert ("Running stage 'predict'" in output) is expected  # predict reruns only when the champion changed
 
 
 def test_crashing_training_leaves_the_champion_unchanged(project):

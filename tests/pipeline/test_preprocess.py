@@ -6,9 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from accidents.features import FEATURE_NAMES, row_violations
-from accidents.preprocess import SEVERITY_RANK, clean, fill_and_drop, join_year, read_official_table
+from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, row_violations
+from accidents.preprocess import (
+    SEVERITY_RANK,
+    accident_dates,
+    clean,
+    fill_and_drop,
+    join_year,
+    read_official_table,
+    temporal_split,
+)
 from accidents.sources import TABLES
+from accidents.stage import PipelineError
 
 ACCIDENT_LEVEL = ["catr", "circ", "surf", "situ", "vma", "jour", "mois", "lum", "dep", "com", "agg_", "int", "atm",
                   "col", "lat", "long", "hour", "nb_victim", "nb_vehicules", "year_acc"]  # fmt: skip
@@ -127,3 +136,41 @@ def test_real_sample_matches_the_seed_accident_table(baac_dir):
     assert len(filled) == 60
     for row in filled[list(FEATURE_NAMES)].itertuples(index=False):
         assert not row_violations([None if pd.isna(value) else value for value in row])
+
+
+def dated_frame(first: str, last: str) -> pd.DataFrame:
+    dates = pd.date_range(first, last, freq="D")
+    frame = pd.DataFrame({name: 1.0 for name in FEATURE_NAMES}, index=range(len(dates)))
+    ids = [f"2021{i:08d}" for i in range(len(dates))]
+    return frame.assign(**{ACCIDENT_ID: ids, ACCIDENT_DATE: dates.strftime("%Y-%m-%d")}, grav=np.arange(len(dates)) % 2)
+
+
+TEMPORAL = {"split": "temporal", "test_months": 6, "val_months": 3, "test_start": None, "val_start": None}
+
+
+def test_temporal_split_tests_on_the_newest_months_and_validates_just_before():
+    splits = temporal_split(dated_frame("2020-01-01", "2021-12-31"), TEMPORAL)
+    periods = {name: (split[ACCIDENT_DATE].min(), split[ACCIDENT_DATE].max()) for name, split in splits.items()}
+    assert periods == {"train": ("2020-01-01", "2021-03-31"), "val": ("2021-04-01", "2021-06-30"),
+                       "test": ("2021-07-01", "2021-12-31")}  # fmt: skip
+    # a new year moves both windows forward without an edit
+    later = temporal_split(dated_frame("2020-01-01", "2022-12-31"), TEMPORAL)
+    assert later["test"][ACCIDENT_DATE].min() == "2022-07-01" and later["val"][ACCIDENT_DATE].min() == "2022-04-01"
+
+
+def test_temporal_split_with_fixed_dates_and_clear_errors():
+    fixed = temporal_split(dated_frame("2020-01-01", "2021-12-31"), {**TEMPORAL, "test_start": "2021-01-01",
+                                                                     "val_start": "2020-10-01"})  # fmt: skip
+    assert fixed["test"][ACCIDENT_DATE].min() == "2021-01-01" and fixed["train"][ACCIDENT_DATE].max() == "2020-09-30"
+    gap = pd.concat([dated_frame("2021-01-01", "2021-05-31"), dated_frame("2021-07-01", "2021-12-31")])
+    assert len(temporal_split(gap, TEMPORAL)["val"]) == 61  # 2021-04..05: June is missing
+    with pytest.raises(PipelineError, match="the val period is empty"):
+        temporal_split(gap, {**TEMPORAL, "val_start": "2021-06-01"})
+    with pytest.raises(PipelineError, match="the train period is empty"):
+        temporal_split(dated_frame("2021-01-01", "2021-12-31"), {**TEMPORAL, "test_months": 10})
+
+
+def test_accident_dates_are_iso_and_invalid_dates_missing():
+    frame = pd.DataFrame({"year_acc": [2021.0, 2021.0, 2020.0], "mois": [2.0, 2.0, np.nan], "jour": [28.0, 30.0, 1.0]})
+    assert accident_dates(frame).tolist()[0] == "2021-02-28"
+    assert accident_dates(frame)[1:].isna().all()

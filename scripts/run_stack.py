@@ -15,7 +15,7 @@ Settings (environment, or the project's .env file; the environment wins):
     ACCIDENTS_API_USERNAME / ACCIDENTS_API_PASSWORD
                                           what the DAG uses for POST /model/reload (default: the
                                           API's admin above; set them if you use ADMIN_PASSWORD_HASH)
-    ACCIDENTS_RETRAIN_SCHEDULE            the DAG's schedule (@weekly; "none": manual only)
+    ACCIDENTS_RETRAIN_SCHEDULE            unconditional schedule of dvc_pipeline (default none: new-data check, manual)
     BAAC_DATA_DIR, BAAC_OFFLINE, ...      passed to the pipeline (see .env.example)
 """
 

@@ -124,8 +124,13 @@ def stage_command(stage: str) -> str:
 @task(retries=0, execution_timeout=timedelta(minutes=2))
 def reload_api_model() -> dict | None:
     """Ask the API to load the registry's champion now (it also polls: a failure only warns)."""
-    username = os.environ.get("ACCIDENTS_API_USERNAME") or "admin"
-    password = os.environ.get("ACCIDENTS_API_PASSWORD") or "admin123"
+    # No default login here: the stack (make run, compose) passes the API's admin credentials;
+    # without them the API still picks up the champion through its own alias polling.
+    username = os.environ.get("ACCIDENTS_API_USERNAME")
+    password = os.environ.get("ACCIDENTS_API_PASSWORD")
+    if not (username and password):
+        log.warning("ACCIDENTS_API_USERNAME / ACCIDENTS_API_PASSWORD not set: API not asked to reload (it polls)")
+        return None
     try:
         form = urllib.parse.urlencode({"username": username, "password": password}).encode()
         with urllib.request.urlopen(f"{API_URL}/auth/token", data=form, timeout=15) as response:  # noqa: S310

@@ -139,7 +139,7 @@ values = {
     "AIRFLOW_JWT_SECRET": token(48),
     "AIRFLOW_SECRET_KEY": token(32),
     "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-    "ACCIDENTS_RETRAIN_SCHEDULE": "@weekly",
+    "ACCIDENTS_RETRAIN_SCHEDULE": "none",
     "MODEL_POLL_SECONDS": "30",
 }
 with open(path, "w", encoding="utf-8") as handle:

@@ -22,16 +22,20 @@ encoder has seen, so both the known and the unknown-category paths are compared.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import treelite
 import treelite.gtil
-from sklearn.compose import ColumnTransformer
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import TargetEncoder
 
 from accidents.features import FEATURES, SEED_EXAMPLE
+
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
+
+# scikit-learn is imported where it is used, not at module import: the API imports this module
+# before it keeps pandas and pyarrow out of its process (api/lean_imports.py), and importing
+# scikit-learn would pull them in first.
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ class TargetEncoding:
     """numpy copy of our encoder step: TargetEncoder on some columns, then every raw column."""
 
     def __init__(self, encoder: ColumnTransformer):
+        from sklearn.preprocessing import TargetEncoder
+
         names = [name for name, _, _ in encoder.transformers_ if name != "remainder"]
         if names != ["target", "raw"]:
             raise ValueError(f"unsupported encoder layout {names}")
@@ -85,6 +91,8 @@ class CompiledTrees:
 
 def compile_trees(model: Any) -> CompiledTrees | None:
     """The compiled copy of `model`, or None (with a warning) when it cannot be trusted to agree."""
+    from sklearn.pipeline import Pipeline
+
     try:
         if isinstance(model, Pipeline):
             if len(model.steps) != 2:

@@ -8,7 +8,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
+from accidents.prediction_log import ACCIDENT_ID_MAX_LENGTH
 from api.db import Role
+from api.monitoring.accident_ids import ID_FIELD, ID_PATTERN
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
@@ -109,12 +111,25 @@ class RetrainRunOut(BaseModel):
     status_url: str
 
 
+ACCIDENT_ID_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": ID_PATTERN},
+        {"type": "integer", "minimum": 0, "maximum": 10**ACCIDENT_ID_MAX_LENGTH - 1},
+        {"type": "null"},
+    ],
+    "description": "optional: the accident's BAAC Num_Acc, kept in the prediction log to join labels later",
+}
+
+
 def predict_body_schema(max_rows: int) -> dict[str, Any]:
     """OpenAPI requestBody for /predict (parsed by hand with orjson, so declared here)."""
     named = {
         "type": "object",
         "title": "NamedRow",
-        "properties": {feature.name: _feature_schema(feature) for feature in FEATURES},
+        "properties": {
+            **{feature.name: _feature_schema(feature) for feature in FEATURES},
+            ID_FIELD: ACCIDENT_ID_SCHEMA,
+        },
         "required": list(FEATURE_NAMES),
         "additionalProperties": False,
     }
@@ -127,15 +142,16 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
         "maxItems": N_FEATURES,
         "description": "values in contract order: " + ", ".join(FEATURE_NAMES),
     }
+    with_id = {
+        "type": "object",
+        "title": "Features",
+        "properties": {"features": ordered, ID_FIELD: ACCIDENT_ID_SCHEMA},
+        "required": ["features"],
+        "additionalProperties": False,
+    }
     schema = {
         "oneOf": [
-            {
-                "type": "object",
-                "title": "Features",
-                "properties": {"features": ordered},
-                "required": ["features"],
-                "additionalProperties": False,
-            },
+            with_id,
             named,
             {
                 "type": "object",
@@ -145,7 +161,7 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
                         "type": "array",
                         "minItems": 1,
                         "maxItems": max_rows,
-                        "items": {"oneOf": [ordered, named]},
+                        "items": {"oneOf": [ordered, named, with_id]},
                     }
                 },
                 "required": ["instances"],
@@ -157,6 +173,10 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
         "seed": {"summary": "the seed's list of 28 values", "value": {"features": list(SEED_EXAMPLE)}},
         "named": {"summary": "one row by name", "value": dict(zip(FEATURE_NAMES, SEED_EXAMPLE, strict=True))},
         "batch": {"summary": "a batch", "value": {"instances": [list(SEED_EXAMPLE), list(SEED_EXAMPLE)]}},
+        "with_ids": {
+            "summary": "accident ids (BAAC Num_Acc) for the prediction log",
+            "value": {"instances": [{"features": list(SEED_EXAMPLE), "accident_id": "202100000001"}]},
+        },
     }
     return {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}}
 

@@ -101,7 +101,8 @@ def request_bodies(frame: pd.DataFrame, batch_size: int) -> list[tuple[bytes, in
         if batch_size == 1:
             payload: dict[str, Any] = {"features": chunk[0], "accident_id": chunk_ids[0]}
         else:
-            payload = {"instances": chunk, "accident_ids": chunk_ids}
+            rows_with_ids = zip(chunk, chunk_ids, strict=True)
+            payload = {"instances": [{"features": row, "accident_id": id_} for row, id_ in rows_with_ids]}
         bodies.append((json.dumps(payload).encode(), len(chunk)))
     return bodies
 

@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, DB session, the authenticated user, the admin check, services."""
+"""FastAPI dependencies: the one place that reads the app's services (`app.state.services`, built
+by the lifespan), the DB session, the authenticated user and the admin check."""
 
 from __future__ import annotations
 
@@ -10,44 +11,63 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from api.core.auth_cache import AuthCache, AuthState
+from api.core.auth_cache import AuthState
 from api.core.config import Settings
 from api.core.observability import Metrics
 from api.core.security import InvalidTokenError, decode_access_token
 from api.core.throttle import LoginThrottle
-from api.db import Role, User, auth_state, find_user
+from api.db.crud import auth_state, find_user
+from api.db.models import Role, User
+from api.inference import InferenceExecutor
 from api.model_service import ModelService, Served
 from api.orchestrators import Orchestrator
+from api.services import Services
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 NO_MODEL = "no model is loaded yet: train one (`make pipeline`, or POST /retrain as admin), then retry"
 
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in a worker
-# thread, a hop that cost ~0.15 ms each on the /predict path (bench/README: profile).
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+# thread, a hop that cost ~0.15 ms each on the /predict path (README: Benchmarks). FastAPI calls
+# `get_services` once per request however many dependencies use it.
+async def get_services(request: Request) -> Services:
+    return request.app.state.services
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with request.app.state.db.session() as session:
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    with services.database.session() as session:
         yield session
 
 
-async def get_model_service(request: Request) -> ModelService:
-    return request.app.state.models
+async def get_model_service(services: ServicesDep) -> ModelService:
+    return services.models
 
 
-async def get_orchestrator(request: Request) -> Orchestrator:
-    return request.app.state.orchestrator
+async def get_orchestrator(services: ServicesDep) -> Orchestrator:
+    return services.orchestrator
 
 
-async def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+async def get_metrics(services: ServicesDep) -> Metrics:
+    return services.metrics
 
 
-async def get_throttle(request: Request) -> LoginThrottle:
-    return request.app.state.throttle
+async def get_throttle(services: ServicesDep) -> LoginThrottle:
+    return services.throttle
+
+
+async def get_inference(services: ServicesDep) -> InferenceExecutor:
+    return services.inference
+
+
+async def get_jwt_secret(services: ServicesDep) -> str:
+    return services.jwt_secret
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -56,27 +76,28 @@ ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
+InferenceDep = Annotated[InferenceExecutor, Depends(get_inference)]
+JwtSecretDep = Annotated[str, Depends(get_jwt_secret)]
 
 
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def authenticated(request: Request, token: Annotated[str | None, Depends(oauth2_scheme)]) -> AuthState:
+async def authenticated(services: ServicesDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> AuthState:
     """The caller, if the token is valid and its user still exists, is enabled and has not changed
     password since (the token's `ver` claim must match). The user's state comes from the DB,
     through a short-lived cache (api.core.auth_cache) so the hot path does no query."""
     if not token:
         raise unauthorized("not authenticated: send Authorization: Bearer <token> (POST /auth/token)")
     try:
-        claims = decode_access_token(token, request.app.state.jwt_secret)
+        claims = decode_access_token(token, services.jwt_secret)
     except InvalidTokenError as error:
         raise unauthorized(str(error)) from None
-    cache: AuthCache = request.app.state.auth_cache
-    state = cache.get(claims.subject)
+    state = services.auth_cache.get(claims.subject)
     if state is False:
-        state = await run_in_threadpool(auth_state, request.app.state.db, claims.subject)
-        cache.put(claims.subject, state)
+        state = await run_in_threadpool(auth_state, services.database, claims.subject)
+        services.auth_cache.put(claims.subject, state)
     if state is None or state.disabled or state.token_version != claims.version:
         raise unauthorized("token revoked: log in again")
     return state

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
 from accidents.prediction_log import ACCIDENT_ID_MAX_LENGTH
-from api.db import Role
+from api.db.models import Role
 from api.monitoring.accident_ids import ID_FIELD, ID_PATTERN
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"

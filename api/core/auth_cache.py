@@ -1,7 +1,7 @@
 """A short-lived cache of who may use a token, so /predict does not query the DB per request.
 
 Writes to the users table through this process invalidate the entry at once (SQLAlchemy
-flush hook in api.db); writes by another replica show up within `ttl` seconds
+flush hook in api.db.engine); writes by another replica show up within `ttl` seconds
 (AUTH_CACHE_SECONDS, 0 disables the cache).
 """
 

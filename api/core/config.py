@@ -1,8 +1,9 @@
 """API settings: environment variables (or a `.env` file), documented in `.env.example`.
 
 Local mode works with no configuration at all (demo admin, generated JWT secret, SQLite under
-`<project>/state/`). `ENVIRONMENT=production` refuses to start with demo credentials: see
-`production_problems`.
+`<project>/state/`). `ENVIRONMENT=production` refuses to start with demo credentials: the checks
+live with the rest of the security code (`api.core.security.production_problems`). This module
+imports nothing from the app.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from accidents import config as pipeline_config
 
+# The documented local demo logins, written only here (scripts/run_stack.py imports them).
 DEMO_ADMIN_USERNAME = "admin"
 DEMO_ADMIN_PASSWORD = "admin123"  # noqa: S105 - the documented local demo credential
-MIN_SECRET_BYTES = 32
-# Values people copy from examples: never acceptable as a production secret.
-DEMO_SECRETS = frozenset({"change-me", "changeme", "secret", "jwt-secret", "change-me-to-a-long-random-string"})
+DEMO_AIRFLOW_USERNAME = "admin"
+DEMO_AIRFLOW_PASSWORD = "admin"  # noqa: S105 - Airflow's documented local demo credential
 
 
 class Environment(StrEnum):
@@ -76,8 +77,8 @@ class Settings(BaseSettings):
     # retraining
     retrain_command: str | None = None  # default <project>/retraining_run.sh
     airflow_api_url: str | None = None  # set: retrain through Airflow; unset: local process
-    airflow_username: str = "admin"
-    airflow_password: SecretStr = SecretStr("admin")
+    airflow_username: str = DEMO_AIRFLOW_USERNAME
+    airflow_password: SecretStr = SecretStr(DEMO_AIRFLOW_PASSWORD)
     airflow_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # HTTP
@@ -139,32 +140,3 @@ class Settings(BaseSettings):
         if self.admin_password is not None:
             return self.admin_password.get_secret_value()
         return None if self.production else DEMO_ADMIN_PASSWORD
-
-
-def production_problems(settings: Settings) -> list[str]:
-    """Why these settings must not run in production (empty in local mode or when fine)."""
-    if not settings.production:
-        return []
-    problems = []
-    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-    if not secret:
-        problems.append(
-            "JWT_SECRET is not set (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-        )
-    elif secret.strip().lower() in DEMO_SECRETS or len(set(secret)) < 8:
-        problems.append("JWT_SECRET is a demo or trivial value")
-    elif len(secret.encode()) < MIN_SECRET_BYTES:
-        problems.append(f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
-    if settings.admin_password is None and settings.admin_password_hash is None:
-        problems.append("ADMIN_PASSWORD or ADMIN_PASSWORD_HASH must be set (no demo admin in production)")
-    elif settings.admin_password is not None and settings.admin_password.get_secret_value() == DEMO_ADMIN_PASSWORD:
-        problems.append("ADMIN_PASSWORD is the demo password")
-    elif settings.admin_password_hash is not None and _hash_is_demo(settings.admin_password_hash.get_secret_value()):
-        problems.append("ADMIN_PASSWORD_HASH is a hash of the demo password")
-    return problems
-
-
-def _hash_is_demo(password_hash: str) -> bool:
-    from api.core.security import verify_password  # the one place passwords are checked
-
-    return verify_password(DEMO_ADMIN_PASSWORD, password_hash)[0]

@@ -1,4 +1,5 @@
-"""Passwords (pwdlib: argon2id, bcrypt accepted for seed-style hashes) and JWTs (PyJWT, HS256 pinned)."""
+"""Passwords (pwdlib: argon2id, bcrypt accepted for seed-style hashes), JWTs (PyJWT, HS256 pinned),
+the JWT secret, and the production-mode checks (demo secrets refused)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from api.core.config import Settings
+from api.core.config import DEMO_ADMIN_PASSWORD, Settings
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "role", "ver")
+MIN_SECRET_BYTES = 32  # JWT secrets: HS256 wants at least its 256-bit output size
+# Values people copy from examples: never acceptable as a production secret.
+DEMO_SECRETS = frozenset({"change-me", "changeme", "secret", "jwt-secret", "change-me-to-a-long-random-string"})
 
 # New hashes are argon2id; bcrypt hashes verify and get upgraded (verify_password's second value).
 _hasher = PasswordHash((Argon2Hasher(), BcryptHasher()))
@@ -96,6 +100,33 @@ def _read_or_create_secret(path: Path) -> str:
         finally:
             temp.unlink()
     secret = path.read_text(encoding="utf-8").strip()
-    if len(secret.encode()) < 32:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
         raise RuntimeError(f"{path} holds no usable JWT secret: delete it to generate a new one")
     return secret
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Why these settings must not run in production (empty in local mode or when fine)."""
+    if not settings.production:
+        return []
+    problems = []
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
+    if not secret:
+        problems.append(
+            "JWT_SECRET is not set (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
+        )
+    elif secret.strip().lower() in DEMO_SECRETS or len(set(secret)) < 8:
+        problems.append("JWT_SECRET is a demo or trivial value")
+    elif len(secret.encode()) < MIN_SECRET_BYTES:
+        problems.append(f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
+    if settings.admin_password is None and settings.admin_password_hash is None:
+        problems.append("ADMIN_PASSWORD or ADMIN_PASSWORD_HASH must be set (no demo admin in production)")
+    elif settings.admin_password is not None and settings.admin_password.get_secret_value() == DEMO_ADMIN_PASSWORD:
+        problems.append("ADMIN_PASSWORD is the demo password")
+    elif settings.admin_password_hash is not None and _hash_is_demo(settings.admin_password_hash.get_secret_value()):
+        problems.append("ADMIN_PASSWORD_HASH is a hash of the demo password")
+    return problems
+
+
+def _hash_is_demo(password_hash: str) -> bool:
+    return verify_password(DEMO_ADMIN_PASSWORD, password_hash)[0]

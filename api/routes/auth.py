@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.core.security import create_access_token, verify_password
-from api.db import find_user
-from api.deps import SessionDep, SettingsDep, ThrottleDep, unauthorized
+from api.db.crud import find_user
+from api.deps import JwtSecretDep, SessionDep, SettingsDep, ThrottleDep, unauthorized
 from api.schemas import Token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -26,6 +26,7 @@ def login(
     session: SessionDep,
     settings: SettingsDep,
     throttle: ThrottleDep,
+    secret: JwtSecretDep,
 ) -> Token:
     client = request.client.host if request.client else "unknown"
     wait = throttle.retry_after(form.username, client)
@@ -45,5 +46,5 @@ def login(
         session.commit()
     throttle.success(form.username, client)
     lifetime = settings.access_token_expire_minutes * 60
-    token = create_access_token(user.username, user.role, user.token_version, request.app.state.jwt_secret, lifetime)
+    token = create_access_token(user.username, user.role, user.token_version, secret, lifetime)
     return Token(access_token=token, expires_in=lifetime)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.core.config import Settings
-from api.deps import Caller, MetricsDep, ModelServiceDep, serving_model
+from api.deps import Caller, InferenceDep, MetricsDep, ModelServiceDep, serving_model
 from api.prediction import parse_rows
 from api.schemas import PredictResponse, predict_body_schema
 
@@ -27,6 +27,7 @@ class OrjsonResponse(JSONResponse):
 def build_router(settings: Settings) -> APIRouter:
     """The body schema shows the configured batch limit in /docs."""
     router = APIRouter(tags=["predict"])
+    max_batch_rows = settings.max_batch_rows
 
     @router.post(
         "/predict",
@@ -39,15 +40,17 @@ def build_router(settings: Settings) -> APIRouter:
             503: {"description": "no model loaded yet"},
         },
     )
-    async def predict(request: Request, _: Caller, models: ModelServiceDep, metrics: MetricsDep) -> Response:
-        rows = parse_rows(await request.body(), request.app.state.settings.max_batch_rows)
+    async def predict(
+        request: Request, _: Caller, models: ModelServiceDep, metrics: MetricsDep, inference: InferenceDep
+    ) -> Response:
+        rows = parse_rows(await request.body(), max_batch_rows)
         served = serving_model(models)  # grabbed once: a swap during this request does not affect it
         bundle = served.bundle
         if bundle.uses_compiled(len(rows)):
             # at most ~3 ms of compiled trees (api/inference.py): cheaper here than a thread hop
             probabilities = bundle.predict_proba(rows)
         else:
-            probabilities = await request.app.state.inference.run(bundle.predict_proba, rows)
+            probabilities = await inference.run(bundle.predict_proba, rows)
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
         _count(metrics, classes, metadata.version)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException, Response, status
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.core.config import Settings
 from api.core.security import hash_password, verify_password
-from api.db import Role, User, find_user
+from api.db import crud
+from api.db.crud import find_user
+from api.db.models import Role, User
 from api.deps import AdminUser, CurrentUser, SessionDep, SettingsDep
 from api.schemas import Message, PasswordChange, UserCreate, UserOut, UserUpdate
 
@@ -36,7 +37,7 @@ def change_own_password(body: PasswordChange, user: CurrentUser, session: Sessio
 
 @router.get("", response_model=list[UserOut])
 def list_users(_: AdminUser, session: SessionDep) -> list[User]:
-    return list(session.scalars(select(User).order_by(User.username)))
+    return crud.list_users(session)
 
 
 @router.post(
@@ -88,12 +89,7 @@ def _keep_one_admin(session: Session, user: User) -> None:
     """Refuse to demote, disable or delete the last enabled admin."""
     if user.role != Role.ADMIN or user.disabled:
         return
-    others = session.scalar(
-        select(func.count())
-        .select_from(User)
-        .where(User.role == Role.ADMIN.value, User.disabled.is_(False), User.id != user.id)
-    )
-    if not others:
+    if not crud.count_other_enabled_admins(session, user):
         raise HTTPException(status.HTTP_409_CONFLICT, "refused: this is the last enabled admin")
 
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from api.core.config import production_problems
+from api.core.security import production_problems
 from api.main import check_settings
 from tests.api.conftest import login, make_settings
 

@@ -312,7 +312,7 @@ MATRIX: list[tuple[str, Request, int]] = [
 @pytest.mark.parametrize(("name", "request_", "expected"), MATRIX, ids=[row[0] for row in MATRIX])
 def test_attack_matrix(arena, rsa_key, name, request_, expected):
     before_users, before_runs = arena.db_snapshot(), arena.retrain_runs()
-    served = arena.client.app.state.models.current.version
+    served = arena.client.app.state.services.models.current.version
     started = time.perf_counter()
     response = request_(arena, rsa_key)
     elapsed = time.perf_counter() - started
@@ -324,7 +324,7 @@ def test_attack_matrix(arena, rsa_key, name, request_, expected):
     assert elapsed < 10, f"{name} took {elapsed:.1f} s"
     assert arena.db_snapshot() == before_users, f"{name} changed the users table"
     assert arena.retrain_runs() == before_runs and not (arena.state.parent.parent / "retrain-ran").exists()
-    assert arena.client.app.state.models.current.version == served
+    assert arena.client.app.state.services.models.current.version == served
     assert arena.client.get("/users/me", headers=arena.admin).status_code == 200  # the service still answers
 
 
@@ -367,7 +367,7 @@ def test_user_role_on_every_admin_route_is_403_without_side_effect(arena):
     }
     params = {"username": "admin", "run_id": "local-20250101T000000-00000000"}
     routes = admin_routes(arena.client.app)
-    before_users, served = arena.db_snapshot(), arena.client.app.state.models.current
+    before_users, served = arena.db_snapshot(), arena.client.app.state.services.models.current
     for method, path in routes:
         response = arena.client.request(
             method, path.format(**params), headers=arena.user, json=bodies.get((method, path))
@@ -375,7 +375,7 @@ def test_user_role_on_every_admin_route_is_403_without_side_effect(arena):
         assert response.status_code == 403, f"{method} {path}: {response.status_code} {response.text}"
         assert response.json() == {"detail": "admin role required"}
     assert arena.db_snapshot() == before_users
-    assert arena.retrain_runs() == [] and arena.client.app.state.models.current is served
+    assert arena.retrain_runs() == [] and arena.client.app.state.services.models.current is served
     print(f"\nuser role refused on {len(routes)} admin routes: {routes}")
 
 

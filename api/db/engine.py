@@ -1,0 +1,59 @@
+"""Connections: one engine and session factory per app (SQLite pragmas, PostgreSQL pre-ping)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.db.models import Base, User
+
+
+class Database:
+    def __init__(self, url: str, busy_timeout_seconds: float = 5.0):
+        self.engine = _engine(url, busy_timeout_seconds)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_all(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def on_user_change(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(username)` for every user row this process updates or deletes."""
+
+        def _changed(session: Session, _context: object) -> None:
+            for row in (*session.dirty, *session.deleted):
+                if isinstance(row, User):
+                    callback(row.username)
+
+        event.listen(self.sessions, "after_flush", _changed)
+
+
+def _engine(url: str, busy_timeout_seconds: float) -> Engine:
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
+    milliseconds = int(busy_timeout_seconds * 1000)
+
+    def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
+        cursor.close()
+
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

@@ -1,0 +1,50 @@
+"""Exception handlers: domain errors to their status codes, database trouble to 503, anything
+unexpected to a bare 500 (never a stack trace in a body)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError
+from api.prediction import PayloadError
+
+logger = logging.getLogger("api")
+
+
+def add_exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PayloadError)
+    async def _payload(_: Request, error: PayloadError) -> JSONResponse:
+        return JSONResponse({"detail": [problem.as_dict() for problem in error.problems]}, status_code=422)
+
+    @app.exception_handler(RetrainConflictError)
+    async def _conflict(_: Request, error: RetrainConflictError) -> JSONResponse:
+        return JSONResponse({"detail": str(error), "run_id": error.run_id}, status_code=status.HTTP_409_CONFLICT)
+
+    @app.exception_handler(OrchestratorUnavailableError)
+    async def _unavailable(_: Request, error: OrchestratorUnavailableError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"retraining orchestrator unavailable: {error}"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE
+        )
+
+    @app.exception_handler(RunNotFoundError)
+    async def _not_found(_: Request, error: RunNotFoundError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(request: Request, error: OperationalError) -> JSONResponse:
+        # locked past the busy timeout, read-only, disk full, server gone: the client may retry later
+        logger.error("users database unavailable on %s %s: %s", request.method, request.url.path, error.orig)
+        return JSONResponse(
+            {"detail": "users database unavailable (locked, read-only or unreachable): retry later"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"detail": "internal server error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

@@ -20,6 +20,7 @@ from api.db.crud import auth_state, find_user
 from api.db.models import Role, User
 from api.inference import InferenceExecutor
 from api.model_service import ModelService, Served
+from api.monitoring.service import PredictionLog
 from api.orchestrators import Orchestrator
 from api.services import Services
 
@@ -66,6 +67,10 @@ async def get_inference(services: ServicesDep) -> InferenceExecutor:
     return services.inference
 
 
+async def get_prediction_log(services: ServicesDep) -> PredictionLog:
+    return services.prediction_log
+
+
 async def get_jwt_secret(services: ServicesDep) -> str:
     return services.jwt_secret
 
@@ -78,6 +83,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 InferenceDep = Annotated[InferenceExecutor, Depends(get_inference)]
 JwtSecretDep = Annotated[str, Depends(get_jwt_secret)]
+PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 
 
 def unauthorized(detail: str) -> HTTPException:

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from accidents import config as pipeline_config
+from accidents.prediction_log import file_url as prediction_log_file_url
 
 # The documented local demo logins, written only here (scripts/run_stack.py imports them).
 DEMO_ADMIN_USERNAME = "admin"
@@ -66,6 +67,14 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
+    # prediction log (api.monitoring): every served row, written off the request path
+    prediction_log_enabled: bool = True
+    prediction_log_url: str | None = None  # default sqlite:///<state>/predictions.db (a file of its own)
+    prediction_log_queue_rows: int = Field(default=100_000, ge=1)  # rows waiting; beyond: dropped, counted
+    prediction_log_batch_rows: int = Field(default=5_000, ge=1)  # rows per insert
+    prediction_log_flush_seconds: float = Field(default=0.2, gt=0, le=60)  # longest wait before a write
+    prediction_log_retention_days: float = Field(default=90, ge=0)  # 0: keep every row
+
     # model serving
     mlflow_tracking_uri: str = Field(
         default_factory=pipeline_config.tracking_uri,
@@ -95,6 +104,7 @@ class Settings(BaseSettings):
     @field_validator(
         "airflow_api_url",
         "database_url",
+        "prediction_log_url",
         "retrain_command",
         "state_dir",
         "jwt_secret",
@@ -122,6 +132,10 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.state_path / 'api.db'}"
+
+    @property
+    def prediction_log(self) -> str:
+        return self.prediction_log_url or prediction_log_file_url(self.state_path)
 
     @property
     def champion_path(self) -> Path:

@@ -77,6 +77,7 @@ class RequestMiddleware:
             return
         start = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id (prediction log)
         status = 500
 
         async def send_wrapper(message: Message) -> None:

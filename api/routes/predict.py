@@ -14,8 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.core.config import Settings
-from api.deps import Caller, InferenceDep, MetricsDep, ModelServiceDep, serving_model
-from api.prediction import parse_rows
+from api.deps import Caller, InferenceDep, MetricsDep, ModelServiceDep, PredictionLogDep, serving_model
+from api.prediction import parse_request
 from api.schemas import PredictResponse, predict_body_schema
 
 
@@ -41,9 +41,15 @@ def build_router(settings: Settings) -> APIRouter:
         },
     )
     async def predict(
-        request: Request, _: Caller, models: ModelServiceDep, metrics: MetricsDep, inference: InferenceDep
+        request: Request,
+        caller: Caller,
+        models: ModelServiceDep,
+        metrics: MetricsDep,
+        inference: InferenceDep,
+        prediction_log: PredictionLogDep,
     ) -> Response:
-        rows = parse_rows(await request.body(), max_batch_rows)
+        parsed = parse_request(await request.body(), max_batch_rows)
+        rows = parsed.matrix
         served = serving_model(models)  # grabbed once: a swap during this request does not affect it
         bundle = served.bundle
         if bundle.uses_compiled(len(rows)):
@@ -54,6 +60,8 @@ def build_router(settings: Settings) -> APIRouter:
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
         _count(metrics, classes, metadata.version)
+        prediction_log.record(request.state.request_id, metadata.version, served.source, caller.role,
+                              metadata.threshold, rows, probabilities, classes, parsed.accident_ids)  # fmt: skip
         predictions = [
             {
                 "class": int(c),

@@ -106,12 +106,15 @@ realized = Table(
 LOG_COLUMNS: tuple[str, ...] = tuple(column.name for column in predictions.columns)
 
 
-def default_url(state_dir: Path | None = None) -> str:
-    """PREDICTION_LOG_URL, else the SQLite file in the API's state folder (STATE_DIR or <project>/state)."""
-    if url := os.environ.get(ENV_LOG_URL):
-        return url
-    folder = state_dir or Path(os.environ.get(ENV_STATE_DIR) or project_dir() / "state")
-    return f"sqlite:///{folder / LOG_FILE_NAME}"
+def file_url(state_dir: Path) -> str:
+    """The log's own SQLite file in a state folder (the API's default)."""
+    return f"sqlite:///{state_dir / LOG_FILE_NAME}"
+
+
+def default_url() -> str:
+    """What the API uses with the same environment: PREDICTION_LOG_URL, else the SQLite file in its
+    state folder (STATE_DIR, else <project>/state)."""
+    return os.environ.get(ENV_LOG_URL) or file_url(Path(os.environ.get(ENV_STATE_DIR) or project_dir() / "state"))
 
 
 def create_log_engine(url: str, busy_timeout_seconds: float = 5.0) -> Engine:

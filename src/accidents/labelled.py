@@ -8,6 +8,7 @@ Two sources, the same rows either way:
   cleaned by the pipeline's own preprocessing functions; rows still missing a required feature
   (the pipeline fills those with training modes) are left out, since the API would refuse them.
 `auto` takes the processed splits when they have the columns, else the official tables.
+BAAC_DATA_DIR comes from the environment, else from the project's `.env` (as for `make run`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
+from dotenv import dotenv_values
 
-from accidents.config import ENV_DATA_DIR, paths
+from accidents.config import ENV_DATA_DIR, paths, project_dir
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, FEATURES, TARGET
 from accidents.preprocess import clean, join_year, read_official_table
 from accidents.sources import TABLES, find_year_tables
@@ -71,8 +73,9 @@ def year_tables(year: int) -> dict[str, Path]:
     2021-raw-sample is never taken for the year), anywhere under BAAC_DATA_DIR, or the pipeline's
     data/raw/tables/<year>."""
     looked = []
-    if mirror := os.environ.get(ENV_DATA_DIR):
-        for folder in (Path(mirror) / str(year), Path(mirror)):
+    if mirror := os.environ.get(ENV_DATA_DIR) or dotenv_values(project_dir() / ".env").get(ENV_DATA_DIR):
+        root = project_dir() / mirror  # a relative .env value is relative to the project
+        for folder in (root / str(year), root):
             looked.append(folder)
             if folder.is_dir() and (found := find_year_tables(folder, year)) is not None:
                 return found

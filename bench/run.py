@@ -204,6 +204,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-stack", action="store_true", help="do not time `make run` starts")
+    parser.add_argument("--skip-prediction-log", action="store_true", help="skip the log on/off budget")
+    parser.add_argument("--prediction-log-only", action="store_true",
+                        help="only the prediction log's budget (bench/prediction_log.py)")  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -222,6 +225,18 @@ def main() -> None:
         batch = np.loadtxt(project.root / "data" / "processed" / "test.csv", delimiter=",", skiprows=1,
                            max_rows=1000)[:, : len(FEATURE_NAMES)]  # fmt: skip
         bodies = write_bodies(work, batch)
+        # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
+        from bench import prediction_log
+
+        if args.prediction_log_only:
+            results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
+                                                                            args.seconds)  # fmt: skip
+            prediction_log.write_results(results, RESULTS)
+            return
+        if not args.skip_prediction_log:
+            results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
+                                                                            args.seconds)  # fmt: skip
+        # --- end of the prediction log section
         print("in-process floor ...", flush=True)
         results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
 
@@ -302,6 +317,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| `{stage}` | {figures['seconds']:.1f} s | {figures['peak_rss_mb']:.0f} MB |")
         whole = results["pipeline"]["dvc_repro"]
         lines.append(f"| whole `dvc repro --force` | {whole['seconds']:.1f} s | {whole['peak_rss_mb']:.0f} MB |")
+    if "prediction_log" in results:  # bench/prediction_log.py
+        from bench.prediction_log import markdown as prediction_log_markdown
+
+        lines += prediction_log_markdown(results["prediction_log"])
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Float, delete
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.features import FEATURE_NAMES
@@ -95,6 +95,12 @@ class InsertStatement:
         if per_row:
             raise RuntimeError(f"columns needing per-row conversion: {per_row}")
         self._shared = [processors[name] for name in self.SHARED]
+        # PostgreSQL with psycopg 3: COPY ... FROM STDIN, one round trip for the whole batch
+        # (executemany gave ~5,000 rows/s there); every other database: one executemany.
+        self.copy_sql = None
+        if dialect.name == "postgresql" and dialect.driver == "psycopg":
+            quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in self.COLUMNS)
+            self.copy_sql = f"COPY {dialect.identifier_preparer.format_table(predictions)} ({quoted}) FROM STDIN"
 
     def shared_values(self, batch: ServedBatch) -> tuple[Any, ...]:
         return tuple(value if convert is None else convert(value)
@@ -102,7 +108,18 @@ class InsertStatement:
 
     def parameters(self, batches: list[ServedBatch]) -> list[Any]:
         rows = [row for batch in batches for row in batch.rows(self.shared_values(batch))]
-        return rows if self.positional else [dict(zip(self.COLUMNS, row, strict=True)) for row in rows]
+        if self.positional or self.copy_sql is not None:
+            return rows
+        return [dict(zip(self.COLUMNS, row, strict=True)) for row in rows]
+
+    def execute(self, connection: Connection, rows: list[Any]) -> None:
+        if self.copy_sql is None:
+            connection.exec_driver_sql(self.sql, rows)
+            return
+        driver = connection.connection.driver_connection  # psycopg.Connection, in this transaction
+        with driver.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+            for row in rows:
+                copy.write_row(row)
 
 
 class LogMetrics:
@@ -244,7 +261,7 @@ class PredictionLogWriter:
             started = time.perf_counter()
             try:
                 with self.engine.begin() as connection:
-                    connection.exec_driver_sql(self._insert.sql, rows)
+                    self._insert.execute(connection, rows)
             except (SQLAlchemyError, OSError) as error:
                 if attempt == self.write_attempts or self._stop.is_set():
                     logger.error("prediction log: %d rows not written after %d attempts: %s", len(rows), attempt,

@@ -8,9 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
-from accidents.prediction_log import ACCIDENT_ID_MAX_LENGTH
 from api.db.models import Role
-from api.monitoring.accident_ids import ID_FIELD, ID_PATTERN
+from api.monitoring.accident_ids import ID_FIELD, ID_PATTERN, MAX_INTEGER_ID
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
@@ -114,7 +113,7 @@ class RetrainRunOut(BaseModel):
 ACCIDENT_ID_SCHEMA = {
     "anyOf": [
         {"type": "string", "pattern": ID_PATTERN},
-        {"type": "integer", "minimum": 0, "maximum": 10**ACCIDENT_ID_MAX_LENGTH - 1},
+        {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_ID},
         {"type": "null"},
     ],
     "description": "optional: the accident's BAAC Num_Acc, kept in the prediction log to join labels later",

@@ -63,7 +63,7 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     database.on_user_change(auth_cache.invalidate)
     inference = InferenceExecutor()
     await run_in_threadpool(_prepare_database, database, settings)
-    prediction_log = PredictionLog(log_options(settings), metrics.registry)
+    prediction_log = PredictionLog(log_options(settings), metrics.prediction_log, metrics.registry)
     await run_in_threadpool(prediction_log.start)
     configure_mlflow_client(settings.mlflow_timeout_seconds)
     models = ModelService(

@@ -5,7 +5,7 @@ Accepted in all three request shapes, next to what the seed already accepts:
   {"place": 10, ..., "accident_id": "202100000001"}
   {"instances": [{"features": [...], "accident_id": "202100000001"}, {"place": 10, ..., "accident_id": "..."}]}
 A batch row may take any single-row shape (a bare list carries no id). A valid id is a string of
-1 to 20 digits or a non-negative integer of at most 20 digits (stored as its digits); null: none.
+1 to 20 digits or an integer in [0, 2**53 - 1] (stored as its digits); null: none.
 Anything else (too long, letters, NUL bytes, floats, booleans) is a 422 naming the row: nothing
 but digits ever reaches the database.
 """
@@ -20,7 +20,10 @@ from accidents.prediction_log import ACCIDENT_ID_MAX_LENGTH
 ID_FIELD = "accident_id"
 ID_PATTERN = rf"^[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}$"  # for OpenAPI (where $ ends the string)
 _DIGITS = re.compile(rf"[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}")  # fullmatch: Python's $ allows a final newline
-RULE = f"a string of 1 to {ACCIDENT_ID_MAX_LENGTH} digits (the BAAC Num_Acc) or a non-negative integer, or null"
+# Integers up to 2**53 - 1: every JSON parser reads those exactly (BAAC ids have 12 digits).
+MAX_INTEGER_ID = 2**53 - 1
+RULE = (f"a string of 1 to {ACCIDENT_ID_MAX_LENGTH} digits (the BAAC Num_Acc) or an integer in [0, {MAX_INTEGER_ID}], "
+        "or null")  # fmt: skip
 
 Loc = tuple[str | int, ...]
 IdProblem = tuple[Loc, str, str]  # location, message, type
@@ -36,8 +39,10 @@ def accident_id_value(value: Any, loc: Loc, problems: list[IdProblem]) -> str | 
         kind = "too_long" if len(value) > ACCIDENT_ID_MAX_LENGTH else "string_pattern_mismatch"
         problems.append((loc, f"{ID_FIELD} must be {RULE}, got a string of {len(value)} characters", kind))
         return None
+    if type(value) is float and value.is_integer():  # JSON has one number type: 202100000001.0 is an integer
+        value = int(value)
     if type(value) is int:
-        if 0 <= value < 10**ACCIDENT_ID_MAX_LENGTH:
+        if 0 <= value <= MAX_INTEGER_ID:
             return str(value)
         kind = "too_long" if value > 0 else "value_error"
         problems.append((loc, f"{ID_FIELD} must be {RULE}, got an integer out of range", kind))

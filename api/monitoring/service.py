@@ -31,12 +31,13 @@ class LogOptions:
 
 
 class PredictionLog:
-    def __init__(self, options: LogOptions, registry: CollectorRegistry):
+    def __init__(self, options: LogOptions, metrics: LogMetrics, registry: CollectorRegistry):
         self.options = options
+        self.metrics = metrics  # created with the app's metrics: the same counters across restarts
         self.registry = registry
         self.engine: Engine | None = None
         self.writer: PredictionLogWriter | None = None
-        self.metrics = LogMetrics(registry)
+        self._gauges: RealizedPerformanceCollector | None = None
 
     @property
     def enabled(self) -> bool:
@@ -48,7 +49,8 @@ class PredictionLog:
         options = self.options
         self.engine = create_log_engine(options.url, options.busy_timeout_seconds)
         ensure_schema(self.engine, options.url)
-        self.registry.register(RealizedPerformanceCollector(self.engine, options.gauges_cache_seconds))
+        self._gauges = RealizedPerformanceCollector(self.engine, options.gauges_cache_seconds)
+        self.registry.register(self._gauges)
         if options.enabled:
             self.writer = PredictionLogWriter(
                 self.engine,
@@ -64,6 +66,8 @@ class PredictionLog:
     def stop(self) -> None:
         if self.writer is not None:
             self.writer.stop()
+        if self._gauges is not None:
+            self.registry.unregister(self._gauges)
         if self.engine is not None:
             self.engine.dispose()
 

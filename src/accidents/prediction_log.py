@@ -183,6 +183,9 @@ def ensure_schema(engine: Engine, url: str, timeout_seconds: float = 120) -> Non
         env=env, capture_output=True, text=True, timeout=timeout_seconds,
     )  # fmt: skip
     if result.returncode != 0:
+        with engine.connect() as connection:
+            if current_revision(connection) == SCHEMA_REVISION:  # another worker migrated it meanwhile
+                return
         raise RuntimeError(f"prediction log migration failed: {result.stderr.strip()[-2000:]}")
 
 

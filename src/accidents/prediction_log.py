@@ -21,7 +21,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
@@ -34,14 +34,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
-    create_engine,
-    event,
     select,
 )
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from accidents.config import project_dir
+from accidents.database import database_engine
 from accidents.features import FEATURE_NAMES
 
 if TYPE_CHECKING:
@@ -118,25 +117,9 @@ def default_url() -> str:
 
 
 def create_log_engine(url: str, busy_timeout_seconds: float = 5.0) -> Engine:
-    """An engine for the log. SQLite: WAL (readers never block the writer), synchronous=NORMAL
-    (durable at every checkpoint; a power cut loses at most the last transactions, not the file)."""
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
-    milliseconds = int(busy_timeout_seconds * 1000)
-
-    def _pragmas(connection: Any, _record: Any) -> None:
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
-        cursor.close()
-
-    event.listen(engine, "connect", _pragmas)
-    return engine
+    """An engine for the log. SQLite: WAL and synchronous=NORMAL (in WAL mode still consistent
+    after a crash; a power cut may lose the last transactions, never the file)."""
+    return database_engine(url, busy_timeout_seconds, synchronous="NORMAL")
 
 
 # --- migrations ---------------------------------------------------------------------------------

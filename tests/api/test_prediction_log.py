@@ -8,8 +8,6 @@ In-process apps (TestClient, real SQLite) and real uvicorn processes, each on it
 from __future__ import annotations
 
 import sqlite3
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,28 +18,11 @@ from fastapi.testclient import TestClient
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.prediction_log import read_window
 from tests.api.conftest import create_user, login, project_with_champion, register, set_champion
-from tests.support.project import start_mlflow
+from tests.support.monitoring import api_on_own_registry, metric, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 SEED = list(SEED_EXAMPLE)
 NAMED = dict(zip(FEATURE_NAMES, SEED, strict=True))
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """One sample of a Prometheus text exposition (0 when absent)."""
-    rendered = ",".join(f'{key}="{value}"' for key, value in labels.items())
-    wanted = f"{name}{{{rendered}}}" if labels else name
-    for line in text.splitlines():
-        if line.startswith(wanted + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached after {timeout} s"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -164,14 +145,8 @@ def test_locked_store_keeps_predict_answering_counts_drops_and_recovers(api_serv
 
 
 def test_rows_carry_the_version_that_served_them_across_a_hot_swap(api_server, champion_bundle, tmp_path):
-    mlflow_process, uri = start_mlflow(tmp_path / "mlflow")
-    try:
-        first = register(uri, champion_bundle)
-        set_champion(uri, first)
-        project = project_with_champion(tmp_path / "project", champion_bundle)
-        log_url = f"sqlite:///{tmp_path / 'state' / 'predictions.db'}"
-        server = api_server(ACCIDENTS_PROJECT_DIR=str(project), STATE_DIR=str(tmp_path / "state"),
-                            MLFLOW_TRACKING_URI=uri, MODEL_POLL_SECONDS="0.5")  # fmt: skip
+    with api_on_own_registry(api_server, champion_bundle, tmp_path, MODEL_POLL_SECONDS="0.5") as stack:
+        server, uri, first = stack.server, stack.uri, stack.version
         headers = login(server.url)
         second = register(uri, champion_bundle, threshold=0.2)
         answered: dict[str, str] = {}
@@ -189,10 +164,8 @@ def test_rows_carry_the_version_that_served_them_across_a_hot_swap(api_server, c
         assert {first, second} <= set(answered.values())
         wait_for(lambda: metric(requests.get(f"{server.url}/metrics", timeout=10).text, "prediction_log_rows_total")
                  == len(answered), what="every answered row logged")  # fmt: skip
-        logged = read_window(log_url)
+        logged = read_window(stack.log_url)
         assert len(logged) == len(answered)
         assert dict(zip(logged["accident_id"], logged["model_version"], strict=True)) == answered
         thresholds = dict(zip(logged["model_version"], logged["threshold"], strict=False))
         assert thresholds[second] == 0.2 and thresholds[first] == champion_bundle.metadata.threshold
-    finally:
-        mlflow_process.stop()

@@ -22,9 +22,9 @@ from accidents.features import FEATURE_NAMES, SEED_EXAMPLE, TARGET
 from accidents.labelled import load_accidents
 from accidents.realized import MONITORING_EXPERIMENT, TAG_MONITORING_RUN
 from accidents.replay import select_rows
-from tests.api.conftest import login, project_with_champion, register, set_champion
-from tests.api.test_prediction_log import metric, wait_for
-from tests.support.project import REPO, data_dir, start_mlflow
+from tests.api.conftest import login
+from tests.support.monitoring import api_on_own_registry, metric, wait_for
+from tests.support.project import REPO, data_dir
 
 pytestmark = pytest.mark.timeout(600)
 PERIOD = ("2021-07-01", "2021-12-31")
@@ -39,15 +39,9 @@ def run_cli(module: str, *args: str, env: dict[str, str]) -> subprocess.Complete
 
 
 def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundle, tmp_path):
-    mlflow_process, uri = start_mlflow(tmp_path / "mlflow")
-    try:
-        version = register(uri, champion_bundle)
-        set_champion(uri, version)
-        project = project_with_champion(tmp_path / "project", champion_bundle)
-        log_url = f"sqlite:///{tmp_path / 'state' / 'predictions.db'}"
-        server = api_server(ACCIDENTS_PROJECT_DIR=str(project), STATE_DIR=str(tmp_path / "state"),
-                            MLFLOW_TRACKING_URI=uri)  # fmt: skip
-        env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(project)}
+    with api_on_own_registry(api_server, champion_bundle, tmp_path) as stack:
+        server, uri, version, log_url = stack.server, stack.uri, stack.version, stack.log_url
+        env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(stack.project)}
 
         replay = run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
                          "--source", "official", "--batch-size", "50", "--concurrency", "4", "--url", server.url,
@@ -97,5 +91,3 @@ def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundl
         assert run.data.metrics["realized_rows_labelled"] == LIMIT
         model_version = client.get_model_version("accidents-severity", version)
         assert model_version.tags[TAG_MONITORING_RUN] == run.info.run_id
-    finally:
-        mlflow_process.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,3 +142,33 @@ def test_retention_deletes_old_rows_only(store):
     assert len(kept) == 2
     recent = read_window(url, since=datetime.now(UTC) - timedelta(hours=1), model_version="7")
     assert len(recent) == 2 and read_window(url, model_version="8").empty
+
+
+def test_read_only_store_drops_counted_then_recovers(store, tmp_path):
+    """The log's database and WAL files made immutable (chattr +i: even root cannot write them), then
+    writable again. Not the -shm file: SQLite maps it into memory, and a write to the mapping of an
+    immutable file kills the process with SIGBUS (seen here), which no application code can catch."""
+    url, engine = store
+    registry = CollectorRegistry()
+    writer = PredictionLogWriter(engine, LogMetrics(registry), flush_seconds=0.05, write_attempts=2,
+                                 retry_seconds=0.05)  # fmt: skip
+    writer.start()
+    writer.submit(served(3))
+    assert writer.flush(30)  # the WAL and shared-memory files exist now
+    files = [str(tmp_path / "log.db"), str(tmp_path / "log.db-wal")]
+    if subprocess.run(["chattr", "+i", *files, str(tmp_path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        for _ in range(10):
+            writer.submit(served(10))
+        deadline = time.monotonic() + 30
+        while counter(registry, "prediction_log_dropped_total", reason=DROP_WRITE_FAILED) < 100:
+            assert time.monotonic() < deadline, "rows neither written nor counted as dropped"
+            time.sleep(0.05)
+    finally:
+        subprocess.run(["chattr", "-i", *files, str(tmp_path)], check=True)
+    writer.submit(served(7))
+    assert writer.flush(30)
+    writer.stop()
+    assert counter(registry, "prediction_log_rows_total") == 10
+    assert len(read_window(url)) == 10

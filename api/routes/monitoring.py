@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,6 +21,16 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 VERSION_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 STORE_UNAVAILABLE = {503: {"description": "prediction log store unavailable (retry later)"}}
+
+
+def _iso_only(value: object) -> object:
+    """Pydantic reads "170" as a Unix timestamp; the parameter is documented (and meant) as ISO 8601."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[\d.]+(e[+-]?\d+)?\s*", value, flags=re.IGNORECASE):
+        raise ValueError("expected an ISO 8601 date-time (e.g. 2026-12-01T00:00:00Z), not a number")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 def _utc(value: datetime) -> datetime:
@@ -86,8 +97,8 @@ def _store_error(error: SQLAlchemyError) -> HTTPException:
 def logged_predictions(
     _: AdminUser,
     log: PredictionLogDep,
-    since: Annotated[datetime | None, Query(description="logged at or after (ISO 8601; UTC if no offset)")] = None,
-    until: Annotated[datetime | None, Query(description="logged before")] = None,
+    since: Annotated[IsoDateTime | None, Query(description="logged at or after (ISO 8601; UTC if no offset)")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="logged before")] = None,
     model_version: Annotated[str | None, Query(pattern=VERSION_PATTERN)] = None,
     accident_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**62, description="page cursor (next_before_id)")] = None,

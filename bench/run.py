@@ -219,7 +219,7 @@ def main() -> None:
         print("training the champion on the full 2021 accident table ...", flush=True)
         project.retrain()
         results: dict[str, Any] = {"machine": machine()}
-        if not args.skip_pipeline:
+        if not args.skip_pipeline and not args.prediction_log_only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = bench_pipeline(project, args.repeats)
         batch = np.loadtxt(project.root / "data" / "processed" / "test.csv", delimiter=",", skiprows=1,

@@ -64,6 +64,10 @@ def _processed() -> pd.DataFrame | None:
     if ACCIDENT_ID not in header or ACCIDENT_DATE not in header:
         return None
     frame = pd.concat([pd.read_csv(path, dtype={ACCIDENT_ID: str}) for path in files], ignore_index=True)
+    # the joined accident table carries no ids (empty): such rows cannot be joined with labels
+    frame = frame[frame[ACCIDENT_ID].fillna("").str.fullmatch(r"[0-9]{1,20}")]
+    if frame.empty:
+        return None
     frame[ACCIDENT_DATE] = pd.to_datetime(frame[ACCIDENT_DATE])
     return frame
 

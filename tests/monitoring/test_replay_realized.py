@@ -71,8 +71,14 @@ def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundl
         assert abs(overall["roc_auc"] - offline_auc) < 0.01, (overall["roc_auc"], offline_auc)
         assert abs(overall["f1"] - offline_f1) < 0.01 and 0.5 < offline_auc < 1
 
-        # the API exports the stored results; admins read them per month
-        exposition = requests.get(f"{server.url}/metrics", timeout=10).text
+        # the API exports the stored results (read at most every 30 s: wait for the next read); admins
+        # read them per month
+        def exported() -> str:
+            return requests.get(f"{server.url}/metrics", timeout=10).text
+
+        wait_for(lambda: metric(exported(), "model_labelled_rows", version=version) > 0, timeout=45,
+                 what="realized gauges exported")  # fmt: skip
+        exposition = exported()
         assert metric(exposition, "model_realized_auc", version=version) == pytest.approx(overall["roc_auc"])
         assert metric(exposition, "model_labelled_rows", version=version) == LIMIT
         assert metric(exposition, "model_unlabelled_rows", version=version) == 3

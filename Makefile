@@ -12,7 +12,7 @@ export UV_COMPILE_BYTECODE := 1
 DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 DVC_SITE_CACHE := .dvc/tmp/site-cache
 
-.PHONY: help setup setup-airflow run mlflow pipeline test compose-test lint lock bench clean
+.PHONY: help setup setup-airflow run mlflow pipeline test compose-test lint lock bench clean replay realized
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,13 @@ test: setup setup-airflow ## run every test suite (pytest exit 5, no tests, is a
 bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memory (writes bench/results/)
 	@command -v wrk >/dev/null || { echo "installing wrk (apt)"; apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 	$(PY) -m bench.run $(ARGS)
+
+REPLAY_ARGS ?= --from 2021-07-01 --to 2021-12-31 --limit 5000
+replay: setup ## send real accidents through the running API (REPLAY_ARGS="--from ... --to ... --limit N --night")
+	$(PY) -m accidents.replay $(REPLAY_ARGS)
+
+realized: setup ## label job: realized AUC/F1/calibration of the logged predictions -> store, /metrics, MLflow
+	$(PY) -m accidents.realized $(ARGS)
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh

@@ -19,6 +19,7 @@ from api.core.throttle import LoginThrottle
 from api.db.crud import auth_state, find_user
 from api.db.models import Role, User
 from api.model_service import ModelService, Served
+from api.monitoring.service import PredictionLog
 from api.orchestrators import Orchestrator
 from api.services import Services
 
@@ -61,6 +62,10 @@ async def get_throttle(services: ServicesDep) -> LoginThrottle:
     return services.throttle
 
 
+async def get_prediction_log(services: ServicesDep) -> PredictionLog:
+    return services.prediction_log
+
+
 async def get_jwt_secret(services: ServicesDep) -> str:
     return services.jwt_secret
 
@@ -72,6 +77,7 @@ OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 JwtSecretDep = Annotated[str, Depends(get_jwt_secret)]
+PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 
 
 def unauthorized(detail: str) -> HTTPException:

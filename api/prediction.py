@@ -4,6 +4,8 @@ Three payloads, all validated against the feature contract (accidents.features):
   {"features": [28 values in contract order]}         one row (the seed's format)
   {"place": 10, "catu": 3, ...}                         one row, by name (all 28 names)
   {"instances": [row, row, ...]}                        a batch; each row a list or a named object
+Each shape may carry the rows' accident ids ("accident_id", or "accident_ids" beside "instances"):
+see api.monitoring.accident_ids.
 Nullable features accept null (-> NaN). No DataFrame: the rows go straight into numpy.
 """
 
@@ -17,6 +19,7 @@ import numpy as np
 import orjson
 
 from accidents.features import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, N_FEATURES, MatrixCheck
+from api.monitoring.accident_ids import IdProblem, take_accident_ids
 
 Loc = tuple[str | int, ...]
 
@@ -47,9 +50,28 @@ PLAIN_VALUE_TYPES = frozenset({int, float, type(None)})
 CONTRACT = MatrixCheck()
 
 
+@dataclass(frozen=True)
+class ParsedRequest:
+    matrix: np.ndarray  # (n, 28) float64, NaN = null
+    accident_ids: list[str | None] | None  # one per row when the caller gave any (api.monitoring.accident_ids)
+
+
+def parse_request(body: bytes, max_rows: int) -> ParsedRequest:
+    """The validated rows of a /predict body and their accident ids; PayloadError with every problem otherwise."""
+    payload = _load_json(body)
+    id_problems: list[IdProblem] = []
+    accident_ids = take_accident_ids(payload, id_problems)
+    if id_problems:
+        raise PayloadError([Problem(loc, msg, kind) for loc, msg, kind in id_problems[:MAX_REPORTED_PROBLEMS]])
+    return ParsedRequest(_matrix_of(payload, max_rows), accident_ids)
+
+
 def parse_rows(body: bytes, max_rows: int) -> np.ndarray:
     """The validated (n, 28) float64 matrix of a /predict body; PayloadError with every problem otherwise."""
-    payload = _load_json(body)
+    return parse_request(body, max_rows).matrix
+
+
+def _matrix_of(payload: Any, max_rows: int) -> np.ndarray:
     rows, base = _rows_of(payload, max_rows)
     if len(rows) >= VECTORIZED_MIN_ROWS and (matrix := _all_valid_matrix(rows)) is not None:
         return matrix

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
 from api.core.config import USERNAME_PATTERN
 from api.db.models import Role
+from api.monitoring.accident_ids import ID_FIELD, ID_PATTERN, MAX_INTEGER_ID
 
 
 class Token(BaseModel):
@@ -108,12 +109,25 @@ class RetrainRunOut(BaseModel):
     status_url: str
 
 
+ACCIDENT_ID_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": ID_PATTERN},
+        {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER_ID},
+        {"type": "null"},
+    ],
+    "description": "optional: the accident's BAAC Num_Acc, kept in the prediction log to join labels later",
+}
+
+
 def predict_body_schema(max_rows: int) -> dict[str, Any]:
     """OpenAPI requestBody for /predict (parsed by hand with orjson, so declared here)."""
     named = {
         "type": "object",
         "title": "NamedRow",
-        "properties": {feature.name: _feature_schema(feature) for feature in FEATURES},
+        "properties": {
+            **{feature.name: _feature_schema(feature) for feature in FEATURES},
+            ID_FIELD: ACCIDENT_ID_SCHEMA,
+        },
         "required": list(FEATURE_NAMES),
         "additionalProperties": False,
     }
@@ -126,15 +140,16 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
         "maxItems": N_FEATURES,
         "description": "values in contract order: " + ", ".join(FEATURE_NAMES),
     }
+    with_id = {
+        "type": "object",
+        "title": "Features",
+        "properties": {"features": ordered, ID_FIELD: ACCIDENT_ID_SCHEMA},
+        "required": ["features"],
+        "additionalProperties": False,
+    }
     schema = {
         "oneOf": [
-            {
-                "type": "object",
-                "title": "Features",
-                "properties": {"features": ordered},
-                "required": ["features"],
-                "additionalProperties": False,
-            },
+            with_id,
             named,
             {
                 "type": "object",
@@ -144,7 +159,7 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
                         "type": "array",
                         "minItems": 1,
                         "maxItems": max_rows,
-                        "items": {"oneOf": [ordered, named]},
+                        "items": {"oneOf": [ordered, named, with_id]},
                     }
                 },
                 "required": ["instances"],
@@ -156,6 +171,10 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
         "seed": {"summary": "the seed's list of 28 values", "value": {"features": list(SEED_EXAMPLE)}},
         "named": {"summary": "one row by name", "value": dict(zip(FEATURE_NAMES, SEED_EXAMPLE, strict=True))},
         "batch": {"summary": "a batch", "value": {"instances": [list(SEED_EXAMPLE), list(SEED_EXAMPLE)]}},
+        "with_ids": {
+            "summary": "accident ids (BAAC Num_Acc) for the prediction log",
+            "value": {"instances": [{"features": list(SEED_EXAMPLE), "accident_id": "202100000001"}]},
+        },
     }
     return {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}}
 

@@ -22,6 +22,7 @@ from api.db.crud import bootstrap_admin
 from api.db.engine import Database
 from api.inference import InferenceExecutor
 from api.model_service import ModelService
+from api.monitoring.service import LogOptions, PredictionLog
 from api.orchestrators import Orchestrator, build_orchestrator
 
 logger = logging.getLogger("api")
@@ -38,8 +39,10 @@ class Services:
     inference: InferenceExecutor  # the thread big batches are scored on
     models: ModelService
     orchestrator: Orchestrator
+    prediction_log: PredictionLog  # what /predict served, written off the request path
 
     def close(self) -> None:
+        self.prediction_log.stop()  # first: what is queued gets written while the rest closes
         self.models.stop()
         self.inference.close()
         self.orchestrator.close()
@@ -60,6 +63,8 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     database.on_user_change(auth_cache.invalidate)
     inference = InferenceExecutor()
     await run_in_threadpool(_prepare_database, database, settings)
+    prediction_log = PredictionLog(log_options(settings), metrics.prediction_log, metrics.registry)
+    await run_in_threadpool(prediction_log.start)
     models = ModelService(
         settings.mlflow_tracking_uri,
         settings.champion_path,
@@ -71,7 +76,20 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     metrics.model_checks.labels(first.action).inc()
     orchestrator = build_orchestrator(settings)
     logger.info("API ready: model %s, orchestrator %s", first.current_version, orchestrator.name)
-    return Services(settings, metrics, secret, database, auth_cache, throttle, inference, models, orchestrator)
+    return Services(
+        settings, metrics, secret, database, auth_cache, throttle, inference, models, orchestrator, prediction_log
+    )
+
+
+def log_options(settings: Settings) -> LogOptions:
+    return LogOptions(
+        enabled=settings.prediction_log_enabled,
+        url=settings.prediction_log,
+        queue_rows=settings.prediction_log_queue_rows,
+        batch_rows=settings.prediction_log_batch_rows,
+        flush_seconds=settings.prediction_log_flush_seconds,
+        retention_days=settings.prediction_log_retention_days,
+    )
 
 
 def _prepare_database(database: Database, settings: Settings) -> None:

@@ -40,8 +40,11 @@ def vm_rss_mb() -> float:
 def _serve(app: Any, requests: int) -> None:
     from fastapi.testclient import TestClient
 
+    from accidents.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
+
     with TestClient(app) as client:
-        token = client.post("/auth/token", data={"username": "admin", "password": "admin123"}).json()["access_token"]
+        login = {"username": DEMO_ADMIN_USERNAME, "password": DEMO_ADMIN_PASSWORD}
+        token = client.post("/auth/token", data=login).json()["access_token"]
         headers = {"Authorization": f"Bearer {token}"}
         for _ in range(requests):
             response = client.post("/predict", json={"features": ROW}, headers=headers)

@@ -27,7 +27,7 @@ import numpy as np
 import requests
 from threadpoolctl import threadpool_limits
 
-from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.config import CHAMPION_ALIAS, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, MODEL_NAME
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.model_store import read_bundle
 from bench import rss_profile
@@ -228,6 +228,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--skip-stack", action="store_true", help="do not time `make run` starts")
+    parser.add_argument("--skip-prediction-log", action="store_true", help="skip the log on/off budget")
+    parser.add_argument("--prediction-log-only", action="store_true",
+                        help="only the prediction log's budget (bench/prediction_log.py)")  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -240,20 +243,32 @@ def main() -> None:
         print("training the champion on the full 2021 accident table ...", flush=True)
         project.retrain()
         results: dict[str, Any] = {"machine": machine()}
-        if not args.skip_pipeline:
+        if not args.skip_pipeline and not args.prediction_log_only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = bench_pipeline(project, args.repeats)
         batch = np.loadtxt(project.root / "data" / "processed" / "test.csv", delimiter=",", skiprows=1,
                            max_rows=1000)[:, : len(FEATURE_NAMES)]  # fmt: skip
         bodies = write_bodies(work, batch)
+        # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
+        from bench import prediction_log
+
+        if args.prediction_log_only:
+            results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
+                                                                            args.seconds)  # fmt: skip
+            prediction_log.write_results(results, RESULTS)
+            return
+        if not args.skip_prediction_log:
+            results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
+                                                                            args.seconds)  # fmt: skip
+        # --- end of the prediction log section
         print("in-process floor ...", flush=True)
         results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
 
         print("our API ...", flush=True)
         api, api_url = start_api(project, work)
         processes.append(api)
-        token = requests.post(f"{api_url}/auth/token", data={"username": "admin", "password": "admin123"},
-                              timeout=10).json()["access_token"]  # fmt: skip
+        login = {"username": DEMO_ADMIN_USERNAME, "password": DEMO_ADMIN_PASSWORD}
+        token = requests.post(f"{api_url}/auth/token", data=login, timeout=10).json()["access_token"]
         api_rss = rss_after_requests(api.pid, f"{api_url}/predict", bodies["api"]["single"], token)
         results["api"] = load_profile(f"{api_url}/predict", bodies["api"], token, args.repeats, args.seconds)
         results["api"].update(rss_mb=api_rss, rss_after_load_runs_mb=rss_mb(api.pid))
@@ -336,6 +351,10 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| `{stage}` | {figures['seconds']:.1f} s | {figures['peak_rss_mb']:.0f} MB |")
         whole = results["pipeline"]["dvc_repro"]
         lines.append(f"| whole `dvc repro --force` | {whole['seconds']:.1f} s | {whole['peak_rss_mb']:.0f} MB |")
+    if "prediction_log" in results:  # bench/prediction_log.py
+        from bench.prediction_log import markdown as prediction_log_markdown
+
+        lines += prediction_log_markdown(results["prediction_log"])
     return "\n".join(lines) + "\n"
 
 

@@ -18,11 +18,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from accidents import config as pipeline_config
 
-# The documented local demo logins, written only here (scripts/run_stack.py imports them).
-DEMO_ADMIN_USERNAME = "admin"
-DEMO_ADMIN_PASSWORD = "admin123"  # noqa: S105 - the documented local demo credential
-DEMO_AIRFLOW_USERNAME = "admin"
-DEMO_AIRFLOW_PASSWORD = "admin"  # noqa: S105 - Airflow's documented local demo credential
+# The documented local demo logins: defined once in accidents.config, re-exported for the app
+# and scripts/run_stack.py.
+from accidents.config import (
+    DEMO_ADMIN_PASSWORD,
+    DEMO_ADMIN_USERNAME,
+    DEMO_AIRFLOW_PASSWORD,
+    DEMO_AIRFLOW_USERNAME,
+)
+from accidents.prediction_log import file_url as prediction_log_file_url
+
 # What every username matches, ADMIN_USERNAME included: checked before any name reaches the
 # database (PostgreSQL rejects NUL bytes and names over the column's 64 characters with an error).
 USERNAME_MAX_LENGTH = 64
@@ -76,6 +81,14 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
 
+    # prediction log (api.monitoring): every served row, written off the request path
+    prediction_log_enabled: bool = True
+    prediction_log_url: str | None = None  # default sqlite:///<state>/predictions.db (a file of its own)
+    prediction_log_queue_rows: int = Field(default=100_000, ge=1)  # rows waiting; beyond: dropped, counted
+    prediction_log_batch_rows: int = Field(default=5_000, ge=1)  # rows per insert
+    prediction_log_flush_seconds: float = Field(default=0.2, gt=0, le=60)  # longest wait before a write
+    prediction_log_retention_days: float = Field(default=90, ge=0)  # 0: keep every row
+
     # model serving
     mlflow_tracking_uri: str = Field(
         default_factory=pipeline_config.tracking_uri,
@@ -105,6 +118,7 @@ class Settings(BaseSettings):
     @field_validator(
         "airflow_api_url",
         "database_url",
+        "prediction_log_url",
         "retrain_command",
         "state_dir",
         "jwt_secret",
@@ -132,6 +146,10 @@ class Settings(BaseSettings):
     @property
     def database(self) -> str:
         return self.database_url or f"sqlite:///{self.state_path / 'api.db'}"
+
+    @property
+    def prediction_log(self) -> str:
+        return self.prediction_log_url or prediction_log_file_url(self.state_path)
 
     @property
     def champion_path(self) -> Path:

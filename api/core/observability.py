@@ -15,6 +15,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.monitoring.writer import LogMetrics
+
 access_logger = logging.getLogger("api.access")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,6 +43,7 @@ class Metrics:
         )
         self.model_version = Gauge("model_version", "Registry version of the serving model", registry=self.registry)
         self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
+        self.prediction_log = LogMetrics(self.registry)  # api.monitoring.writer
         self.retrain_runs = Counter(
             "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
         )
@@ -77,6 +80,7 @@ class RequestMiddleware:
             return
         start = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id (prediction log)
         status = 500
 
         async def send_wrapper(message: Message) -> None:

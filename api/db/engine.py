@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from accidents.database import database_engine
 from api.db.models import Base, User
 
 
@@ -41,23 +41,4 @@ class Database:
 
 
 def _engine(url: str, busy_timeout_seconds: float) -> Engine:
-    parsed = make_url(url)
-    milliseconds = int(busy_timeout_seconds * 1000)
-    if parsed.drivername.startswith("postgresql"):
-        # As SQLite's busy timeout: a row or table lock held by another writer fails the statement
-        # after the timeout (LockNotAvailable, an OperationalError: 503) instead of hanging.
-        return create_engine(url, pool_pre_ping=True, connect_args={"options": f"-c lock_timeout={milliseconds}"})
-    if not parsed.drivername.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": busy_timeout_seconds})
-
-    def _sqlite_pragmas(connection, _record) -> None:  # type: ignore[no-untyped-def]
-        cursor = connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={milliseconds}")
-        cursor.close()
-
-    event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+    return database_engine(url, busy_timeout_seconds)  # SQLite: WAL + busy timeout (accidents.database)

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from api.core.config import Settings
 from api.core.observability import Metrics
 from api.deps import Caller, ServicesDep, serving_model
-from api.prediction import parse_rows
+from api.prediction import parse_request
 from api.schemas import PredictResponse, predict_body_schema
 
 
@@ -41,9 +41,10 @@ def build_router(settings: Settings) -> APIRouter:
             503: {"description": "no model loaded yet"},
         },
     )
-    async def predict(request: Request, _: Caller, services: ServicesDep) -> Response:
-        # one dependency for the three services used: each resolved dependency costs on this hot path
-        rows = parse_rows(await request.body(), max_batch_rows)
+    async def predict(request: Request, caller: Caller, services: ServicesDep) -> Response:
+        # one dependency for the services used: each resolved dependency costs on this hot path
+        parsed = parse_request(await request.body(), max_batch_rows)
+        rows = parsed.matrix
         served = serving_model(services.models)  # grabbed once: a swap during this request does not affect it
         bundle = served.bundle
         if bundle.uses_compiled(len(rows)):
@@ -54,6 +55,10 @@ def build_router(settings: Settings) -> APIRouter:
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
         _count(services.metrics, classes, metadata.version)
+        services.prediction_log.record(
+            request.state.request_id, metadata.version, served.source, caller.role,
+            metadata.threshold, rows, probabilities, classes, parsed.accident_ids,
+        )  # fmt: skip
         predictions = [
             {
                 "class": int(c),

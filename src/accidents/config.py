@@ -25,6 +25,13 @@ DEFAULT_HOST = "127.0.0.1"
 
 EXPERIMENT_NAME = "accidents-severity"
 
+# The documented local demo logins (README). The API refuses them in production mode
+# (api.core.security); the API, the replay CLI and the benchmarks read them from here.
+DEMO_ADMIN_USERNAME = "admin"
+DEMO_ADMIN_PASSWORD = "admin123"  # noqa: S105 - the documented local demo credential
+DEMO_AIRFLOW_USERNAME = "admin"
+DEMO_AIRFLOW_PASSWORD = "admin"  # noqa: S105 - Airflow's documented local demo credential
+
 # Environment variables understood by the pipeline (documented in .env.example).
 ENV_PROJECT_DIR = "ACCIDENTS_PROJECT_DIR"
 ENV_DATA_DIR = "BAAC_DATA_DIR"  # offline mirror: official tables or the joined accident table

@@ -20,7 +20,7 @@ from accidents.features import SEED_EXAMPLE
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]  # above COMPOSE_RUN_TIMEOUT
 
-STAGES = ("import_data", "preprocess", "train", "evaluate")
+STAGES = ("import_data", "preprocess", "train", "evaluate", "predict")
 DEMO_PASSWORD = "admin123"  # the local mode's documented demo login
 
 
@@ -137,6 +137,35 @@ def test_wrong_password_and_no_token_are_refused(stack):
     assert wrong.status_code == 401
     anonymous = requests.post(f"{stack.api}/predict", json={"features": list(SEED_EXAMPLE)}, timeout=15)
     assert anonymous.status_code == 401
+
+
+def test_nul_bytes_in_usernames_are_client_errors_on_postgresql(stack):
+    """Issue #17's two curl lines: PostgreSQL refuses NUL in text, the API must answer 4xx first."""
+    login = requests.post(f"{stack.api}/auth/token", data="username=ab%00cd&password=x", timeout=15,
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+    assert login.status_code == 401, login.text
+    patched = requests.patch(f"{stack.api}/users/a%00b", json={"disabled": True}, headers=admin(stack), timeout=15)
+    assert patched.status_code == 404, patched.text
+    deleted = requests.delete(f"{stack.api}/users/a%00b", headers=admin(stack), timeout=15)
+    assert deleted.status_code == 404, deleted.text
+
+
+def test_served_rows_reach_the_prediction_log_in_postgresql(stack):
+    headers = admin(stack)
+    accident_id = str(int(time.time() * 1000))  # unique for this run
+    body = {"features": list(SEED_EXAMPLE), "accident_id": accident_id}
+    predicted = requests.post(f"{stack.api}/predict", json=body, headers=headers, timeout=15)
+    assert predicted.status_code == 200, predicted.text
+    deadline = time.monotonic() + 30  # the writer flushes in batches, off the request path
+    rows: list = []
+    while not rows and time.monotonic() < deadline:
+        answer = requests.get(f"{stack.api}/monitoring/predictions", params={"accident_id": accident_id},
+                              headers=headers, timeout=15)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()["items"]
+        time.sleep(0.5)
+    assert len(rows) == 1, rows
+    assert rows[0]["model_version"] == predicted.json()["model_version"]
 
 
 def test_production_mode_has_no_demo_login(stack):

@@ -1,0 +1,1 @@
+"""Monitoring of served traffic: the prediction log writer, its route and gauges."""

@@ -1,0 +1,297 @@
+"""The prediction log's performance budget (issue #12), called from bench/run.py.
+
+Same-run ratios of the same API with PREDICTION_LOG_ENABLED on and off (servers started in
+alternation, so machine noise hits both): 1-row throughput at 16 connections (goal >= 90 %),
+1-row p50 at 1 connection (goal <= +0.1 ms), 1,000-row p50 (goal <= +10 %). Then a 60 s load at
+32 connections with logging on: rows in the log must equal the rows answered 2xx (the server's own
+count, http_requests_total). And the writer's throughput into SQLite (goal >= 20,000 rows/s), and
+into PostgreSQL when a server binary and the psycopg driver are available here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import requests
+from prometheus_client import CollectorRegistry
+
+from accidents.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
+from accidents.features import SEED_EXAMPLE
+from accidents.prediction_log import create_log_engine, ensure_schema
+from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
+from bench.run import wrk
+from tests.support.processes import ManagedProcess, free_port, start_service
+from tests.support.project import Project
+
+SCENARIOS = {"single_c1": ("single", 1), "single_c16": ("single", 16), "batch_c1": ("batch", 1)}
+
+
+def start_api(project: Project, state: Path, logging_on: bool) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(state), PREDICTION_LOG_ENABLED=str(logging_on).lower())
+    cmd = [
+        str(project.root / ".venv" / "bin" / "uvicorn"),
+        "api.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    return start_service(cmd, state / "api.log", f"{url}/ready", env=env, cwd=project.root), url
+
+
+def token_of(url: str) -> str:
+    form = {"username": DEMO_ADMIN_USERNAME, "password": DEMO_ADMIN_PASSWORD}
+    return requests.post(f"{url}/auth/token", data=form, timeout=10).json()["access_token"]
+
+
+def write_bodies(folder: Path, batch: np.ndarray) -> dict[str, Path]:
+    """The bodies carry accident ids, as the replay sends them (same bodies with logging on and off)."""
+    rows = batch.tolist()
+    payloads = {
+        "single": {"features": list(SEED_EXAMPLE), "accident_id": "202100000001"},
+        "batch": {"instances": [{"features": row, "accident_id": f"2021{i:08d}"} for i, row in enumerate(rows)]},
+    }
+    paths = {}
+    for name, payload in payloads.items():
+        paths[name] = folder / f"log-{name}.json"
+        paths[name].write_text(json.dumps(payload))
+    return paths
+
+
+def on_off(project: Project, work: Path, bodies: dict[str, Path], repeats: int, seconds: int) -> dict[str, Any]:
+    """Each scenario, `repeats` times with logging off then on (fresh servers, alternating)."""
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {"off": {}, "on": {}}
+    for repeat in range(repeats):
+        for mode in ("off", "on"):
+            process, url = start_api(project, work / f"log-bench-{mode}-{repeat}", mode == "on")
+            try:
+                token = token_of(url)
+                for name, (body, connections) in SCENARIOS.items():
+                    wrk(f"{url}/predict", bodies[body], connections, 2, token)  # warm-up
+                    runs[mode].setdefault(name, []).append(
+                        wrk(f"{url}/predict", bodies[body], connections, seconds, token)
+                    )
+            finally:
+                process.stop()
+    medians = {
+        mode: {
+            name: {key: round(statistics.median(run[key] for run in values), 3) for key in values[0]}
+            for name, values in scenarios.items()
+        }
+        for mode, scenarios in runs.items()
+    }
+    off, on = medians["off"], medians["on"]
+    return {
+        **medians,
+        "ratios": {
+            "rps_on_over_off_single_c16": round(on["single_c16"]["rps"] / off["single_c16"]["rps"], 3),
+            "p50_on_minus_off_ms_single_c1": round(on["single_c1"]["p50_ms"] - off["single_c1"]["p50_ms"], 3),
+            "p50_on_over_off_batch_c1": round(on["batch_c1"]["p50_ms"] / off["batch_c1"]["p50_ms"], 3),
+        },
+    }
+
+
+def served_2xx(url: str) -> float:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    pattern = r'^http_requests_total\{method="POST",route="/predict",status="200"\} ([\d.e+]+)$'
+    return sum(float(value) for value in re.findall(pattern, text, flags=re.MULTILINE))
+
+
+def metric_value(url: str, name: str) -> float:
+    match = re.search(rf"^{name} ([\d.e+]+)$", requests.get(f"{url}/metrics", timeout=10).text, flags=re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def nothing_lost(project: Project, work: Path, body: Path, seconds: int = 60, connections: int = 32) -> dict[str, Any]:
+    """A long load with logging on: every 2xx row must be in the log once the queue has drained."""
+    state = work / "log-bench-load"
+    process, url = start_api(project, state, True)
+    try:
+        load = wrk(f"{url}/predict", body, connections, seconds, token_of(url))
+        deadline = time.monotonic() + 60
+        while metric_value(url, "prediction_log_queue_depth") > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # the last batch's transaction
+        answered = served_2xx(url)
+        dropped = sum(
+            float(v)
+            for v in re.findall(
+                r'^prediction_log_dropped_total\{reason="\w+"\} ([\d.e+]+)$',
+                requests.get(f"{url}/metrics", timeout=10).text,
+                re.MULTILINE,
+            )
+        )
+    finally:
+        process.stop()
+    with sqlite3.connect(f"file:{state / 'predictions.db'}?mode=ro", uri=True) as connection:
+        logged = connection.execute("SELECT count(*) FROM prediction_log").fetchone()[0]
+    return {
+        "seconds": seconds,
+        "connections": connections,
+        "rps": load["rps"],
+        "answered_2xx_rows": int(answered),
+        "logged_rows": int(logged),
+        "dropped_rows": int(dropped),
+        "equal": int(answered) == int(logged),
+    }
+
+
+def writer_throughput(url: str, total_rows: int = 200_000) -> dict[str, float]:
+    """Rows/s of the writer alone: `total_rows` queued as 1-row and as 1,000-row requests."""
+    engine = create_log_engine(url)
+    ensure_schema(engine, url)
+    result = {}
+    try:
+        for rows in (1, 1000):
+            features = np.tile(np.asarray(SEED_EXAMPLE, dtype=float), (rows, 1))
+            probabilities = np.full(rows, 0.4)
+            writer = PredictionLogWriter(engine, LogMetrics(CollectorRegistry()), max_queue_rows=total_rows)
+            for index in range(total_rows // rows):
+                writer.submit(
+                    ServedBatch(
+                        datetime.now(UTC),
+                        "bench",
+                        "1",
+                        "registry",
+                        "user",
+                        0.33,
+                        features,
+                        probabilities,
+                        np.zeros(rows, np.int8),
+                        [f"{index:012d}"] * rows,
+                    )
+                )
+            started = time.perf_counter()
+            writer.start()
+            assert writer.flush(600), "the writer did not drain"
+            result[f"rows_per_s_{rows}_row_requests"] = round(total_rows / (time.perf_counter() - started))
+            writer.stop()
+    finally:
+        engine.dispose()
+    return result
+
+
+def postgres_throughput(work: Path) -> dict[str, Any]:
+    """The same writer into a throw-away local PostgreSQL cluster, when the binaries and psycopg exist."""
+    binaries = [shutil.which(name) for name in ("initdb", "pg_ctl")]
+    try:
+        import psycopg  # noqa: F401 - the driver SQLAlchemy uses for postgresql+psycopg://
+    except ImportError:
+        return {"skipped": "psycopg is not installed in this venv (it is in the API image)"}
+    if not all(binaries):
+        return {"skipped": "no initdb/pg_ctl on PATH"}
+    folder = Path(tempfile.mkdtemp(prefix="accidents-bench-pg-"))  # not under `work` (0700, root's)
+    port = free_port()
+    as_root = os.geteuid() == 0
+    run = ["runuser", "-u", "nobody", "--"] if as_root else []  # PostgreSQL refuses to run as root
+    if as_root:
+        shutil.chown(folder, user="nobody")
+    subprocess.run(
+        [*run, binaries[0], "-D", str(folder / "data"), "-U", "bench", "--auth=trust"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [
+            *run,
+            binaries[1],
+            "-D",
+            str(folder / "data"),
+            "-o",
+            f"-p {port} -k {folder} -h 127.0.0.1",
+            "-l",
+            str(folder / "pg.log"),
+            "-w",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        return writer_throughput(f"postgresql+psycopg://bench@127.0.0.1:{port}/postgres")
+    finally:
+        subprocess.run(
+            [*run, binaries[1], "-D", str(folder / "data"), "-m", "fast", "stop"], capture_output=True, timeout=120
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bench_prediction_log(project: Project, work: Path, batch: np.ndarray, repeats: int, seconds: int) -> dict[str, Any]:
+    bodies = write_bodies(work, batch)
+    print("prediction log: API with logging on / off ...", flush=True)
+    result: dict[str, Any] = {"on_off": on_off(project, work, bodies, repeats, seconds)}
+    print("prediction log: 60 s at 32 connections, nothing lost ...", flush=True)
+    result["load_60s"] = nothing_lost(project, work, bodies["single"])
+    print("prediction log: writer throughput ...", flush=True)
+    result["writer_sqlite"] = writer_throughput(f"sqlite:///{work / 'log-bench-writer.db'}")
+    result["writer_postgres"] = postgres_throughput(work)
+    return result
+
+
+def write_results(results: dict[str, Any], folder: Path) -> None:
+    """`--prediction-log-only`: bench/results/<date>-prediction-log.{json,md}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = folder / (datetime.now(UTC).strftime("%Y-%m-%d") + "-prediction-log")
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    machine = results["machine"]
+    table = (
+        "\n".join(
+            [
+                f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; {machine['date']}.",
+                *markdown(results["prediction_log"]),
+            ]
+        )
+        + "\n"
+    )
+    stem.with_suffix(".md").write_text(table)
+    print(table)
+
+
+def markdown(log: dict[str, Any]) -> list[str]:
+    off, on, ratio = log["on_off"]["off"], log["on_off"]["on"], log["on_off"]["ratios"]
+    load, sqlite_rate, pg = log["load_60s"], log["writer_sqlite"], log["writer_postgres"]
+    pg_text = (
+        f"{pg['rows_per_s_1_row_requests']:,} / {pg['rows_per_s_1000_row_requests']:,} rows/s"
+        if "skipped" not in pg
+        else f"not measured ({pg['skipped']})"
+    )
+    return [
+        "",
+        "Prediction log (same run, servers alternated; logging off -> on):",
+        "",
+        "| measure | logging off | logging on | ratio / difference | goal |",
+        "|---|---|---|---|---|",
+        f"| 1 row, 16 connections: req/s | {off['single_c16']['rps']:.0f} | {on['single_c16']['rps']:.0f} "
+        f"| {ratio['rps_on_over_off_single_c16']:.3f} | >= 0.90 |",
+        f"| 1 row, 1 connection: p50 | {off['single_c1']['p50_ms']:.3f} ms | {on['single_c1']['p50_ms']:.3f} ms "
+        f"| {ratio['p50_on_minus_off_ms_single_c1']:+.3f} ms | <= +0.1 ms |",
+        f"| 1,000 rows, 1 connection: p50 | {off['batch_c1']['p50_ms']:.1f} ms | {on['batch_c1']['p50_ms']:.1f} ms "
+        f"| {ratio['p50_on_over_off_batch_c1']:.3f} | <= 1.10 |",
+        "",
+        f"60 s at 32 connections, logging on: {load['answered_2xx_rows']:,} rows answered 2xx, "
+        f"{load['logged_rows']:,} rows in the log, {load['dropped_rows']} dropped "
+        f"({'equal' if load['equal'] else 'NOT EQUAL'}); {load['rps']:.0f} req/s.",
+        f"Writer throughput (1-row / 1,000-row requests): SQLite {sqlite_rate['rows_per_s_1_row_requests']:,} / "
+        f"{sqlite_rate['rows_per_s_1000_row_requests']:,} rows/s (goal >= 20,000); PostgreSQL {pg_text}.",
+    ]

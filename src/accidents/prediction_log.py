@@ -52,16 +52,16 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0001"  # head of migrations/versions (tests/monitoring checks they agree)
+SCHEMA_REVISION = "0002"  # head of migrations/versions (tests/monitoring checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 metadata = MetaData()
-_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+ID_TYPE = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 predictions = Table(
     "prediction_log",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     Column("logged_at", DateTime(timezone=True), nullable=False),
     Column("request_id", String(32), nullable=False),
     Column("model_version", String(64), nullable=True),
@@ -80,7 +80,7 @@ predictions = Table(
 realized = Table(
     "realized_performance",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     Column("computed_at", DateTime(timezone=True), nullable=False),
     Column("job_id", String(32), nullable=False),  # one run of the label job: its rows share it
     Column("model_version", String(64), nullable=False),

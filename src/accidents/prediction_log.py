@@ -181,13 +181,16 @@ def read_window(
     until: datetime | None = None,
     model_version: str | None = None,
     with_accident_id: bool = False,
+    newest: int | None = None,
 ) -> pd.DataFrame:
     """Logged predictions with since <= logged_at < until (UTC), oldest first, as a DataFrame with
-    the columns of `prediction_log` (features under their contract names). The monitoring jobs'
-    way in: one SQL query, no HTTP."""
+    the columns of `prediction_log` (features under their contract names); `newest`: only the
+    newest N of them. The monitoring jobs' way in: one SQL query, no HTTP."""
     import pandas as pd
 
     query = select(predictions).order_by(predictions.c.id)
+    if newest is not None:
+        query = select(predictions).order_by(predictions.c.id.desc()).limit(newest)
     if since is not None:
         query = query.where(predictions.c.logged_at >= _utc(since))
     if until is not None:
@@ -203,6 +206,8 @@ def read_window(
     finally:
         if isinstance(url, str):
             engine.dispose()
+    if newest is not None:
+        frame = frame.iloc[::-1].reset_index(drop=True)
     frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True)
     return frame
 

@@ -219,7 +219,7 @@ def test_admin_retrain_runs_the_dag_and_the_api_serves_the_champion(stack, regis
     run = stack.wait_for_dag_run(run_id)
     assert run["run_type"] == "manual"
     status = requests.get(f"{stack.api}/retrain/{requests.utils.quote(run_id, safe='')}", headers=admin, timeout=10)
-    assert status.json()["state"] == "success"
+    assert status.json()["state"] == "success" and status.json()["reason"] == "manual: admin"  # the run's conf
     assert {task["task_id"] for task in status.json()["tasks"]} >= {"import_data", "preprocess", "train", "evaluate"}
     promoted = check_new_run(stack, registry, runs_before, champion_before)
     assert promoted, "a stronger model than the weak first one should have been promoted"

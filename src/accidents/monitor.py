@@ -66,7 +66,7 @@ class Settings:
     excluded_features: tuple[str, ...] = ("year_acc", "jour", "mois", "com")
     seasonal: bool = True
     feature_threshold: float = 0.1
-    drift_share_threshold: float = 0.15
+    drift_share_threshold: float = 0.1
     prediction_threshold: float = 0.1
     seed: int = 0
 

@@ -24,7 +24,9 @@ from prometheus_client import CollectorRegistry
 from accidents import drift_results, reference
 from accidents.features import ACCIDENT_ID, FEATURE_NAMES
 from accidents.labelled import load_accidents
+from accidents.monitor import Settings, matched_reference
 from accidents.prediction_log import create_log_engine, ensure_schema
+from accidents.stage import PipelineError
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 
 pytestmark = pytest.mark.timeout(600)
@@ -117,3 +119,20 @@ def test_below_the_minimum_window_there_is_no_verdict(accidents, reference_file,
     assert result["verdict"] == "not_enough_data" and result["window_rows"] == 999
     assert result["feature_scores"] == {} and result["drifted_share"] is None
     assert monitor(url, reference_file, "--rows", "500")["window_rows"] == 500  # the newest 500 only
+
+
+def test_the_reference_is_matched_on_the_windows_months(reference_file):
+    """Seasonal comparison: the window's month mix, as many rows as the scarcest month allows; the
+    whole reference when a month is missing or seasonal is off."""
+    profile = pd.read_parquet(reference_file)
+    window = pd.DataFrame({"mois": [7.0] * 300 + [8.0] * 100})
+    matched, months = matched_reference(window, profile, Settings())
+    assert months == [7, 8] and set(matched["mois"]) == {7.0, 8.0}
+    shares = matched["mois"].value_counts(normalize=True)
+    assert shares[7.0] == pytest.approx(0.75, abs=0.01)
+    available = profile["mois"].value_counts()
+    assert len(matched) == pytest.approx(min(available[7.0] / 0.75, available[8.0] / 0.25), abs=2)  # scarcest whole
+    assert matched_reference(window, profile[profile["mois"] != 8], Settings())[1] == []  # month 8 missing
+    assert matched_reference(window, profile, Settings(seasonal=False))[0] is profile
+    with pytest.raises(PipelineError, match="outside the contract"):
+        Settings.from_params({"monitoring": {"excluded_features": ["hours"]}})

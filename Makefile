@@ -12,7 +12,9 @@ export UV_COMPILE_BYTECODE := 1
 DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 DVC_SITE_CACHE := .dvc/tmp/site-cache
 
-.PHONY: help setup setup-airflow run mlflow pipeline test compose-test lint lock bench clean replay realized
+MONITORING_VENV := .venv-monitoring
+
+.PHONY: help setup setup-airflow setup-monitoring monitor run mlflow pipeline test compose-test lint lock bench clean replay realized
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -44,7 +46,19 @@ $(DVC_SITE_CACHE): .dvc/config.local
 setup-airflow: | uv ## create .venv-airflow (Airflow alone, pinned)
 	bash airflow/setup.sh
 
-run: setup setup-airflow ## set up, train once if needed, start MLflow, Airflow and the API
+# The drift job's own venv: Evidently 0.7 needs pandas < 3, the rest of the project runs on pandas 3.
+setup-monitoring: $(MONITORING_VENV)/.installed ## create .venv-monitoring (Evidently, pandas 2, pinned) for the drift job
+
+$(MONITORING_VENV)/.installed: requirements-monitoring.txt pyproject.toml | uv
+	@test -x $(MONITORING_VENV)/bin/python || uv venv --quiet --python 3.11 $(MONITORING_VENV)
+	uv pip install --quiet --python $(MONITORING_VENV)/bin/python -r requirements-monitoring.txt
+	uv pip install --quiet --python $(MONITORING_VENV)/bin/python --no-deps -e .
+	@touch $@
+
+monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
+	$(MONITORING_VENV)/bin/python -m accidents.monitor $(ARGS)
+
+run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API
 	$(PY) scripts/run_stack.py
 
 mlflow: setup ## run the MLflow tracking server on 127.0.0.1:5000 (foreground)
@@ -53,7 +67,7 @@ mlflow: setup ## run the MLflow tracking server on 127.0.0.1:5000 (foreground)
 pipeline: setup ## dvc repro (needs MLflow: MLFLOW_TRACKING_URI or `make mlflow` in another shell)
 	./retraining_run.sh
 
-test: setup setup-airflow ## run every test suite (pytest exit 5, no tests, is a failure)
+test: setup setup-airflow setup-monitoring ## run every test suite (pytest exit 5, no tests, is a failure)
 	bash scripts/run_tests.sh $(ARGS)
 
 bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memory (writes bench/results/)
@@ -77,6 +91,7 @@ lock: | uv ## regenerate the pinned lock files from the *.in files
 	uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
 	uv pip compile --quiet --python-version 3.11 requirements-runtime.in -c requirements.txt -o requirements-runtime.txt
 	uv pip compile --quiet --python-version 3.11 airflow/requirements.in -o airflow/requirements.txt
+	uv pip compile --quiet --python-version 3.11 requirements-monitoring.in -o requirements-monitoring.txt
 	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements-runtime.txt -o docker/requirements-postgres.txt
 	uv pip compile --quiet --python-version 3.11 docker/airflow-extras.in -c airflow/requirements.txt -o docker/airflow-extras.txt
 

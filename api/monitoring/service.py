@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from accidents.prediction_log import create_log_engine, ensure_schema
+from api.monitoring.drift_gauges import DriftCollector
 from api.monitoring.gauges import RealizedPerformanceCollector
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 
@@ -38,6 +39,7 @@ class PredictionLog:
         self.engine: Engine | None = None
         self.writer: PredictionLogWriter | None = None
         self._gauges: RealizedPerformanceCollector | None = None
+        self._drift_gauges: DriftCollector | None = None
 
     @property
     def enabled(self) -> bool:
@@ -51,6 +53,8 @@ class PredictionLog:
         ensure_schema(self.engine, options.url)
         self._gauges = RealizedPerformanceCollector(self.engine, options.gauges_cache_seconds)
         self.registry.register(self._gauges)
+        self._drift_gauges = DriftCollector(self.engine, options.gauges_cache_seconds)
+        self.registry.register(self._drift_gauges)
         if options.enabled:
             self.writer = PredictionLogWriter(
                 self.engine,
@@ -66,8 +70,9 @@ class PredictionLog:
     def stop(self) -> None:
         if self.writer is not None:
             self.writer.stop()
-        if self._gauges is not None:
-            self.registry.unregister(self._gauges)
+        for gauges in (self._gauges, self._drift_gauges):
+            if gauges is not None:
+                self.registry.unregister(gauges)
         if self.engine is not None:
             self.engine.dispose()
 

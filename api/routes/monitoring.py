@@ -1,4 +1,5 @@
-"""GET /monitoring/predictions and /monitoring/performance: what the API served and how it did (admin only)."""
+"""GET /monitoring/predictions, /performance and /drift: what the API served, how it did and whether the
+traffic drifted from what the model learned (admin only)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, BeforeValidator, Field, field_validator
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from accidents import drift_results
 from accidents.features import FEATURE_NAMES
 from accidents.prediction_log import predictions, realized
 from api.deps import AdminUser, PredictionLogDep
@@ -87,6 +89,28 @@ class RealizedResult(BaseModel):
         return _utc(value)
 
 
+class DriftResult(BaseModel):
+    id: int
+    computed_at: datetime
+    window_start: datetime | None = Field(description="logged_at of the window's oldest prediction")
+    window_end: datetime | None = Field(description="logged_at of the window's newest prediction")
+    window_rows: int
+    model_version: str | None = Field(description="the model version that served the window")
+    reference_rows: int = Field(description="rows of that version's training reference compared with")
+    feature_scores: dict[str, float | None] = Field(description="drift score per compared feature (higher: more drift)")
+    drifted_features: list[str]
+    drifted_share: float | None
+    prediction_drift: float | None = Field(description="drift score of the predicted probabilities")
+    verdict: str = Field(description="drift | no_drift | not_enough_data")
+    report_run_id: str | None = Field(description="MLflow run (experiment `monitoring`) holding the HTML report")
+    method: str
+
+    @field_validator("computed_at", "window_start", "window_end")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else _utc(value)
+
+
 def _store_error(error: SQLAlchemyError) -> HTTPException:
     logger.error("prediction log store unavailable: %s", getattr(error, "orig", error))
     return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "prediction log store unavailable: retry later",
@@ -149,3 +173,16 @@ def realized_performance(
     except SQLAlchemyError as error:
         raise _store_error(error) from None
     return [dict(row) for row in rows]
+
+
+@router.get("/drift", response_model=list[DriftResult], responses=STORE_UNAVAILABLE)
+def drift(
+    _: AdminUser,
+    log: PredictionLogDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> list[dict[str, Any]]:
+    """The drift job's results (`python -m accidents.monitor`), newest first."""
+    try:
+        return drift_results.recent(log.engine, limit)
+    except SQLAlchemyError as error:
+        raise _store_error(error) from None

@@ -52,16 +52,16 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0001"  # head of migrations/versions (tests/monitoring checks they agree)
+SCHEMA_REVISION = "0002"  # head of migrations/versions (tests/monitoring checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 metadata = MetaData()
-_Id = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+ID_TYPE = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
 
 predictions = Table(
     "prediction_log",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     Column("logged_at", DateTime(timezone=True), nullable=False),
     Column("request_id", String(32), nullable=False),
     Column("model_version", String(64), nullable=True),
@@ -80,7 +80,7 @@ predictions = Table(
 realized = Table(
     "realized_performance",
     metadata,
-    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("id", ID_TYPE, primary_key=True, autoincrement=True),
     Column("computed_at", DateTime(timezone=True), nullable=False),
     Column("job_id", String(32), nullable=False),  # one run of the label job: its rows share it
     Column("model_version", String(64), nullable=False),
@@ -181,13 +181,16 @@ def read_window(
     until: datetime | None = None,
     model_version: str | None = None,
     with_accident_id: bool = False,
+    newest: int | None = None,
 ) -> pd.DataFrame:
     """Logged predictions with since <= logged_at < until (UTC), oldest first, as a DataFrame with
-    the columns of `prediction_log` (features under their contract names). The monitoring jobs'
-    way in: one SQL query, no HTTP."""
+    the columns of `prediction_log` (features under their contract names); `newest`: only the
+    newest N of them. The monitoring jobs' way in: one SQL query, no HTTP."""
     import pandas as pd
 
     query = select(predictions).order_by(predictions.c.id)
+    if newest is not None:
+        query = select(predictions).order_by(predictions.c.id.desc()).limit(newest)
     if since is not None:
         query = query.where(predictions.c.logged_at >= _utc(since))
     if until is not None:
@@ -203,6 +206,8 @@ def read_window(
     finally:
         if isinstance(url, str):
             engine.dispose()
+    if newest is not None:
+        frame = frame.iloc[::-1].reset_index(drop=True)
     frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True)
     return frame
 

@@ -17,7 +17,7 @@ import pandas as pd
 import skops.io
 from mlflow.models import infer_signature
 
-from accidents import registry
+from accidents import reference, registry
 from accidents.config import ENV_RUN_REASON, EXPERIMENT_NAME, MODEL_NAME, load_params, paths
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.model_store import TRUSTED_TYPES, ModelBundle, ModelMetadata, dumps_model, write_bundle
@@ -74,7 +74,8 @@ def required_trusted_types(model: Any) -> list[str]:
 def main() -> None:
     project = paths()
     params = load_params(project.params)["train"]
-    x_train, y_train = split_xy(pd.read_csv(project.split("train")))
+    train_rows = pd.read_csv(project.split("train"))
+    x_train, y_train = split_xy(train_rows)
     x_val, y_val = split_xy(pd.read_csv(project.split("val")))
     source = data_source()
 
@@ -114,6 +115,8 @@ def main() -> None:
             skops_trusted_types=required_trusted_types(model),
         )
         version = str(info.registered_model_version)
+        probabilities = model.predict_proba(x_train)[:, 1]  # what monitoring compares this version's traffic with
+        reference.log(reference.build(train_rows, probabilities, params["reference_rows"], params["seed"]))
         client = registry.client()
         for key, value in {
             registry.TAG_THRESHOLD: threshold,

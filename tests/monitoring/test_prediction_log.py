@@ -17,6 +17,7 @@ from alembic.script import ScriptDirectory
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from accidents import drift_results  # noqa: F401  (its table is part of the migrated schema)
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.prediction_log import (
     MIGRATIONS,

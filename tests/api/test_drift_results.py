@@ -1,0 +1,64 @@
+"""Stored drift results through the API: `GET /monitoring/drift` (admins only, newest first) and the
+Prometheus gauges read from the newest row (in-process app, real SQLite prediction log)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from accidents import drift_results
+from tests.api.conftest import create_user, login, project_with_champion
+from tests.support.monitoring import metric
+
+pytestmark = pytest.mark.timeout(120)
+NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
+
+
+def result(computed_at: datetime, verdict: str, scores: dict[str, float], drifted: list[str], **values) -> dict:
+    return {
+        "computed_at": computed_at, "window_start": computed_at - timedelta(days=1), "window_end": computed_at,
+        "window_rows": 5000, "model_version": "3", "reference_rows": 20000, "feature_scores": scores,
+        "drifted_features": drifted, "drifted_share": len(drifted) / len(scores) if scores else None,
+        "prediction_drift": 0.02, "verdict": verdict, "report_run_id": "abc123", "method": "test", **values,
+    }  # fmt: skip
+
+
+def test_drift_results_are_served_to_admins_newest_first_and_exported_as_gauges(app_factory, champion_bundle,
+                                                                                tmp_path: Path):  # fmt: skip
+    client: TestClient = app_factory(project_with_champion(tmp_path / "project", champion_bundle))
+    admin = login(client)
+    user = create_user(client, admin, "viewer")
+    assert client.get("/monitoring/drift", headers=admin).json() == []
+    assert "feature_drift_score" not in client.get("/metrics").text  # nothing stored yet: no gauge
+
+    engine = client.app.state.services.prediction_log.engine
+    drift_results.store(engine, result(NOW - timedelta(days=1), "no_drift", {"hour": 0.02, "lum": 0.01}, []))
+    drift_results.store(engine, result(NOW, "drift", {"hour": 0.9, "lum": 0.5, "vma": 0.03}, ["hour", "lum"],
+                                       prediction_drift=0.31, model_version="4"))  # fmt: skip
+    client.app.state.services.prediction_log._drift_gauges.cache_seconds = 0  # read at this scrape
+
+    rows = client.get("/monitoring/drift", headers=admin).json()
+    assert [row["verdict"] for row in rows] == ["drift", "no_drift"]
+    assert rows[0]["feature_scores"] == {"hour": 0.9, "lum": 0.5, "vma": 0.03}
+    assert rows[0]["drifted_features"] == ["hour", "lum"] and rows[0]["model_version"] == "4"
+    assert datetime.fromisoformat(rows[0]["computed_at"]) == NOW  # UTC, with its offset
+    assert [row["verdict"] for row in client.get("/monitoring/drift?limit=1", headers=admin).json()] == ["drift"]
+    assert client.get("/monitoring/drift?limit=0", headers=admin).status_code == 422
+    assert client.get("/monitoring/drift", headers=user).status_code == 403
+    assert client.get("/monitoring/drift").status_code == 401
+
+    text = client.get("/metrics").text
+    assert metric(text, "feature_drift_score", feature="hour", version="4") == 0.9
+    assert metric(text, "feature_drift_score", feature="vma", version="4") == 0.03
+    assert metric(text, "feature_drifted", feature="lum", version="4") == 1
+    assert metric(text, "feature_drifted", feature="vma", version="4") == 0
+    assert metric(text, "dataset_drift_share", version="4") == pytest.approx(2 / 3)
+    assert metric(text, "prediction_drift_score", version="4") == 0.31
+    assert metric(text, "drift_window_rows", version="4") == 5000
+    assert metric(text, "drift_verdict", verdict="drift", version="4") == 1
+    assert metric(text, "drift_verdict", verdict="no_drift", version="4") == 0
+    assert metric(text, "drift_last_run_timestamp_seconds", version="4") == NOW.timestamp()
+    assert 'version="3"' not in text.split("feature_drift_score", 1)[1]  # only the newest result

@@ -108,7 +108,8 @@ function lineChart({ series, xLabels, yMax = null, thresholds = [], height = 220
   const step = Math.max(1, Math.ceil(xLabels.length / 8));
   xLabels.forEach((label, i) => {
     if (i % step === 0 || i === xLabels.length - 1) {
-      svg.append(sv("text", { x: x(i), y: H - 12, "text-anchor": "middle" }, label));
+      const anchor = xLabels.length > 1 && i === 0 ? "start" : i === xLabels.length - 1 && i > 0 ? "end" : "middle";
+      svg.append(sv("text", { x: x(i), y: H - 12, "text-anchor": anchor }, label));
     }
   });
   for (const t of thresholds) {
@@ -189,16 +190,16 @@ function stackedBars({ buckets, series, height = 220 }) {
   return svg;
 }
 
-// Heat map: rows (features) x columns (runs); score -> colour, threshold marks drift.
-function heatmap({ rows, columns, cell, threshold }) {
-  const cw = Math.max(18, Math.min(60, 900 / Math.max(1, columns.length)));
+// Heat map: rows (features) x columns (runs); score -> colour, the drift job's drifted features outlined.
+function heatmap({ rows, columns, cell, drifted, scale }) {
+  const cw = Math.max(18, Math.min(84, 900 / Math.max(1, columns.length)));
   const ch = 18, L = 110, T = 8, B = 40;
   const W = L + cw * columns.length + 10, H = T + ch * rows.length + B;
   const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
   svg.style.maxWidth = `${W * 1.25}px`;
   const colour = (v) => {
     if (v == null) return "#f0f0f0";
-    const t = Math.min(1, v / (threshold * 2));
+    const t = Math.min(1, v / scale);
     const hue = 130 - 130 * t; // green -> red
     return `hsl(${hue}, 65%, ${92 - 40 * t}%)`;
   };
@@ -206,13 +207,15 @@ function heatmap({ rows, columns, cell, threshold }) {
     svg.append(sv("text", { x: L - 8, y: T + r * ch + 13, "text-anchor": "end", class: "feature" }, name));
     columns.forEach((column, c) => {
       const v = cell(name, c);
+      const hit = drifted(name, c);
       const rect = sv("rect", { x: L + c * cw, y: T + r * ch, width: cw - 2, height: ch - 2, rx: 2, fill: colour(v),
-        stroke: v != null && v > threshold ? "#d64545" : "none" });
-      rect.append(sv("title", {}, `${name} · ${column}: ${fmt(v)}`));
+        stroke: hit ? "#8b1e1e" : "none", "stroke-width": 1.5 });
+      rect.append(sv("title", {}, `${name} · ${column}: ${fmt(v)}${hit ? " (drifted)" : ""}`));
       svg.append(rect);
       if (cw >= 34 && v != null) {
-        svg.append(sv("text", { x: L + c * cw + cw / 2 - 1, y: T + r * ch + 12, "text-anchor": "middle", fill: "#1d2433" },
-          v.toFixed(2)));
+        const strong = Math.min(1, v / scale) > 0.6;
+        svg.append(sv("text", { x: L + c * cw + cw / 2 - 1, y: T + r * ch + 12, "text-anchor": "middle",
+          fill: strong ? "#fff" : "#1d2433", "font-weight": hit ? 700 : 400 }, v.toFixed(2)));
       }
     });
   });
@@ -256,7 +259,9 @@ async function drawDrift() {
     return;
   }
   const ordered = [...runs].reverse(); // oldest first
-  const columns = ordered.map((run) => shortTime(run.computed_at));
+  const oneDay = new Set(ordered.map((run) => run.computed_at.slice(0, 10))).size === 1;
+  const columns = ordered.map((run) => (oneDay ? new Date(run.computed_at).toISOString().slice(11, 19)
+    : shortTime(run.computed_at)));
   const features = [...new Set(ordered.flatMap((run) => Object.keys(run.feature_scores || {})))];
   const maxScore = (f) => Math.max(...ordered.map((run) => (run.feature_scores || {})[f] ?? 0));
   features.sort((a, b) => maxScore(b) - maxScore(a));
@@ -267,11 +272,12 @@ async function drawDrift() {
     el("div", {}, [el("b", { text: (latest.window_rows ?? 0).toLocaleString("en") }), "rows in window"]),
     el("div", {}, [el("b", { text: latest.model_version ?? "–" }), "model version"]),
   ]);
-  const threshold = 0.1;
   setPanel("drift-features", "ready", [
     summary,
-    heatmap({ rows: features, columns, threshold, cell: (f, c) => (ordered[c].feature_scores || {})[f] ?? null }),
-    el("div", { class: "legend", text: "cell: drift score of the feature in that run (green 0 → red ≥ 0.2); red border: drifted" }),
+    heatmap({ rows: features, columns, scale: 0.2, cell: (f, c) => (ordered[c].feature_scores || {})[f] ?? null,
+      drifted: (f, c) => (ordered[c].drifted_features || []).includes(f) }),
+    el("div", { class: "legend", text: "columns: drift runs, oldest to newest; cell: the feature's drift score above "
+      + "the noise floor (green 0 → red ≥ 0.2); dark border, bold: drifted in that run" }),
   ], runs.length);
   const series = [
     { name: "drifted share", color: PALETTE[0], values: ordered.map((run) => run.drifted_share) },

@@ -1,11 +1,13 @@
 """The monitoring dashboard, end to end in a real headless Chromium.
 
 A real uvicorn serves the real champion from the session's real MLflow registry (whose pipeline
-run carries its `run_reason`); the replay CLI sends 1,200 real accidents of 2021-07..12 through
-it; the label job (CLI) joins their 2021 labels. Chromium then opens /dashboard, signs in through
-the login form, and every panel must show what the JSON endpoints hold: the prediction
-histogram and volume, realized AUC/F1 per month, the pipeline runs with their reason, "no
-challenger" while the shadow endpoint does not exist. A screenshot is kept in
+run carries its `run_reason` and the version's reference profile); the replay CLI sends 1,200
+real accidents of 2021-07..12 through it, the drift job (CLI, .venv-monitoring) compares them with
+the reference, then 1,200 night-time accidents and a second drift run; the label job (CLI) joins
+their 2021 labels. Chromium then opens /dashboard, signs in through the login form, and every
+panel must show what the JSON endpoints hold: both drift runs per feature and their drifted
+share, the prediction histogram and volume, realized AUC/F1 per month, the pipeline runs with
+their reason, "no challenger" while the shadow endpoint does not exist. A screenshot is kept in
 state/test-artifacts/dashboard.png (git-ignored).
 
 The endpoints' own contract (roles, validation, the page's security headers) runs in-process.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 import requests
@@ -27,7 +30,8 @@ from tests.support.project import REPO, data_dir
 pytestmark = pytest.mark.timeout(600)
 ARTIFACTS = REPO / "state" / "test-artifacts"
 PERIOD = ("2021-07-01", "2021-12-31")
-LIMIT = 1200
+LIMIT = 1200  # rows per replay (the drift job's min_window_rows is 1,000)
+MONITOR = REPO / ".venv-monitoring" / "bin" / "python"
 PANELS = ("drift-features", "drift-share", "prediction-distribution", "realized", "volume", "retrains", "shadow")
 
 
@@ -71,22 +75,37 @@ def test_dashboard_shows_replayed_traffic_in_chromium(api_server, champion_bundl
     server = api_server(ACCIDENTS_PROJECT_DIR=str(project), STATE_DIR=str(tmp_path / "state"),
                         MLFLOW_TRACKING_URI=mlflow_server)  # fmt: skip
     env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(project)}
-    replay = run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
-                     "--source", "official", "--batch-size", "40", "--url", server.url, "--no-progress", "--json",
-                     env=env)  # fmt: skip
-    summary = json.loads(replay.stdout.strip().splitlines()[-1])
-    assert summary["accepted_rows"] == LIMIT
-    wait_for(lambda: metric(requests.get(f"{server.url}/metrics", timeout=10).text, "prediction_log_rows_total")
-             == LIMIT, what="every replayed row logged")  # fmt: skip
+    assert MONITOR.exists(), "the drift job's venv is missing: make setup-monitoring"
+
+    def replay_then_drift(*selection: str, logged: int) -> dict:
+        replay = run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
+                         "--source", "official", "--batch-size", "40", "--url", server.url, "--no-progress",
+                         "--json", *selection, env=env)  # fmt: skip
+        assert json.loads(replay.stdout.strip().splitlines()[-1])["accepted_rows"] == LIMIT
+        wait_for(lambda: metric(requests.get(f"{server.url}/metrics", timeout=10).text, "prediction_log_rows_total")
+                 == logged, what="every replayed row logged")  # fmt: skip
+        drift = subprocess.run([str(MONITOR), "-m", "accidents.monitor", "--log-url", log_url, "--rows", str(LIMIT),
+                                "--tracking-uri", mlflow_server, "--params", str(REPO / "params.yaml")],
+                               capture_output=True, text=True, env=env, cwd=REPO,
+                               timeout=300)  # fmt: skip
+        assert drift.returncode == 0, drift.stdout + drift.stderr[-3000:]
+        return json.loads(drift.stdout.strip().splitlines()[-1])
+
+    replay_then_drift(logged=LIMIT)
+    # whether the test slice's small reference flags the night stream is the drift job's concern
+    # (tests/monitoring); the dashboard must show whatever the job stored
+    replay_then_drift("--night", "--seed", "1", logged=2 * LIMIT)
     run_cli("accidents.realized", "--log-url", log_url, "--source", "official", "--no-mlflow", env=env)
 
     # what the panels must show, from the JSON endpoints
     admin = login(server.url)
     stats = requests.get(f"{server.url}/monitoring/prediction-stats", headers=admin, timeout=10).json()
     (served,) = stats["versions"]
-    assert stats["rows"] == served["rows"] == sum(served["histogram"]) == LIMIT
-    assert sum(bucket["rows"] for bucket in stats["volume"]) == LIMIT
-    assert 0 < served["predicted_positive"] < LIMIT and 0 < served["mean_probability"] < 1
+    assert stats["rows"] == served["rows"] == sum(served["histogram"]) == 2 * LIMIT
+    assert sum(bucket["rows"] for bucket in stats["volume"]) == 2 * LIMIT
+    assert 0 < served["predicted_positive"] < 2 * LIMIT and 0 < served["mean_probability"] < 1
+    drift_runs = requests.get(f"{server.url}/monitoring/drift?limit=30", headers=admin, timeout=10).json()
+    assert len(drift_runs) == 2 and all(run["feature_scores"] for run in drift_runs)
     runs = requests.get(f"{server.url}/monitoring/retrains", headers=admin, timeout=10).json()
     assert (
         runs
@@ -109,12 +128,25 @@ def test_dashboard_shows_replayed_traffic_in_chromium(api_server, champion_bundl
         states = panel_states(page)
         assert states["prediction-distribution"] == states["volume"] == states["realized"] == "ready", states
         assert states["retrains"] == "ready" and states["shadow"] == "empty", states
+        assert states["drift-features"] == states["drift-share"] == "ready", states
+
+        # drift: one heat-map column per run, one row per compared feature, the latest verdict
+        features = set().union(*(run["feature_scores"] for run in drift_runs))
+        cells = page.evaluate("document.querySelectorAll('[data-panel=\"drift-features\"] svg rect').length")
+        assert cells == 2 * len(features)
+        drift_text = panel_text(page, "drift-features")
+        assert drift_runs[0]["verdict"] in drift_text
+        assert (", ".join(drift_runs[0]["drifted_features"]) or "none") in drift_text
+        assert f"{drift_runs[0]['window_rows']:,}" in drift_text
+        share = panel_text(page, "drift-share")
+        assert f"{100 * drift_runs[0]['drifted_share']:.1f} %" in share
+        assert all(run["verdict"] in share for run in drift_runs)  # the table of the latest runs
 
         distribution = panel_text(page, "prediction-distribution")
-        assert f"{LIMIT:,}" in distribution and f"{served['mean_probability']:.3f}" in distribution
+        assert f"{2 * LIMIT:,}" in distribution and f"{served['mean_probability']:.3f}" in distribution
         assert page.evaluate("document.querySelectorAll('[data-panel=\"prediction-distribution\"] rect').length") \
             == stats["bins"]  # fmt: skip
-        assert f"version {served['model_version']}: {LIMIT:,} rows" in panel_text(page, "volume")
+        assert f"version {served['model_version']}: {2 * LIMIT:,} rows" in panel_text(page, "volume")
         realized = panel_text(page, "realized")
         assert f"{overall['roc_auc']:.3f}" in realized and f"{overall['f1']:.3f}" in realized
         assert page.evaluate("document.querySelector('[data-panel=\"realized\"]').dataset.rows") == "6"  # months

@@ -3,12 +3,13 @@ rule both firing and quiet, and the shipped scrape configs valid and in step wit
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from accidents.config import Paths
+from accidents.config import Paths, load_params
 from accidents.prometheus_config import COMPOSE_CONFIG, COMPOSE_RULES, COMPOSE_TARGET, RULES_FILE, scrape_config
 from tests.support.prometheus import binary
 
@@ -59,3 +60,18 @@ def test_the_compose_config_is_the_rendered_one_and_valid(tmp_path):
     result = promtool("check", "config", str(local))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 rule files found" in result.stdout
+
+
+def threshold(alert: str) -> float:
+    """The number an alert's expression compares with (its last `>= N` or `> N`)."""
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    (expr,) = [rule["expr"] for group in groups for rule in group["rules"] if rule.get("alert") == alert]
+    return float(re.findall(r">=?\s*([0-9.]+)", expr.split("unless")[0])[-1])
+
+
+def test_drift_and_auc_thresholds_are_the_ones_of_params_yaml():
+    """The alerts fire where the drift job's verdict and the monitoring DAG's retrain decision do."""
+    params = load_params(Paths(REPO).params)["monitoring"]
+    assert threshold("DatasetDrift") == params["drift_share_threshold"]
+    assert threshold("PredictionDrift") == params["prediction_threshold"]
+    assert threshold("RealizedAucDrop") == params["realized_auc_drop"]

@@ -353,11 +353,10 @@ async function drawRealized() {
 }
 
 async function drawRetrains() {
-  let runs;
-  try {
-    runs = await api("/monitoring/retrains?limit=15");
-  } catch (error) {
-    setPanel("retrains", "error", el("div", { class: "error", text: `retrains: ${error.message}` }));
+  const answer = await api("/monitoring/retrains?limit=15");
+  const runs = answer.runs;
+  if (!answer.available) {
+    setPanel("retrains", "error", el("div", { class: "error", text: `retrains: ${answer.detail}` }));
     return;
   }
   if (!runs.length) { empty("retrains", "no pipeline run in MLflow yet"); return; }
@@ -399,7 +398,7 @@ async function drawModel() {
 async function refresh() {
   const jobs = { model: drawModel, drift: drawDrift, predictions: drawPredictions, realized: drawRealized,
     retrains: drawRetrains, shadow: drawShadow };
-  const names = { predictions: ["prediction-distribution", "volume"], realized: ["realized"] };
+  const names = { predictions: ["prediction-distribution", "volume"], realized: ["realized"], retrains: ["retrains"] };
   await Promise.all(Object.entries(jobs).map(async ([job, draw]) => {
     try {
       await draw();

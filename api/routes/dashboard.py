@@ -215,24 +215,26 @@ def _run_out(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get(
-    "/monitoring/retrains",
-    response_model=list[PipelineRun],
-    responses={503: {"description": "the MLflow tracking server is unreachable (retry later)"}},
-)
+class PipelineRuns(BaseModel):
+    runs: list[PipelineRun] = Field(description="newest first")
+    available: bool = Field(description="false: MLflow could not be read (runs is empty, detail says why)")
+    detail: str | None = None
+
+
+@router.get("/monitoring/retrains", response_model=PipelineRuns)
 def pipeline_runs(
     _: AdminUser,
     settings: SettingsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
-) -> list[dict[str, Any]]:
-    """The pipeline's recent training runs, newest first, with the reason each started (MLflow)."""
+) -> dict[str, Any]:
+    """The pipeline's recent training runs, newest first, with the reason each started (MLflow's
+    REST API). MLflow down is not the caller's error nor the API's: an empty, flagged answer."""
     registry = MlflowRegistry(settings.mlflow_tracking_uri, settings.mlflow_timeout_seconds)
     try:
         runs = registry.recent_runs(EXPERIMENT_NAME, limit)
-        return [_run_out(run) for run in runs if run.get("info", {}).get("run_id")]
+        return {"runs": [_run_out(run) for run in runs if run.get("info", {}).get("run_id")], "available": True}
     except (RegistryError, KeyError, TypeError, ValueError) as error:
         logger.warning("pipeline runs unreadable: %s", error)
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "MLflow unreachable: retry later",
-                            headers={"Retry-After": "10"}) from None  # fmt: skip
+        return {"runs": [], "available": False, "detail": "MLflow unreachable: retry later"}
     finally:
         registry.close()

@@ -8,6 +8,8 @@ request overflows it: PredictionLogDropping fires, it has no `for`), an API with
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import requests
 
@@ -72,5 +74,18 @@ def test_prometheus_scrapes_the_api_and_real_rules_fire(api_server, champion_bun
         instance = host_port(served.url)
         (dropped,) = prometheus.query(f'prediction_log_dropped_total{{reason="queue_full", instance="{instance}"}}')
         assert float(dropped["value"][1]) == 200
+        # the series HighPredictLatencyP99 and HighServerErrorRate select exist under those names
+        buckets = f'http_request_duration_seconds_bucket{{route="/predict", instance="{instance}"}}'
+        p99 = f"histogram_quantile(0.99, sum by (le) (rate({buckets}[1m])))"
+        headers = login(served.url)
+
+        def latency() -> float | None:  # a series' first sample has no rate: keep a little traffic going
+            requests.post(f"{served.url}/predict", json={"features": list(SEED_EXAMPLE)}, headers=headers, timeout=10)
+            result = prometheus.query(p99)
+            value = float(result[0]["value"][1]) if result else math.nan
+            return None if math.isnan(value) else value
+
+        assert 0 < prometheus.wait(latency, what="p99 of /predict") < 10
+        assert prometheus.query(f'http_requests_total{{route="/predict", status="200", instance="{instance}"}}')
     finally:
         prometheus.stop()

@@ -104,6 +104,7 @@ class RetrainRunOut(BaseModel):
     finished_at: str | None
     detail: str
     tasks: list[dict[str, Any]]
+    reason: str = Field(description="why the run started: 'manual: <admin>', 'drift: ...', 'performance: ...', ...")
     promoted: bool | None = Field(None, description="when done: did this run promote a new champion")
     champion_version: str | None = None
     status_url: str

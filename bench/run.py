@@ -232,6 +232,8 @@ def main() -> None:
     parser.add_argument("--skip-prediction-log", action="store_true", help="skip the log on/off budget")
     parser.add_argument("--prediction-log-only", action="store_true",
                         help="only the prediction log's budget (bench/prediction_log.py)")  # fmt: skip
+    parser.add_argument("--skip-drift", action="store_true", help="skip the drift job's budget")
+    parser.add_argument("--drift-only", action="store_true", help="only the drift job's budget (bench/drift.py)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -241,9 +243,18 @@ def main() -> None:
     processes: list[ManagedProcess] = [mlflow]
     try:
         project = copy_project(work / "project", uri, max_rows=None)
+        (project.root / ".venv-monitoring").symlink_to(REPO / ".venv-monitoring")  # the drift job's venv
         print("training the champion on the default data (params.yaml: both official years) ...", flush=True)
         project.retrain()
         results: dict[str, Any] = {"machine": machine()}
+        from bench import drift  # the drift job's budget (bench/drift.py): 100,000 logged rows
+
+        if args.drift_only:
+            results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
+            drift.write_results(results, RESULTS)
+            return
+        if not args.skip_drift:
+            results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
         if not args.skip_pipeline and not args.prediction_log_only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = bench_pipeline(project, args.repeats)
@@ -357,6 +368,10 @@ def markdown(results: dict[str, Any]) -> str:
         from bench.prediction_log import markdown as prediction_log_markdown
 
         lines += prediction_log_markdown(results["prediction_log"])
+    if "drift" in results:  # bench/drift.py
+        from bench.drift import markdown as drift_markdown
+
+        lines += drift_markdown(results["drift"])
     return "\n".join(lines) + "\n"
 
 

@@ -207,6 +207,9 @@ def airflow_env(s: Settings, secret: dict[str, str]) -> dict[str, str]:
         "ACCIDENTS_API_URL": s.api_url,
         "ACCIDENTS_API_USERNAME": s.api_username,
         "ACCIDENTS_API_PASSWORD": s.api_password,
+        # the monitoring DAG's decision lists dvc_pipeline's runs through Airflow's REST API
+        "ACCIDENTS_AIRFLOW_USERNAME": s.airflow_username,
+        "ACCIDENTS_AIRFLOW_PASSWORD": s.airflow_password,
     }
 
 
@@ -260,7 +263,8 @@ def start_prometheus(s: Settings, sup: Supervisor, binary: str) -> Service:
 
 
 def check_venvs(s: Settings) -> None:
-    for venv, target in ((".venv", "make setup"), (".venv-airflow", "make setup-airflow")):
+    for venv, target in ((".venv", "make setup"), (".venv-airflow", "make setup-airflow"),
+                         (".venv-monitoring", "make setup-monitoring")):  # fmt: skip
         if not (s.project / venv / "bin" / "python").exists():
             raise ConfigurationError(f"{s.project / venv} is missing: run `{target}` (or just `make run`)")
 

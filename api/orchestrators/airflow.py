@@ -36,13 +36,13 @@ class AirflowOrchestrator(Orchestrator):
         self._token: str | None = None
         self._lock = threading.Lock()
 
-    def trigger(self) -> RetrainRun:
+    def trigger(self, reason: str) -> RetrainRun:
         with self._lock:  # list-then-trigger is atomic within this process
             active = self._request("GET", self._runs_path(), params={"state": list(ACTIVE_STATES), "limit": 1})
             runs = active.get("dag_runs") or []
             if runs:
                 raise RetrainConflictError(runs[0].get("dag_run_id"))
-            created = self._request("POST", self._runs_path(), json={"logical_date": None})
+            created = self._request("POST", self._runs_path(), json={"logical_date": None, "conf": {"reason": reason}})
         return self._run(created)
 
     def status(self, run_id: str) -> RetrainRun:
@@ -66,6 +66,7 @@ class AirflowOrchestrator(Orchestrator):
             finished_at=data.get("end_date"),
             detail=f"Airflow DAG {self.dag_id}",
             tasks=[{"task_id": task.get("task_id"), "state": task.get("state")} for task in tasks or []],
+            reason=str((data.get("conf") or {}).get("reason") or ""),
         )
 
     def _request(self, method: str, path: str, not_found: str | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ class RetrainRun:
     finished_at: str | None = None
     detail: str = ""
     tasks: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""  # why it started ("manual: <admin>", "drift: ...", ...): the MLflow tag run_reason
 
     @property
     def done(self) -> bool:
@@ -59,8 +60,9 @@ class Orchestrator(ABC):
     name: str
 
     @abstractmethod
-    def trigger(self) -> RetrainRun:
-        """Start one run; RetrainConflictError while another runs, OrchestratorUnavailableError when it cannot."""
+    def trigger(self, reason: str) -> RetrainRun:
+        """Start one run for `reason`; RetrainConflictError while another runs, OrchestratorUnavailableError
+        when it cannot."""
 
     @abstractmethod
     def status(self, run_id: str) -> RetrainRun:

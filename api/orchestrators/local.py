@@ -19,6 +19,7 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from accidents.config import ENV_RUN_REASON
 from api.orchestrators.base import (
     Orchestrator,
     OrchestratorUnavailableError,
@@ -43,7 +44,7 @@ class LocalOrchestrator(Orchestrator):
         self._lock = threading.Lock()
         self._children: dict[str, subprocess.Popen[bytes]] = {}  # runs this process started and reaps
 
-    def trigger(self) -> RetrainRun:
+    def trigger(self, reason: str) -> RetrainRun:
         with self._lock:
             self.folder.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -52,11 +53,11 @@ class LocalOrchestrator(Orchestrator):
                     fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     raise RetrainConflictError(_read_holder(descriptor)) from None
-                return self._start(descriptor)
+                return self._start(descriptor, reason)
             finally:
                 os.close(descriptor)  # the child keeps its inherited copy (and the lock) until it exits
 
-    def _start(self, descriptor: int) -> RetrainRun:
+    def _start(self, descriptor: int, reason: str) -> RetrainRun:
         run_id = f"local-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(4)}"
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, run_id.encode(), 0)
@@ -66,7 +67,7 @@ class LocalOrchestrator(Orchestrator):
                 process = subprocess.Popen(
                     shlex.split(self.command),
                     cwd=self.cwd,
-                    env=self.env,
+                    env={**self.env, ENV_RUN_REASON: reason},  # the pipeline tags its MLflow run with it
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -74,11 +75,12 @@ class LocalOrchestrator(Orchestrator):
                     pass_fds=(descriptor,),
                 )
         except (OSError, ValueError) as error:
-            self._write(RetrainRun(run_id, RunState.FAILED, self.name, started, _now(), f"cannot start: {error}"))
+            self._write(RetrainRun(run_id, RunState.FAILED, self.name, started, _now(), f"cannot start: {error}",
+                                   reason=reason))  # fmt: skip
             raise OrchestratorUnavailableError(
                 f"cannot start the retraining command {self.command!r}: {error}"
             ) from error
-        run = RetrainRun(run_id, RunState.RUNNING, self.name, started, detail=f"pid {process.pid}")
+        run = RetrainRun(run_id, RunState.RUNNING, self.name, started, detail=f"pid {process.pid}", reason=reason)
         self._write(run, pid=process.pid)
         self._children[run_id] = process
         threading.Thread(target=self._wait, args=(run, process), name=f"retrain-{run_id}", daemon=True).start()
@@ -89,7 +91,7 @@ class LocalOrchestrator(Orchestrator):
         code = process.wait()
         state = RunState.SUCCESS if code == 0 else RunState.FAILED
         detail = f"exit code {code}; log: {self.folder / f'{run.run_id}.log'}"
-        self._write(RetrainRun(run.run_id, state, self.name, run.started_at, _now(), detail))
+        self._write(RetrainRun(run.run_id, state, self.name, run.started_at, _now(), detail, reason=run.reason))
         self._children.pop(run.run_id, None)
         logger.info("retraining run %s finished: %s (exit code %d)", run.run_id, state, code)
 
@@ -103,7 +105,8 @@ class LocalOrchestrator(Orchestrator):
         orphan = run.run_id not in self._children
         if run.state == RunState.RUNNING and orphan and pid is not None and not _alive(pid):
             # started by an API process that is gone before the run ended: its exit code is lost
-            return RetrainRun(run.run_id, RunState.FAILED, self.name, run.started_at, None, "outcome lost")
+            return RetrainRun(run.run_id, RunState.FAILED, self.name, run.started_at, None, "outcome lost",
+                              reason=run.reason)  # fmt: skip
         return run
 
     def _write(self, run: RetrainRun, pid: int | None = None) -> None:

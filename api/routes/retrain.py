@@ -19,10 +19,10 @@ ERRORS = {
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RetrainRunOut, responses=ERRORS)
 def start_retraining(
-    _: AdminUser, orchestrator: OrchestratorDep, metrics: MetricsDep, response: Response
+    admin: AdminUser, orchestrator: OrchestratorDep, metrics: MetricsDep, response: Response
 ) -> RetrainRunOut:
     try:
-        run = orchestrator.trigger()
+        run = orchestrator.trigger(f"manual: {admin.username}")  # the run's reason: who asked
     except OrchestratorError as error:
         outcome = "conflict" if isinstance(error, RetrainConflictError) else "unavailable"
         metrics.retrain_runs.labels(orchestrator.name, outcome).inc()

@@ -31,7 +31,7 @@ drift_results = Table(
     Column("window_rows", Integer, nullable=False),
     Column("model_version", String(64), nullable=True),  # the version that served the window
     Column("reference_rows", Integer, nullable=False),  # reference rows compared (0: no comparison)
-    Column("feature_scores", JSON, nullable=False),  # {feature: drift score}, higher = more drift
+    Column("feature_scores", JSON, nullable=False),  # {feature: score}: Evidently distance above the noise floor
     Column("drifted_features", JSON, nullable=False),  # [feature, ...] whose score crossed its threshold
     Column("drifted_share", Float, nullable=True),  # drifted / compared features
     Column("prediction_drift", Float, nullable=True),  # score of the predicted probabilities

@@ -31,7 +31,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,7 +66,7 @@ class Settings:
     excluded_features: tuple[str, ...] = ("year_acc", "jour", "mois", "com")
     seasonal: bool = True
     feature_threshold: float = 0.1
-    drift_share_threshold: float = 0.15
+    drift_share_threshold: float = 0.1
     prediction_threshold: float = 0.1
     seed: int = 0
 
@@ -130,7 +130,8 @@ def matched_reference(
     window: pd.DataFrame, profile: pd.DataFrame, settings: Settings
 ) -> tuple[pd.DataFrame, list[int]]:
     """The reference rows of the window's months (`mois`), sampled in the window's month mix, as
-    many as the scarcest month allows; the whole reference when not seasonal or a month is missing."""
+    many as the scarcest month allows; the whole reference when not seasonal, a month is missing or
+    the mix leaves fewer than min_window_rows."""
     import pandas as pd
 
     if not settings.seasonal:
@@ -145,7 +146,12 @@ def matched_reference(
     total = min(available[month] / share for month, share in mix.items())
     parts = [profile[months == month].sample(n=max(1, int(total * share)), random_state=settings.seed)
              for month, share in mix.items()]  # fmt: skip
-    return pd.concat(parts).sort_index(), sorted(int(month) for month in mix.index)
+    matched = pd.concat(parts).sort_index()
+    if len(matched) < settings.min_window_rows:  # too few to compare with (and to measure the noise floor)
+        log.warning("only %d reference rows in the window's month mix: comparing with the whole reference",
+                    len(matched))  # fmt: skip
+        return profile, []
+    return matched, sorted(int(month) for month in mix.index)
 
 
 # --- comparison ---------------------------------------------------------------------------------
@@ -337,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         settings = Settings.from_params(load_params(args.params))
         if args.rows is not None:
-            settings = Settings(**{**settings.__dict__, "window_rows": args.rows})
+            settings = replace(settings, window_rows=args.rows)
         mlflow_uri = None if args.reference else (args.tracking_uri or tracking_uri())
         results.append(run_job(args.log_url or default_url(), settings, args.since, args.until, args.model_version,
                                mlflow_uri, args.reference))  # fmt: skip

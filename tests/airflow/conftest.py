@@ -10,5 +10,12 @@ os.environ["AIRFLOW_HOME"] = _HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 # The DAG file reads these; the tests check the defaults the stack relies on.
-for name in ("ACCIDENTS_DAG_ID", "ACCIDENTS_RETRAIN_SCHEDULE", "ACCIDENTS_SCHEDULE_START", "ACCIDENTS_PROJECT_DIR"):
+for name in (
+    "ACCIDENTS_DAG_ID",
+    "ACCIDENTS_RETRAIN_SCHEDULE",
+    "ACCIDENTS_SCHEDULE_START",
+    "ACCIDENTS_PROJECT_DIR",
+    "ACCIDENTS_MONITORING_SCHEDULE",
+    "ACCIDENTS_MONITORING_DAG_ID",
+):
     os.environ.pop(name, None)

@@ -33,7 +33,7 @@ def dagbag() -> DagBag:
 
 @pytest.fixture(scope="module")
 def dag(dagbag):
-    assert sorted(dagbag.dags) == [RETRAIN_DAG_ID, "new_data_check"]
+    assert sorted(dagbag.dags) == [RETRAIN_DAG_ID, "monitoring", "new_data_check"]
     return dagbag.dags[RETRAIN_DAG_ID]
 
 

@@ -49,6 +49,7 @@ def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
     assert first.status_code == 202 and time.monotonic() - started < 5
     run_id = first.json()["run_id"]
     assert first.json()["state"] == "running" and first.headers["location"] == f"/retrain/{run_id}"
+    assert first.json()["reason"] == "manual: admin"  # who asked: the pipeline's run_reason
 
     second = client.post("/retrain", headers=admin)
     assert second.status_code == 409 and second.json()["run_id"] == run_id
@@ -60,11 +61,12 @@ def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
 
     gate.touch()
     done = wait_retrain_done(client, admin, run_id)
-    assert done["state"] == "success" and done["finished_at"]
+    assert done["state"] == "success" and done["finished_at"] and done["reason"] == "manual: admin"
     assert done["promoted"] is None  # the registry is unreachable here: unknown, not guessed
 
     env = (tmp_path / "retrain.env").read_text()
     assert f"ACCIDENTS_PROJECT_DIR={tmp_path / 'project'}" in env
+    assert "ACCIDENTS_RUN_REASON=manual: admin\n" in env  # tagged run_reason on the MLflow run
     assert "JWT_SECRET" not in env and "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in env
 
     again = client.post("/retrain", headers=admin)  # the lock went with the finished run

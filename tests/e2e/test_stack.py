@@ -12,6 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,28 +58,30 @@ class Stack:
         assert response.status_code in (200, 201), response.text
         return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
-    def dag_runs(self) -> list[dict]:
+    def dag_runs(self, dag_id: str = DAG_ID) -> list[dict]:
         response = requests.get(
-            f"{self.airflow}/api/v2/dags/{DAG_ID}/dagRuns", headers=self.airflow_token(), timeout=10
+            f"{self.airflow}/api/v2/dags/{dag_id}/dagRuns", headers=self.airflow_token(), timeout=10
         )
         response.raise_for_status()
         return response.json()["dag_runs"]
 
-    def wait_for_dag_run(self, run_id: str, timeout: float = RUN_TIMEOUT) -> dict:
+    def wait_for_dag_run(self, run_id: str, timeout: float = RUN_TIMEOUT, dag_id: str = DAG_ID) -> dict:
         deadline = time.monotonic() + timeout
-        url = f"{self.airflow}/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}"
+        url = f"{self.airflow}/api/v2/dags/{dag_id}/dagRuns/{requests.utils.quote(run_id, safe='')}"
         while time.monotonic() < deadline:
             assert self.process.alive(), f"run_stack.py exited:\n{self.process.log_tail(60)}"
             run = requests.get(url, headers=self.airflow_token(), timeout=10).json()
             if run.get("state") in ("success", "failed"):
-                assert run["state"] == "success", f"DAG run {run_id} failed:\n{self.task_logs(run_id)}"
+                assert run["state"] == "success", f"DAG run {run_id} failed:\n{self.task_logs(run_id, dag_id=dag_id)}"
                 return run
             time.sleep(3)
-        raise AssertionError(f"DAG run {run_id} not done after {timeout:.0f} s:\n{self.task_logs(run_id)}")
+        raise AssertionError(
+            f"DAG run {run_id} not done after {timeout:.0f} s:\n{self.task_logs(run_id, dag_id=dag_id)}"
+        )
 
-    def task_logs(self, run_id: str, tail: int | None = 3000) -> str:
+    def task_logs(self, run_id: str, tail: int | None = 3000, dag_id: str = DAG_ID) -> str:
         """The run's task logs (Airflow writes them as JSON lines), each cut to its last `tail` characters."""
-        folder = self.project.root / "state" / "airflow" / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+        folder = self.project.root / "state" / "airflow" / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
         logs = sorted(folder.glob("task_id=*/attempt=*.log"))
         return "\n".join(f"--- {log.parent.name}/{log.name}\n{log.read_text()[-(tail or 0) :]}" for log in logs)
 
@@ -111,15 +114,19 @@ def stack_processes(root: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, baac_dir) -> Iterator[Stack]:
     ports = {"API_PORT": free_port(), "MLFLOW_PORT": free_port(), "AIRFLOW_PORT": free_port()}
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    project = copy_project(tmp_path_factory.mktemp("stack"), urls["MLFLOW_PORT"], max_rows=2000)
-    (project.root / ".venv-airflow").symlink_to(REPO / ".venv-airflow")
+    project = copy_project(tmp_path_factory.mktemp("stack"), f"http://127.0.0.1:{ports['MLFLOW_PORT']}", max_rows=2000)
     project.set_params("train", family="random_forest", random_forest=WEAK_FOREST)
-    env = project.env(
-        **{name: str(port) for name, port in ports.items()},
-        BAAC_DATA_DIR=str(baac_dir),
-        ACCIDENTS_RETRAIN_SCHEDULE="@weekly",
-    )
+    with running_stack(project, ports, baac_dir, ACCIDENTS_RETRAIN_SCHEDULE="@weekly") as started:
+        yield started
+
+
+@contextmanager
+def running_stack(project: Project, ports: dict[str, int], baac_dir: Path, **extra_env: str) -> Iterator[Stack]:
+    """`scripts/run_stack.py` on the project copy until it says "stack ready"; stopped after."""
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    for venv in (".venv-airflow", ".venv-monitoring"):
+        (project.root / venv).symlink_to(REPO / venv)
+    env = project.env(**{name: str(port) for name, port in ports.items()}, BAAC_DATA_DIR=str(baac_dir), **extra_env)
     for name in ("ADMIN_USERNAME", "ADMIN_PASSWORD", "AIRFLOW_USERNAME", "AIRFLOW_PASSWORD", "AIRFLOW_API_URL"):
         env.pop(name, None)
     process = ManagedProcess(
@@ -219,7 +226,7 @@ def test_admin_retrain_runs_the_dag_and_the_api_serves_the_champion(stack, regis
     run = stack.wait_for_dag_run(run_id)
     assert run["run_type"] == "manual"
     status = requests.get(f"{stack.api}/retrain/{requests.utils.quote(run_id, safe='')}", headers=admin, timeout=10)
-    assert status.json()["state"] == "success"
+    assert status.json()["state"] == "success" and status.json()["reason"] == "manual: admin"  # the run's conf
     assert {task["task_id"] for task in status.json()["tasks"]} >= {"import_data", "preprocess", "train", "evaluate"}
     promoted = check_new_run(stack, registry, runs_before, champion_before)
     assert promoted, "a stronger model than the weak first one should have been promoted"

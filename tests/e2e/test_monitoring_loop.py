@@ -1,0 +1,111 @@
+"""End to end, the monitoring loop on the real stack (`scripts/run_stack.py`, what `make run` runs).
+
+The stack trains its champion on the default split (all of 2020-2021, temporal: test = 2021-07..12)
+and logs its reference profile; real accidents are replayed through the API; the Airflow DAG
+`monitoring` runs the drift job (.venv-monitoring, Evidently), the label job and the decision:
+- unshifted 2021-07..12 accidents -> verdict no_drift, no retraining run;
+- night-time accidents only -> verdict drift on hour and lum, the API's gauges show it, and the
+  DAG starts `dvc_pipeline` with a reason starting "drift:" in its conf (GET /retrain/{id} too);
+- a third monitoring run on the same evidence starts nothing: the cooldown.
+Real processes on free loopback ports, real data (BAAC_DATA_DIR), about ten minutes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from accidents.config import DAG_ID
+from tests.e2e.test_stack import Stack, running_stack
+from tests.support.monitoring import metric
+from tests.support.processes import free_port
+from tests.support.project import copy_project
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+MONITORING_DAG = "monitoring"
+WINDOW = ("--from", "2021-07-01", "--to", "2021-12-31")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, baac_dir) -> Iterator[Stack]:
+    ports = {"API_PORT": free_port(), "MLFLOW_PORT": free_port(), "AIRFLOW_PORT": free_port()}
+    project = copy_project(tmp_path_factory.mktemp("loop"), f"http://127.0.0.1:{ports['MLFLOW_PORT']}", max_rows=0)
+    # the default split and model family (params.yaml as committed); only the schedules are manual
+    with running_stack(project, ports, baac_dir, ACCIDENTS_MONITORING_SCHEDULE="none",
+                       ACCIDENTS_NEW_DATA_SCHEDULE="none") as started:  # fmt: skip
+        yield started
+
+
+def replay(stack: Stack, *args: str) -> None:
+    command = [str(stack.project.root / ".venv" / "bin" / "python"), "-m", "accidents.replay", "--url", stack.api,
+               *WINDOW, "--limit", "5000", "--batch-size", "100", "--no-progress", *args]  # fmt: skip
+    result = subprocess.run(command, cwd=stack.project.root, env=stack.project.env(), capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def monitoring_run(stack: Stack) -> dict:
+    """One manual run of the monitoring DAG, waited for."""
+    response = requests.post(f"{stack.airflow}/api/v2/dags/{MONITORING_DAG}/dagRuns", json={"logical_date": None},
+                             headers=stack.airflow_token(), timeout=30)  # fmt: skip
+    assert response.status_code in (200, 201), response.text
+    return stack.wait_for_dag_run(response.json()["dag_run_id"], timeout=600, dag_id=MONITORING_DAG)
+
+
+def task_states(stack: Stack, run_id: str) -> dict[str, str]:
+    url = f"{stack.airflow}/api/v2/dags/{MONITORING_DAG}/dagRuns/{requests.utils.quote(run_id, safe='')}"
+    tasks = requests.get(f"{url}/taskInstances", headers=stack.airflow_token(), timeout=10).json()["task_instances"]
+    return {task["task_id"]: task["state"] for task in tasks}
+
+
+def newest_drift(stack: Stack) -> dict:
+    rows = requests.get(f"{stack.api}/monitoring/drift?limit=1", headers=stack.api_token(), timeout=10).json()
+    return rows[0]
+
+
+def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack):
+    version = stack.served_version()
+    replay(stack)
+    run = monitoring_run(stack)
+    assert task_states(stack, run["dag_run_id"]) == {"drift": "success", "realized": "success", "decide": "success",
+                                                      "trigger_retraining": "skipped"}  # fmt: skip
+    calm = newest_drift(stack)
+    assert calm["verdict"] == "no_drift", calm
+    assert calm["model_version"] == version and calm["window_rows"] == 5000 and calm["drifted_features"] == []
+    assert calm["report_run_id"]  # the HTML report's MLflow run
+    pipeline_runs = {r["dag_run_id"] for r in stack.dag_runs()}
+
+    replay(stack, "--night", "--seed", "1")
+    run = monitoring_run(stack)
+    assert task_states(stack, run["dag_run_id"])["trigger_retraining"] == "success"
+    drift = newest_drift(stack)
+    assert drift["verdict"] == "drift", drift
+    assert {"hour", "lum"} <= set(drift["drifted_features"]) and drift["model_version"] == version
+    deadline = time.monotonic() + 60  # the API caches the gauges for up to 30 s
+    while metric(requests.get(f"{stack.api}/metrics", timeout=10).text, "drift_verdict", verdict="drift",
+                 version=version) != 1:  # fmt: skip
+        assert time.monotonic() < deadline, "the gauges never showed the drift verdict"
+        time.sleep(2)
+    exposition = requests.get(f"{stack.api}/metrics", timeout=10).text
+    assert metric(exposition, "dataset_drift_share", version=version) == pytest.approx(drift["drifted_share"])
+    assert metric(exposition, "feature_drift_score", feature="hour", version=version) >= 0.1
+
+    started = [r for r in stack.dag_runs() if r["dag_run_id"] not in pipeline_runs]
+    assert len(started) == 1, started
+    retrain = started[0]
+    assert retrain["conf"]["reason"].startswith("drift: drifted share"), retrain["conf"]
+    status = requests.get(f"{stack.api}/retrain/{requests.utils.quote(retrain['dag_run_id'], safe='')}",
+                          headers=stack.api_token(), timeout=10).json()  # fmt: skip
+    assert status["reason"] == retrain["conf"]["reason"]
+    # end that retrain now (the cooldown, not the single flight, must stop the next one)
+    url = f"{stack.airflow}/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(retrain['dag_run_id'], safe='')}"
+    assert requests.patch(url, json={"state": "failed"}, headers=stack.airflow_token(), timeout=30).status_code == 200
+
+    run = monitoring_run(stack)
+    assert task_states(stack, run["dag_run_id"])["trigger_retraining"] == "skipped"
+    assert "cooldown: run " + retrain["dag_run_id"] in stack.task_logs(run["dag_run_id"], None, MONITORING_DAG)
+    assert {r["dag_run_id"] for r in stack.dag_runs()} == pipeline_runs | {retrain["dag_run_id"]}

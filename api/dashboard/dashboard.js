@@ -286,8 +286,9 @@ async function drawDrift() {
   setPanel("drift-share", "ready", [
     lineChart({ series, xLabels: columns, yMax: 1 }),
     coloredLegend(series.map((s) => [s.name, s.color])),
-    table(["run", "verdict", "drifted share", "prediction drift", "rows"], runs.slice(0, 5).map((run) => [
-      shortTime(run.computed_at), pill(run.verdict), pct(run.drifted_share), fmt(run.prediction_drift), run.window_rows,
+    table(["run", "verdict", "drifted share", "prediction drift", "rows"], runs.slice(0, 5).map((run, i) => [
+      columns[columns.length - 1 - i], pill(run.verdict), pct(run.drifted_share), fmt(run.prediction_drift),
+      run.window_rows,
     ])),
   ], runs.length);
 }

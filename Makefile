@@ -58,7 +58,7 @@ $(MONITORING_VENV)/.installed: requirements-monitoring.txt pyproject.toml | uv
 monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
 	$(MONITORING_VENV)/bin/python -m accidents.monitor $(ARGS)
 
-run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API
+run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
 	$(PY) scripts/run_stack.py
 
 mlflow: setup ## run the MLflow tracking server on 127.0.0.1:5000 (foreground)

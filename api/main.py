@@ -20,7 +20,7 @@ from api.core.security import production_problems
 from api.errors import add_exception_handlers
 from api.lean_imports import keep_heavy_modules_out
 from api.openapi import complete_openapi, document_errors
-from api.routes import auth, model, monitoring, ops, predict, retrain, users
+from api.routes import auth, dashboard, model, monitoring, ops, predict, retrain, users
 from api.services import start_services
 
 logger = logging.getLogger("api")
@@ -61,7 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     routers = (ops.router, auth.router, users.router, predict.build_router(settings), model.router, retrain.router,
-               monitoring.router)  # fmt: skip
+               monitoring.router, dashboard.router)  # fmt: skip
     for router in routers:
         document_errors(router)
         app.include_router(router)

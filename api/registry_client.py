@@ -92,6 +92,25 @@ class MlflowRegistry:
         check_model(model)
         return ModelBundle(model, metadata)
 
+    def recent_runs(self, experiment_name: str, limit: int) -> list[dict[str, Any]]:
+        """The newest runs of an experiment (runs/search, read-only), as MLflow answers them;
+        [] when the experiment does not exist yet."""
+        try:
+            experiment = self._get_json("/experiments/get-by-name", {"experiment_name": experiment_name}, "experiment")
+        except RegistryError as error:
+            if error.error_code in NO_CHAMPION_CODES:
+                return []
+            raise
+        body = {"experiment_ids": [experiment["experiment_id"]], "max_results": limit,
+                "order_by": ["attributes.start_time DESC"]}  # fmt: skip
+        try:
+            response = self._http.post(API + "/runs/search", json=body)
+        except httpx.HTTPError as error:
+            raise RegistryError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
+        _raise_for_error(response)
+        with _unexpected_answer("/runs/search"):
+            return list(response.json().get("runs", []))
+
     def _download(self, artifact_uri: str, file_name: str, version: str) -> bytes:
         parsed = urlparse(artifact_uri)
         if parsed.scheme != "mlflow-artifacts" or parsed.netloc:

@@ -70,7 +70,12 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
         settings.champion_path,
         settings.model_poll_seconds,
         settings.mlflow_timeout_seconds,
-        on_change=lambda served: metrics.set_model(served.version, served.source, served.bundle.metadata.data_source),
+        on_change=lambda served: metrics.set_model(
+            served.version,
+            served.source,
+            served.bundle.metadata.data_source,
+            served.bundle.metadata.metrics.get("test_roc_auc"),
+        ),
     )
     first = await run_in_threadpool(models.start)
     metrics.model_checks.labels(first.action).inc()

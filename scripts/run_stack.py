@@ -16,6 +16,9 @@ Settings (environment, or the project's .env file; the environment wins):
                                           what the DAG uses for POST /model/reload (default: the
                                           API's admin above; set them if you use ADMIN_PASSWORD_HASH)
     ACCIDENTS_RETRAIN_SCHEDULE            unconditional schedule of dvc_pipeline (default none: new-data check, manual)
+    PROMETHEUS=1 (off)  PROMETHEUS_PORT (9090)
+                                          also run the host's Prometheus (Debian package `prometheus`) scraping
+                                          the API with the alert rules of monitoring/prometheus (state/prometheus)
     BAAC_DATA_DIR, BAAC_OFFLINE, ...      passed to the pipeline (see .env.example)
 """
 
@@ -29,6 +32,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import time
 import urllib.parse
@@ -49,6 +53,7 @@ from stack_supervisor import (
 )
 
 from accidents import config
+from accidents.prometheus_config import write_config
 from api.core.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, DEMO_AIRFLOW_PASSWORD, DEMO_AIRFLOW_USERNAME
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -72,6 +77,8 @@ class Settings:
     api_username: str
     api_password: str
     env: dict[str, str]  # the environment every service starts from
+    prometheus: bool = False
+    prometheus_port: int = config.PROMETHEUS_PORT
 
     @property
     def state(self) -> Path:
@@ -96,6 +103,10 @@ class Settings:
     @property
     def api_url(self) -> str:
         return f"http://{self.host}:{self.api_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://{self.host}:{self.prometheus_port}"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -127,7 +138,16 @@ def load_settings(project: Path = PROJECT, environ: dict[str, str] | None = None
         api_username=env.get("ACCIDENTS_API_USERNAME") or api_username,
         api_password=env.get("ACCIDENTS_API_PASSWORD") or api_password,
         env=env,
+        prometheus=switch(env, "PROMETHEUS"),
+        prometheus_port=port("PROMETHEUS_PORT", config.PROMETHEUS_PORT),
     )
+
+
+def switch(env: dict[str, str], name: str) -> bool:
+    value = (env.get(name) or "0").strip().lower()
+    if value not in ("0", "1", "true", "false", "yes", "no", "on", "off"):
+        raise ConfigurationError(f"{name}={value!r}: use 1 (on) or 0 (off)")
+    return value in ("1", "true", "yes", "on")
 
 
 # ---------------------------------------------------------------------------------- environments
@@ -207,20 +227,39 @@ def api_env(s: Settings) -> dict[str, str]:
 
 def check_ports(s: Settings) -> None:
     problems = []
-    for name, variable, port in (
-        ("MLflow", "MLFLOW_PORT", s.mlflow_port),
-        ("Airflow", "AIRFLOW_PORT", s.airflow_port),
-        ("API", "API_PORT", s.api_port),
-    ):
+    services = [("MLflow", "MLFLOW_PORT", s.mlflow_port), ("Airflow", "AIRFLOW_PORT", s.airflow_port),
+                ("API", "API_PORT", s.api_port)]  # fmt: skip
+    if s.prometheus:
+        services.append(("Prometheus", "PROMETHEUS_PORT", s.prometheus_port))
+    for name, variable, port in services:
         problem = port_problem(s.host, port)
         if problem:
             problems.append(f"  {name}: {problem} (choose another: {variable}=... make run)")
-    if len({s.mlflow_port, s.airflow_port, s.api_port}) < 3:
-        problems.append("  MLFLOW_PORT, AIRFLOW_PORT and API_PORT must differ")
+    if len({port for _, _, port in services}) < len(services):
+        problems.append(f"  {', '.join(variable for _, variable, _ in services)} must differ")
     if problems:
         raise ConfigurationError(
             "cannot start the stack:\n" + "\n".join(problems) + "\n  (is another `make run` running?)"
         )
+
+
+def prometheus_binary(s: Settings) -> str | None:
+    """The host's `prometheus` when PROMETHEUS=1 (a clear error when it is not installed)."""
+    if not s.prometheus:
+        return None
+    binary = shutil.which("prometheus", path=s.env.get("PATH"))
+    if binary is None:
+        raise ConfigurationError("PROMETHEUS=1 but no `prometheus` on PATH: apt-get install prometheus")
+    return binary
+
+
+def start_prometheus(s: Settings, sup: Supervisor, binary: str) -> Service:
+    """Prometheus on loopback scraping the API, with the repo's alert rules; data in state/prometheus."""
+    folder = s.state / "prometheus"
+    config_file = write_config(folder / "prometheus.yml", [f"{s.host}:{s.api_port}"])
+    cmd = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={folder / 'data'}",
+           f"--web.listen-address={s.host}:{s.prometheus_port}", "--storage.tsdb.retention.time=15d"]  # fmt: skip
+    return sup.start("prometheus", cmd, base_env(s), s.project)
 
 
 def check_venvs(s: Settings) -> None:
@@ -330,12 +369,16 @@ def banner(s: Settings, seconds: float) -> str:
         "$AIRFLOW_PASSWORD" if s.env.get("AIRFLOW_PASSWORD") else DEMO_AIRFLOW_PASSWORD
     )
     data = s.env.get(config.ENV_DATA_DIR) or "not set (download, else synthetic demo data)"
+    prometheus = (
+        f"\n   Prometheus {s.prometheus_url}/alerts   rules monitoring/prometheus/alerts.yml" if s.prometheus else ""
+    )
     return f"""
 ================================================================================
  accidents-mlops is up ({seconds:.0f} s). Ctrl-C stops everything.
    API      {s.api_url}/docs   login {api_username} / {api_password}
    Airflow  {s.airflow_url}        login {airflow_login}   DAG {config.DAG_ID}
    MLflow   {s.mlflow_url}        model {config.MODEL_NAME}, alias {config.CHAMPION_ALIAS}
+   Dashboard {s.api_url}/dashboard   (admins){prometheus}
    data     {config.ENV_DATA_DIR}={data}
    logs     {s.logs}/<service>.log    state {s.state}
  Try:
@@ -350,6 +393,7 @@ def start_stack(s: Settings, sup: Supervisor) -> float:
     started = time.monotonic()
     check_venvs(s)
     check_ports(s)
+    prometheus = prometheus_binary(s)
     secret = airflow_secrets(s)
     write_passwords(s)
     airflow = [str(s.project / ".venv-airflow" / "bin" / "airflow")]
@@ -405,6 +449,11 @@ def start_stack(s: Settings, sup: Supervisor) -> float:
         sup.wait_until("a model in the API", lambda: http_get(f"{s.api_url}/ready")[0] == 200, [api], timeout=60)
     if http_get(f"{s.api_url}/ready")[0] != 200:
         sup.say(f"WARNING: {s.api_url}/ready is not 200: the API has no model yet (see logs/api.log)")
+    if prometheus is not None:
+        server = start_prometheus(s, sup, prometheus)
+        ready = f"{s.prometheus_url}/-/ready"
+        waited = sup.wait_until("Prometheus", lambda: http_get(ready)[0] == 200, [server], timeout=60)
+        sup.say(f"Prometheus up at {s.prometheus_url}, scraping {s.api_url}/metrics ({waited:.0f} s)")
     waited = sup.wait_until("Airflow", lambda: airflow_healthy(s), airflow_services, timeout=240)
     sup.say(f"Airflow healthy at {s.airflow_url} ({waited:.0f} s)")
     try:

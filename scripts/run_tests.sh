@@ -26,6 +26,10 @@ run_suite() {  # name, then the command
 run_suite lint .venv/bin/ruff check .
 run_suite format .venv/bin/ruff format --check .
 run_suite audit bash scripts/audit.sh
+# Prometheus' alert rules: valid, and their unit tests (series in, alerts out) pass (promtool,
+# Debian package `prometheus`; .ci/run installs it).
+run_suite prometheus-rules promtool check rules monitoring/prometheus/alerts.yml
+run_suite prometheus-rule-tests promtool test rules monitoring/prometheus/alerts_test.yml
 run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose -p no:cacheprovider "$@"
 run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
 # Containers: built and checked end to end when an engine is available (in CI one is installed;

@@ -42,15 +42,22 @@ class Metrics:
             "model_info", "The serving model (value 1)", ["version", "source", "data_source"], registry=self.registry
         )
         self.model_version = Gauge("model_version", "Registry version of the serving model", registry=self.registry)
+        self.model_test_auc = Gauge(
+            "model_test_auc", "Serving model's ROC AUC on the test period (evaluate stage)", ["version"],
+            registry=self.registry,
+        )  # fmt: skip
         self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
         self.prediction_log = LogMetrics(self.registry)  # api.monitoring.writer
         self.retrain_runs = Counter(
             "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
         )
 
-    def set_model(self, version: str | None, source: str, data_source: str) -> None:
+    def set_model(self, version: str | None, source: str, data_source: str, test_auc: float | None = None) -> None:
         self.model_info.clear()
         self.model_info.labels(version or "unknown", source, data_source).set(1)
+        self.model_test_auc.clear()  # the RealizedAucDrop alert compares it with model_realized_auc
+        if test_auc is not None:
+            self.model_test_auc.labels(version or "unknown").set(test_auc)
         try:
             self.model_version.set(float(version or "nan"))
         except ValueError:

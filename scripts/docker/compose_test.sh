@@ -116,7 +116,7 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
-ports = {name: free_port() for name in ("API_HOST_PORT", "MLFLOW_HOST_PORT", "AIRFLOW_HOST_PORT")}
+ports = {name: free_port() for name in ("API_HOST_PORT", "MLFLOW_HOST_PORT", "AIRFLOW_HOST_PORT", "PROMETHEUS_HOST_PORT")}
 token = lambda n=24: secrets.token_urlsafe(n)  # noqa: E731
 values = {
     "BASE_IMAGE": base_image,
@@ -151,6 +151,7 @@ get() { grep -E "^$1=" "$env_file" | cut -d= -f2-; }
 api_url="http://127.0.0.1:$(get API_HOST_PORT)"
 mlflow_url="http://127.0.0.1:$(get MLFLOW_HOST_PORT)"
 airflow_url="http://127.0.0.1:$(get AIRFLOW_HOST_PORT)"
+prometheus_url="http://127.0.0.1:$(get PROMETHEUS_HOST_PORT)"
 
 # ----------------------------------------------------------------------------------- 3. build
 dc config --quiet || fail "docker-compose.yml does not validate"
@@ -210,7 +211,7 @@ dc ps -a --format 'table {{.Service}}\t{{.Status}}'
 # ----------------------------------------------------------------------------------- 4. checks
 t=$SECONDS
 say "end-to-end checks (tests/compose)"
-COMPOSE_BASE_URLS="api=$api_url,mlflow=$mlflow_url,airflow=$airflow_url" \
+COMPOSE_BASE_URLS="api=$api_url,mlflow=$mlflow_url,airflow=$airflow_url,prometheus=$prometheus_url" \
 COMPOSE_ADMIN_USERNAME="$(get ADMIN_USERNAME)" COMPOSE_ADMIN_PASSWORD="$(get ADMIN_PASSWORD)" \
 COMPOSE_AIRFLOW_USERNAME="$(get AIRFLOW_ADMIN_USERNAME)" COMPOSE_AIRFLOW_PASSWORD="$(get AIRFLOW_ADMIN_PASSWORD)" \
 COMPOSE_API_ENVIRONMENT="$(get API_ENVIRONMENT)" \

@@ -21,6 +21,7 @@ DAG_ID = "dvc_pipeline"
 API_PORT = 8000
 MLFLOW_PORT = 5000
 AIRFLOW_PORT = 8080
+PROMETHEUS_PORT = 9090  # `make run PROMETHEUS=1` and the compose `prometheus` service
 DEFAULT_HOST = "127.0.0.1"
 
 EXPERIMENT_NAME = "accidents-severity"
@@ -115,6 +116,11 @@ class Paths:
     def mlruns(self) -> Path:
         return self.root / "mlruns"
 
+    @property
+    def prometheus(self) -> Path:
+        """Prometheus' alert rules, their unit tests and the compose scrape config (monitoring/prometheus)."""
+        return self.root / "monitoring" / "prometheus"
+
 
 def paths() -> Paths:
     return Paths(project_dir())
@@ -137,6 +143,7 @@ _EXPORTED = {
     "API_PORT": API_PORT,
     "MLFLOW_PORT": MLFLOW_PORT,
     "AIRFLOW_PORT": AIRFLOW_PORT,
+    "PROMETHEUS_PORT": PROMETHEUS_PORT,
     "EXPERIMENT_NAME": EXPERIMENT_NAME,
 }
 

@@ -4,6 +4,7 @@ They run when `COMPOSE_BASE_URLS` says where a stack is up (scripts/docker/compo
 `make compose-test`, sets it after `docker compose up -d --wait`), and are skipped otherwise:
 
     COMPOSE_BASE_URLS="api=http://127.0.0.1:8000,mlflow=http://127.0.0.1:5000,airflow=http://127.0.0.1:8080"
+                      (and optionally ",prometheus=http://127.0.0.1:9090")
     COMPOSE_ADMIN_USERNAME / COMPOSE_ADMIN_PASSWORD     the API admin (default admin / admin123)
     COMPOSE_AIRFLOW_USERNAME / COMPOSE_AIRFLOW_PASSWORD the Airflow admin (default admin / admin)
     COMPOSE_RUN_TIMEOUT                                 seconds a DAG run may take (default 1800)
@@ -42,6 +43,7 @@ class Stack:
     airflow_admin: tuple[str, str]
     run_timeout: float
     environment: str
+    prometheus: str | None = None
 
 
 def parse_urls(value: str) -> dict[str, str]:
@@ -69,4 +71,5 @@ def stack() -> Stack:
         airflow_admin=(env("COMPOSE_AIRFLOW_USERNAME") or "admin", env("COMPOSE_AIRFLOW_PASSWORD") or "admin"),
         run_timeout=float(env("COMPOSE_RUN_TIMEOUT") or 1800),
         environment=env("COMPOSE_API_ENVIRONMENT") or "local",
+        prometheus=urls.get("prometheus"),
     )

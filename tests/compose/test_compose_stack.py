@@ -111,6 +111,33 @@ def test_services_answer(stack):
     assert health["scheduler"]["status"] == "healthy", health
 
 
+def test_prometheus_scrapes_the_api_with_the_alert_rules(stack):
+    """The compose `prometheus` service: ready, its one target (api:8000) healthy, every rule of
+    monitoring/prometheus/alerts.yml loaded, the serving model seen and NoModelLoaded quiet."""
+    assert stack.prometheus, "COMPOSE_BASE_URLS lacks prometheus=..."
+    assert requests.get(f"{stack.prometheus}/-/ready", timeout=10).status_code == 200
+
+    def api_v1(path: str, **params: str) -> dict:
+        answer = requests.get(f"{stack.prometheus}/api/v1/{path}", params=params, timeout=10).json()
+        assert answer["status"] == "success", answer
+        return answer["data"]
+
+    deadline = time.monotonic() + 90
+    while True:  # the first scrape comes within one 15 s interval of start
+        (target,) = api_v1("targets")["activeTargets"] or [{"health": "unknown"}]
+        if target["health"] == "up" or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert target["health"] == "up" and target["labels"]["instance"] == "api:8000", target
+    rules = {rule["name"]: rule for group in api_v1("rules")["groups"] for rule in group["rules"]}
+    assert {"NoModelLoaded", "DatasetDrift", "PredictionDrift", "RealizedAucDrop", "PredictionLogDropping",
+            "HighServerErrorRate", "HighPredictLatencyP99", "AccidentsApiDown"} <= rules.keys()  # fmt: skip
+    assert all(rule["health"] in ("ok", "unknown") for rule in rules.values()), rules
+    (info,) = api_v1("query", query='model_info{job="accidents-api"} == 1')["result"]
+    assert info["metric"]["version"] == served_model(stack)["version"]
+    assert rules["NoModelLoaded"]["state"] == "inactive" and rules["AccidentsApiDown"]["state"] == "inactive"
+
+
 def test_first_model_is_the_registry_champion_on_real_data(stack):
     model = served_model(stack)
     champion = registry_champion(stack)

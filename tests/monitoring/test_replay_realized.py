@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from datetime import date
 
 import mlflow
@@ -23,19 +21,12 @@ from accidents.labelled import load_accidents
 from accidents.realized import MONITORING_EXPERIMENT, TAG_MONITORING_RUN
 from accidents.replay import select_rows
 from tests.api.conftest import login
-from tests.support.monitoring import api_on_own_registry, metric, wait_for
-from tests.support.project import REPO, data_dir
+from tests.support.monitoring import api_on_own_registry, metric, run_cli, wait_for
+from tests.support.project import data_dir
 
 pytestmark = pytest.mark.timeout(600)
 PERIOD = ("2021-07-01", "2021-12-31")
 LIMIT = 2000
-
-
-def run_cli(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=300)  # fmt: skip
-    assert result.returncode == 0, f"{module} exited {result.returncode}:\n{result.stdout}\n{result.stderr[-3000:]}"
-    return result
 
 
 def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundle, tmp_path):

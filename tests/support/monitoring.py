@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -10,7 +12,7 @@ from pathlib import Path
 
 from accidents.model_store import ModelBundle
 from tests.api.conftest import ApiServer, project_with_champion, register, set_champion
-from tests.support.project import start_mlflow
+from tests.support.project import REPO, start_mlflow
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -21,6 +23,14 @@ def metric(text: str, name: str, **labels: str) -> float:
         if line.startswith(wanted + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+def run_cli(module: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python -m module args` from the checkout; asserts exit 0 (with its output when not)."""
+    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                            cwd=REPO, timeout=300)  # fmt: skip
+    assert result.returncode == 0, f"{module} exited {result.returncode}:\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

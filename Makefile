@@ -12,7 +12,7 @@ export UV_COMPILE_BYTECODE := 1
 DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 DVC_SITE_CACHE := .dvc/tmp/site-cache
 
-.PHONY: help setup setup-airflow run mlflow pipeline test compose-test lint lock bench clean replay realized
+.PHONY: help setup setup-airflow run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ realized: setup ## label job: realized AUC/F1/calibration of the logged predicti
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh
+
+scale-test: setup ## the scale-out stack (docker-compose.scale.yml): build, start on free ports, run tests/scale, tear down
+	bash scripts/docker/scale_test.sh
 
 lint: setup ## ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -26,11 +26,14 @@ run_suite() {  # name, then the command
 run_suite lint .venv/bin/ruff check .
 run_suite format .venv/bin/ruff format --check .
 run_suite audit bash scripts/audit.sh
-run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose -p no:cacheprovider "$@"
+run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose --ignore=tests/scale -p no:cacheprovider "$@"
 run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
 # Containers: built and checked end to end when an engine is available (in CI one is installed;
 # elsewhere it says SKIPPED clearly when there is none).
 run_suite compose bash scripts/docker/compose_test.sh
+# The scale-out stack (Celery workers, S3 store, API replicas behind HAProxy): same rule, reusing
+# the compose suite's image layers.
+run_suite scale bash scripts/docker/scale_test.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}"

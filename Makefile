@@ -82,6 +82,7 @@ lock: | uv ## regenerate the pinned lock files from the *.in files
 	uv pip compile --quiet --python-version 3.11 airflow/requirements.in -o airflow/requirements.txt
 	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements-runtime.txt -o docker/requirements-postgres.txt
 	uv pip compile --quiet --python-version 3.11 docker/airflow-extras.in -c airflow/requirements.txt -o docker/airflow-extras.txt
+	uv pip compile --quiet --python-version 3.11 docker/requirements-s3.in -c requirements-runtime.txt -c docker/requirements-postgres.txt --override docker/requirements-s3-overrides.txt -o docker/requirements-s3.txt
 
 clean: ## remove pipeline outputs and local stack state (keeps venvs)
 	rm -rf data/raw data/processed models reports metrics.json state logs

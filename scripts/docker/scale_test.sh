@@ -166,6 +166,13 @@ SCALE_S3_ACCESS_KEY_ID="$(get S3_ACCESS_KEY_ID)" SCALE_S3_SECRET_ACCESS_KEY="$(g
 rc=$?
 lap "checks (pytest)" $t
 
+if [ $rc = 0 ] && [ "${SCALE_BENCH:-}" = 1 ]; then
+  t=$SECONDS
+  say "SCALE_BENCH=1: throughput through the load balancer, two replicas vs one (bench/scale_lb.py)"
+  "$project_dir/.venv/bin/python" -m bench.scale_lb --env-file "$env_file" --project "$compose_project" || rc=1
+  lap "bench (scale_lb)" $t
+fi
+
 dc logs --no-color >"$work/logs.txt" 2>&1
 if grep -qF "$(get S3_SECRET_ACCESS_KEY)" "$work/logs.txt"; then
   say "the S3 secret key appears in the services' logs"

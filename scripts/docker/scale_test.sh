@@ -6,7 +6,8 @@
 #   2. docker compose build (same Dockerfiles as the compose suite: its layers are reused), then
 #      up -d --wait on free loopback ports with throw-away secrets (git-ignored env file);
 #   3. tests/scale (pytest in .venv) through the published ports and `docker compose` (to stop and
-#      start a replica); then no service's log may contain the S3 secret key;
+#      start a replica); DVC's private dirs in both workers (security/dvc_private_dirs.py); then
+#      no service's log may contain the S3 secret key;
 #   4. always: docker compose down -v (and the engine stopped if this script started it).
 # Exit status: 0 passed (or skipped outside CI), 1 failed. Timings are printed at the end.
 #   SCALE_TEST_PROJECT (accidents-scale)  SCALE_TEST_KEEP=1 (leave the stack up, for debugging)
@@ -165,6 +166,19 @@ SCALE_S3_ACCESS_KEY_ID="$(get S3_ACCESS_KEY_ID)" SCALE_S3_SECRET_ACCESS_KEY="$(g
   "$project_dir/.venv/bin/pytest" "$project_dir/tests/scale" -p no:cacheprovider -v -rxP
 rc=$?
 lap "checks (pytest)" $t
+
+# The diskcache advisory's mitigation in the containers that ran DVC stages (the workers' own /app)
+if [ $rc = 0 ]; then
+  for service in airflow-worker-1 airflow-worker-2; do
+    if dc exec -T "$service" /app/.venv/bin/python /app/security/dvc_private_dirs.py /app >"$work/dvc-dirs-$service.log" 2>&1; then
+      say "$service: $(tail -n1 "$work/dvc-dirs-$service.log")"
+    else
+      cat "$work/dvc-dirs-$service.log"
+      say "DVC's dirs are not private in $service"
+      rc=1
+    fi
+  done
+fi
 
 if [ $rc = 0 ] && [ "${SCALE_BENCH:-}" = 1 ]; then
   t=$SECONDS

@@ -7,7 +7,6 @@ They run when `SCALE_URLS` says where a stack is up (scripts/docker/scale_test.s
     SCALE_COMPOSE            the `docker compose ...` command of that stack (stops/starts a replica)
     SCALE_ADMIN_PASSWORD     the API admin's password (user admin)
     SCALE_AIRFLOW_PASSWORD   the Airflow admin's password (user admin)
-    SCALE_S3_ACCESS_KEY_ID / SCALE_S3_SECRET_ACCESS_KEY   the store's identity
     SCALE_RUN_TIMEOUT        seconds a DAG run may take (default 1800)
 """
 
@@ -42,7 +41,6 @@ class ScaleStack:
     compose: list[str]
     admin: tuple[str, str]
     airflow_admin: tuple[str, str]
-    s3_keys: tuple[str, str]
     run_timeout: float
 
     def __getattr__(self, name: str) -> str:
@@ -68,6 +66,5 @@ def stack() -> ScaleStack:
         compose=shlex.split(env("SCALE_COMPOSE") or "docker compose"),
         admin=("admin", env("SCALE_ADMIN_PASSWORD") or "admin123"),
         airflow_admin=("admin", env("SCALE_AIRFLOW_PASSWORD") or "admin"),
-        s3_keys=(env("SCALE_S3_ACCESS_KEY_ID") or "", env("SCALE_S3_SECRET_ACCESS_KEY") or ""),
         run_timeout=float(env("SCALE_RUN_TIMEOUT") or 1800),
     )

@@ -44,12 +44,16 @@ COPY docker/slim-venv.sh /usr/local/bin/slim-venv
 # ---------------------------------------------------------------------------- pipeline venv
 FROM build-tools AS pipeline-venv
 WORKDIR /app
-COPY requirements-runtime.txt docker/requirements-postgres.txt /tmp/requirements/
+# requirements-s3.txt: the DVC S3 remote and boto3 for MLflow's S3 artifacts (the scale-out
+# stack, docker-compose.scale.yml), with its override (docker/requirements-s3-overrides.txt).
+COPY requirements-runtime.txt docker/requirements-postgres.txt docker/requirements-s3.txt \
+     docker/requirements-s3-overrides.txt /tmp/requirements/
 RUN /opt/uv/bin/uv venv --quiet --python python3 /app/.venv \
  && /opt/uv/bin/uv pip install --quiet --python /app/.venv/bin/python \
       -r /tmp/requirements/requirements-runtime.txt -r /tmp/requirements/requirements-postgres.txt \
+      -r /tmp/requirements/requirements-s3.txt --override /tmp/requirements/requirements-s3-overrides.txt \
  && slim-venv /app/.venv mlflow mlflow.server dvc.repo sklearn.ensemble pyarrow.parquet \
-      matplotlib.pyplot skops.io treelite fastapi uvicorn psycopg
+      matplotlib.pyplot skops.io treelite fastapi uvicorn psycopg boto3 dvc_s3 s3fs
 # ------------------------------------------------------------------------- project install
 # The project itself, editable as in a checkout: the venv points at /app/src and /app (whole
 # packages: a new module needs no change here). Only the few files this install adds (its

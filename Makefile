@@ -14,7 +14,7 @@ DVC_SITE_CACHE := .dvc/tmp/site-cache
 
 MONITORING_VENV := .venv-monitoring
 
-.PHONY: help setup setup-airflow setup-monitoring monitor run mlflow pipeline test compose-test lint lock bench clean replay realized
+.PHONY: help setup setup-airflow setup-monitoring monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ realized: setup ## label job: realized AUC/F1/calibration of the logged predicti
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh
 
+scale-test: setup ## the scale-out stack (docker-compose.scale.yml): build, start on free ports, run tests/scale, tear down
+	bash scripts/docker/scale_test.sh
+
 lint: setup ## ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
@@ -94,6 +97,7 @@ lock: | uv ## regenerate the pinned lock files from the *.in files
 	uv pip compile --quiet --python-version 3.11 requirements-monitoring.in -o requirements-monitoring.txt
 	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements-runtime.txt -o docker/requirements-postgres.txt
 	uv pip compile --quiet --python-version 3.11 docker/airflow-extras.in -c airflow/requirements.txt -o docker/airflow-extras.txt
+	uv pip compile --quiet --python-version 3.11 docker/requirements-s3.in -c requirements-runtime.txt -c docker/requirements-postgres.txt --override docker/requirements-s3-overrides.txt -o docker/requirements-s3.txt
 
 clean: ## remove pipeline outputs and local stack state (keeps venvs)
 	rm -rf data/raw data/processed models reports metrics.json state logs

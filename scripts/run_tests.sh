@@ -30,11 +30,14 @@ run_suite audit bash scripts/audit.sh
 # Debian package `prometheus`; .ci/run installs it).
 run_suite prometheus-rules promtool check rules monitoring/prometheus/alerts.yml
 run_suite prometheus-rule-tests promtool test rules monitoring/prometheus/alerts_test.yml
-run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose -p no:cacheprovider "$@"
+run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose --ignore=tests/scale -p no:cacheprovider "$@"
 run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
 # Containers: built and checked end to end when an engine is available (in CI one is installed;
 # elsewhere it says SKIPPED clearly when there is none).
 run_suite compose bash scripts/docker/compose_test.sh
+# The scale-out stack (Celery workers, S3 store, API replicas behind HAProxy): same rule, reusing
+# the compose suite's image layers.
+run_suite scale bash scripts/docker/scale_test.sh
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED: ${failed[*]}"

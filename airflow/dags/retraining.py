@@ -73,6 +73,11 @@ TIMEOUTS = {
 # Why this run started, rendered by Airflow (BashOperator's env is templated) from the run's conf.
 RUN_REASON = "{{ params.reason or ('manual run (' ~ dag_run.run_type ~ ')') }}"
 PASS_THROUGH = ("MLFLOW_TRACKING_URI", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL", "DVC_NO_ANALYTICS")
+# Workers without a shared project directory (docker-compose.scale.yml): each DVC task restores the
+# run's state from this S3 prefix first and saves it after (python -m accidents.stage_exchange).
+EXCHANGE = os.environ.get("ACCIDENTS_STAGE_EXCHANGE", "").strip()
+if EXCHANGE:
+    PASS_THROUGH += ("ACCIDENTS_STAGE_EXCHANGE", "AWS_ENDPOINT_URL")
 
 
 def _start_date() -> datetime:
@@ -118,7 +123,17 @@ def stage_command(stage: str) -> str:
     if stage == "evaluate":
         # Every metric of the run, one per line (the stage itself prints the decision).
         command += f"{dvc} metrics show --json | {shlex.quote(str(VENV_BIN / 'python'))} -m json.tool\n"
-    return command
+    return exchanged(command, stage)
+
+
+def exchanged(command: str, stage: str | None = None) -> str:
+    """With ACCIDENTS_STAGE_EXCHANGE: the run's DVC state pulled before the command, pushed after."""
+    if not EXCHANGE:
+        return command
+    exchange = f"{shlex.quote(str(VENV_BIN / 'python'))} -m accidents.stage_exchange"
+    run = '"{{ run_id }}"'
+    pushed = f"{exchange} push {run} {stage}" if stage else ""
+    return f"set -e\n{exchange} pull {run}\n{command.rstrip()}\n{pushed}\n"
 
 
 @task(retries=0, execution_timeout=timedelta(minutes=2))
@@ -187,7 +202,7 @@ with DAG(
     push_artifacts = BashOperator(
         task_id="push_artifacts",
         # Like retraining_run.sh: push data and models to the default DVC remote when one is set.
-        bash_command=(
+        bash_command=exchanged(
             f"if {shlex.quote(str(DVC))} remote default >/dev/null 2>&1; then {shlex.quote(str(DVC))} push; "
             "else echo 'no default DVC remote: nothing to push'; fi"
         ),

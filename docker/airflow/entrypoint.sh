@@ -5,7 +5,7 @@
 #   api-server      UI + REST API v2 + execution API on :8080 (one uvicorn worker by default)
 #   scheduler       scheduler; with the LocalExecutor it also runs the tasks (the DVC stages)
 #   dag-processor   parses /app/airflow/dags
-#   celery-worker   Celery worker (docker-compose.celery.yml)
+#   celery-worker   Celery worker (docker-compose.scale.yml)
 #   anything else   run as a command (bash, airflow dags list, ...)
 # Environment (docker-compose.yml sets it): AIRFLOW__* settings, AIRFLOW_ADMIN_USERNAME /
 # AIRFLOW_ADMIN_PASSWORD for the simple auth manager's passwords file.

@@ -111,13 +111,13 @@ def test_every_setting_is_documented_in_env_example():
     from api.core.config import Settings
     from tests.api.conftest import REPO
 
-    documented = set(re.findall(r"^# ([A-Z_]+)=", (REPO / ".env.example").read_text(), re.M))
+    documented = set(re.findall(r"^# ([A-Z][A-Z0-9_]*)=", (REPO / ".env.example").read_text(), re.M))
     settings = {name.upper() for name in Settings.model_fields} - {"PROJECT_DIR", "MLFLOW_TRACKING_URI"}
     pipeline = {"ACCIDENTS_PROJECT_DIR", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL", "MLFLOW_TRACKING_URI"}
     stack = {"STACK_HOST", "API_PORT", "MLFLOW_PORT", "AIRFLOW_PORT", "ACCIDENTS_API_USERNAME",
              "ACCIDENTS_API_PASSWORD", "ACCIDENTS_RETRAIN_SCHEDULE"}  # scripts/run_stack.py  # fmt: skip
     compose = {name for path in REPO.glob("docker-compose*.yml")
-               for name in re.findall(r"\$\{([A-Z_]+)", path.read_text())}  # fmt: skip
+               for name in re.findall(r"\$\{([A-Z][A-Z0-9_]*)", path.read_text())}  # fmt: skip
     assert settings | pipeline | stack | compose == documented
 
 

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# `make scale-test`: the scale-out stack (docker-compose.yml + docker-compose.scale.yml) built,
+# started and checked end to end:
+#   1. a Docker engine (as compose_test.sh: none and CI=true -> installed and started; none
+#      outside CI -> SKIPPED, exit 0); the base image (BASE_IMAGE, default accidents-base:local);
+#   2. docker compose build (same Dockerfiles as the compose suite: its layers are reused), then
+#      up -d --wait on free loopback ports with throw-away secrets (git-ignored env file);
+#   3. tests/scale (pytest in .venv) through the published ports and `docker compose` (to stop and
+#      start a replica); DVC's private dirs in both workers (security/dvc_private_dirs.py); then
+#      no service's log may contain the S3 secret key;
+#   4. always: docker compose down -v (and the engine stopped if this script started it).
+# Exit status: 0 passed (or skipped outside CI), 1 failed. Timings are printed at the end.
+#   SCALE_TEST_PROJECT (accidents-scale)  SCALE_TEST_KEEP=1 (leave the stack up, for debugging)
+#   BAAC_DATA_DIR (default ../shared/data/baac beside the checkout)
+set -uo pipefail
+project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$project_dir"
+work="$project_dir/state/scale-test"
+mkdir -p "$work"
+compose_project="${SCALE_TEST_PROJECT:-accidents-scale}"
+base_image="${BASE_IMAGE:-accidents-base:local}"
+env_file="$work/scale.env"
+engine_pid_file="$project_dir/state/docker/dockerd.pid"
+t_start=$SECONDS
+timings=()
+engine_started=0
+stack_created=0
+
+say() { echo "scale-test: $*"; }
+lap() { timings+=("$(printf '%-24s %4d s' "$1" $((SECONDS - $2)))"); }
+compose_cmd=(docker compose --project-directory "$project_dir" -f "$project_dir/docker-compose.yml"
+  -f "$project_dir/docker-compose.scale.yml" --env-file "$env_file" -p "$compose_project")
+# only the env file's variables (a developer's .env or shell exports must not leak in)
+dc() { env -i PATH="$PATH" HOME="${HOME:-/root}" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} "${compose_cmd[@]}" "$@"; }
+
+cleanup() {
+  local rc=$?
+  if [ "$stack_created" = 1 ]; then
+    if [ "${SCALE_TEST_KEEP:-}" = 1 ]; then
+      say "SCALE_TEST_KEEP=1: stack left up (${compose_cmd[*]} down -v)"
+    else
+      local t=$SECONDS
+      dc down -v --remove-orphans --timeout 20 >"$work/down.log" 2>&1 || say "docker compose down failed (see $work/down.log)"
+      lap "down -v" $t
+    fi
+  fi
+  if [ "$engine_started" = 1 ] && [ "${SCALE_TEST_KEEP:-}" != 1 ]; then
+    "$project_dir/scripts/docker/ensure_engine.sh" stop
+  fi
+  if [ ${#timings[@]} -gt 0 ]; then
+    echo "scale-test timings:"
+    printf '  %s\n' "${timings[@]}"
+    printf '  %-24s %4d s\n' "total" $((SECONDS - t_start))
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+fail() { say "FAILED: $*"; exit 1; }
+
+# ---------------------------------------------------------------------- 1. engine, base image
+t=$SECONDS
+had_pid_file=0
+[ -f "$engine_pid_file" ] && had_pid_file=1
+"$project_dir/scripts/docker/ensure_engine.sh" start
+rc=$?
+if [ $rc = 3 ]; then
+  if [ "${CI:-}" = true ]; then fail "no Docker engine (CI=true: an unavailable engine is a failure)"; fi
+  say "SKIPPED: no Docker engine is running (start one, or ENGINE_INSTALL=1 as root, then: make scale-test)"
+  exit 0
+fi
+[ $rc = 0 ] || fail "could not get a Docker engine (ensure_engine.sh exit $rc)"
+if [ "$had_pid_file" = 0 ] && [ -f "$engine_pid_file" ]; then engine_started=1; fi
+[ -x "$project_dir/.venv/bin/pytest" ] || fail ".venv missing: run 'make setup' first"
+if ! docker image inspect "$base_image" >/dev/null 2>&1; then
+  if [ "$base_image" = accidents-base:local ]; then
+    "$project_dir/scripts/docker/build_base_image.sh" "$base_image" || fail "base image build failed"
+  else
+    docker pull "$base_image" || fail "cannot pull $base_image"
+  fi
+fi
+lap "engine + base image" $t
+
+# --------------------------------------------------------------------------------- env file
+baac="${BAAC_DATA_DIR:-}"
+if [ -z "$baac" ] && [ -d "$project_dir/../shared/data/baac" ]; then baac="$project_dir/../shared/data/baac"; fi
+[ -n "$baac" ] && [ -d "$baac" ] || fail "real BAAC data not found: set BAAC_DATA_DIR"
+baac="$(cd "$baac" && pwd)"
+(umask 077 && "$project_dir/.venv/bin/python" - "$env_file" "$base_image" "$baac" <<'PY'
+import base64, os, secrets, socket, sys
+
+path, base_image, baac = sys.argv[1:4]
+probes = []
+
+def free_port() -> int:  # held open until all are chosen, so no two are equal
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    probes.append(probe)
+    return probe.getsockname()[1]
+
+names = ("LB_HOST_PORT", "API_HOST_PORT", "API2_HOST_PORT", "MLFLOW_HOST_PORT", "AIRFLOW_HOST_PORT", "S3_HOST_PORT")
+ports = {name: free_port() for name in names}
+token = lambda n=24: secrets.token_urlsafe(n)  # noqa: E731
+values = {
+    "BASE_IMAGE": base_image,
+    "IMAGE_TAG": "scale",
+    "PUBLISH_ADDRESS": "127.0.0.1",
+    **ports,
+    "AIRFLOW_BASE_URL": f"http://localhost:{ports['AIRFLOW_HOST_PORT']}",
+    "BAAC_DATA_DIR": baac,
+    "POSTGRES_PASSWORD": token(),
+    "AIRFLOW_DB_PASSWORD": token(),
+    "MLFLOW_DB_PASSWORD": token(),
+    "API_DB_PASSWORD": token(),
+    "API_ENVIRONMENT": "production",
+    "JWT_SECRET": token(48),
+    "ADMIN_USERNAME": "admin",
+    "ADMIN_PASSWORD": token(18),
+    "AIRFLOW_ADMIN_USERNAME": "admin",
+    "AIRFLOW_ADMIN_PASSWORD": token(18),
+    "AIRFLOW_JWT_SECRET": token(48),
+    "AIRFLOW_SECRET_KEY": token(32),
+    "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+    "S3_ACCESS_KEY_ID": "stack" + secrets.token_hex(6),
+    "S3_SECRET_ACCESS_KEY": token(30),
+    "ACCIDENTS_RETRAIN_SCHEDULE": "none",
+    "MODEL_POLL_SECONDS": "10",
+}
+with open(path, "w", encoding="utf-8") as handle:
+    handle.write("# written by scripts/docker/scale_test.sh: throw-away values for one test stack\n")
+    handle.writelines(f"{name}={value}\n" for name, value in values.items())
+PY
+) || fail "could not write $env_file"
+get() { grep -E "^$1=" "$env_file" | cut -d= -f2-; }
+
+# ----------------------------------------------------------------------------------- 2. build
+dc config --quiet || fail "docker-compose.yml + docker-compose.scale.yml do not validate"
+t=$SECONDS
+say "building images (base $base_image; log $work/build.log)"
+if ! dc build >"$work/build.log" 2>&1; then
+  tail -n 60 "$work/build.log"
+  fail "docker compose build failed (log: $work/build.log)"
+fi
+lap "build images" $t
+
+t=$SECONDS
+stack_created=1
+say "docker compose up -d --wait (load balancer http://127.0.0.1:$(get LB_HOST_PORT))"
+if ! dc up -d --wait --wait-timeout 900 >"$work/up.log" 2>&1; then
+  tail -n 20 "$work/up.log"
+  dc ps -a
+  dc logs --no-color --tail 80 >"$work/logs.txt" 2>&1
+  tail -n 200 "$work/logs.txt"
+  fail "the stack did not become healthy (logs: $work/logs.txt)"
+fi
+lap "up --wait (healthy)" $t
+dc ps -a --format 'table {{.Service}}\t{{.Status}}'
+
+# ----------------------------------------------------------------------------------- 3. checks
+t=$SECONDS
+url() { echo "http://127.0.0.1:$(get "$1")"; }
+SCALE_URLS="lb=$(url LB_HOST_PORT),api1=$(url API_HOST_PORT),api2=$(url API2_HOST_PORT),airflow=$(url AIRFLOW_HOST_PORT),mlflow=$(url MLFLOW_HOST_PORT),s3=$(url S3_HOST_PORT)" \
+SCALE_COMPOSE="${compose_cmd[*]}" \
+SCALE_ADMIN_PASSWORD="$(get ADMIN_PASSWORD)" SCALE_AIRFLOW_PASSWORD="$(get AIRFLOW_ADMIN_PASSWORD)" \
+  "$project_dir/.venv/bin/pytest" "$project_dir/tests/scale" -p no:cacheprovider -v -rxP
+rc=$?
+lap "checks (pytest)" $t
+
+# The diskcache advisory's mitigation in the containers that ran DVC stages (the workers' own /app)
+if [ $rc = 0 ]; then
+  for service in airflow-worker-1 airflow-worker-2; do
+    if dc exec -T "$service" /app/.venv/bin/python /app/security/dvc_private_dirs.py /app >"$work/dvc-dirs-$service.log" 2>&1; then
+      say "$service: $(tail -n1 "$work/dvc-dirs-$service.log")"
+    else
+      cat "$work/dvc-dirs-$service.log"
+      say "DVC's dirs are not private in $service"
+      rc=1
+    fi
+  done
+fi
+
+if [ $rc = 0 ] && [ "${SCALE_BENCH:-}" = 1 ]; then
+  t=$SECONDS
+  say "SCALE_BENCH=1: throughput through the load balancer, two replicas vs one (bench/scale_lb.py)"
+  "$project_dir/.venv/bin/python" -m bench.scale_lb --env-file "$env_file" --project "$compose_project" || rc=1
+  lap "bench (scale_lb)" $t
+fi
+
+dc logs --no-color >"$work/logs.txt" 2>&1
+if grep -qF "$(get S3_SECRET_ACCESS_KEY)" "$work/logs.txt"; then
+  say "the S3 secret key appears in the services' logs"
+  rc=1
+else
+  say "no service log contains the S3 secret key ($(wc -l <"$work/logs.txt") log lines checked)"
+fi
+if [ $rc != 0 ]; then
+  tail -n 250 "$work/logs.txt"
+  fail "end-to-end checks failed (service logs: $work/logs.txt)"
+fi
+say "PASSED"
+exit 0

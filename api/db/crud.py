@@ -1,10 +1,13 @@
-"""Queries on the users table, and the admin bootstrap at start-up."""
+"""Queries on the users table, the admin bootstrap at start-up, and the cross-replica retrain lock."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -12,7 +15,7 @@ from api.core.auth_cache import AuthState
 from api.core.config import Settings, valid_username
 from api.core.security import hash_password
 from api.db.engine import Database
-from api.db.models import Role, User
+from api.db.models import RetrainLock, Role, User
 
 logger = logging.getLogger(__name__)
 
@@ -66,3 +69,28 @@ def bootstrap_admin(database: Database, settings: Settings) -> bool:
             return False
     logger.info("created admin user %r", settings.admin_username)
     return True
+
+
+RETRAIN_LOCK = "retrain"
+
+
+@contextmanager
+def retrain_lock(session: Session) -> Iterator[None]:
+    """Hold the retrain lock for the body (list the active runs, then trigger): another API replica
+    on the same database waits (at most its lock/busy timeout, then the request is a 503) and, once
+    in, sees the run this one started. Committed (released) at the end, rolled back on error."""
+    now = datetime.now(UTC)
+    take = update(RetrainLock).where(RetrainLock.name == RETRAIN_LOCK).values(taken_at=now)
+    if not session.execute(take).rowcount:  # first use of this database: create the row
+        session.add(RetrainLock(name=RETRAIN_LOCK, taken_at=now))
+        try:
+            session.flush()
+        except IntegrityError:  # another replica created it meanwhile: wait for its lock like the others
+            session.rollback()
+            session.execute(take)
+    try:
+        yield
+    except BaseException:
+        session.rollback()
+        raise
+    session.commit()

@@ -36,3 +36,14 @@ class User(Base):
     token_version: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class RetrainLock(Base):
+    """One row per lock name: its UPDATE, held until the transaction ends, serializes retrain
+    triggers across API replicas sharing this database (a row lock on PostgreSQL, the write lock on
+    SQLite), so that single flight holds between them, not only within one process."""
+
+    __tablename__ = "retrain_lock"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    taken_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

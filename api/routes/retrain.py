@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from api.deps import AdminUser, MetricsDep, ModelServiceDep, OrchestratorDep
+from api.db.crud import retrain_lock
+from api.deps import AdminUser, MetricsDep, ModelServiceDep, OrchestratorDep, SessionDep
 from api.orchestrators import OrchestratorError, RetrainConflictError, RetrainRun, promoted_during
 from api.schemas import RetrainRunOut
 
@@ -19,10 +20,11 @@ ERRORS = {
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RetrainRunOut, responses=ERRORS)
 def start_retraining(
-    admin: AdminUser, orchestrator: OrchestratorDep, metrics: MetricsDep, response: Response
+    admin: AdminUser, orchestrator: OrchestratorDep, metrics: MetricsDep, session: SessionDep, response: Response
 ) -> RetrainRunOut:
     try:
-        run = orchestrator.trigger(f"manual: {admin.username}")  # the run's reason: who asked
+        with retrain_lock(session):  # single flight across API replicas sharing the users database
+            run = orchestrator.trigger(f"manual: {admin.username}")  # the run's reason: who asked
     except OrchestratorError as error:
         outcome = "conflict" if isinstance(error, RetrainConflictError) else "unavailable"
         metrics.retrain_runs.labels(orchestrator.name, outcome).inc()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from api.db.crud import retrain_lock
+from api.db.engine import Database
 from api.orchestrators import RetrainRun, promoted_during
 from tests.api.conftest import closed_url, create_user, login, make_settings, wait_retrain_done
+from tests.support.postgres import users_database
 
 
 @pytest.fixture
@@ -114,3 +118,39 @@ def test_promotion_is_read_from_the_champion_creation_time():
     assert promoted_during(run, None) is None
     running = RetrainRun("r", "running", "local", "2025-01-01T10:00:00+00:00")
     assert promoted_during(running, ("3", at("2025-01-01T10:20:00+00:00"))) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_retrain_lock_serializes_replicas_sharing_a_database(request, tmp_path, backend):
+    """Two engines on one users database, as two API replicas have: while one holds the retrain lock
+    (listing active runs, then triggering), the other waits, and gets in only after the release."""
+    url = users_database(request, backend) or f"sqlite:///{tmp_path / 'users.db'}"
+    replicas = [Database(url), Database(url)]
+    replicas[0].create_all()
+    events: list[str] = []
+    first_in = threading.Event()
+
+    def replica(index: int, hold: float) -> None:
+        with replicas[index].session() as session, retrain_lock(session):
+            events.append(f"in {index}")
+            first_in.set()
+            time.sleep(hold)
+            events.append(f"out {index}")
+
+    try:
+        first = threading.Thread(target=replica, args=(0, 0.8))
+        first.start()
+        assert first_in.wait(10)
+        second = threading.Thread(target=replica, args=(1, 0))
+        second.start()
+        first.join(10)
+        second.join(10)
+        assert events == ["in 0", "out 0", "in 1", "out 1"], events
+        # released on error too: a failing trigger does not keep the lock
+        with pytest.raises(RuntimeError), replicas[0].session() as session, retrain_lock(session):
+            raise RuntimeError("trigger failed")
+        with replicas[1].session() as session, retrain_lock(session):
+            pass
+    finally:
+        for database in replicas:
+            database.dispose()

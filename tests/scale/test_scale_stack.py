@@ -10,7 +10,7 @@ API and `docker compose` to stop and start one API replica. In file order:
 5. a steady client on the load balancer sees no failed request while one replica stops and
    starts again;
 6. /retrain's single flight across replicas: a run started through one replica is the 409 of the
-   other; two POSTs at the same instant on the two replicas (a known race, xfail: see there).
+   other; two POSTs at the same instant on the two replicas (serialized by the users database's retrain lock).
 Run by scripts/docker/scale_test.sh (`make scale-test`); see conftest.py.
 """
 
@@ -281,12 +281,6 @@ def test_single_flight_holds_across_replicas(stack):
         stop_runs(stack, active_runs(stack))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (reported): api/orchestrators/airflow.py lists active runs then triggers; two "
-    "replicas doing it at the same instant both see none and both trigger. Needs an atomic claim "
-    "(e.g. trigger, then keep only the earliest active run) in the API, which this suite does not own.",
-)
 def test_single_flight_holds_for_simultaneous_posts_on_two_replicas(stack):
     """Two admins press retrain at the same instant on the two replicas: one run, one 409."""
     assert active_runs(stack) == []

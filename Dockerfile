@@ -80,6 +80,16 @@ RUN /opt/uv/bin/uv venv --quiet --python python3 /opt/airflow/venv \
 
 # ---------------------------------------------------------------------------------- runtime
 # What both images share: the base, the service user, the pipeline venv.
+# The drift job's own venv (Evidently 0.7 needs pandas < 3; see requirements-monitoring.in): only
+# the Airflow image runs it. The project's sources are put on its path by a .pth file, as the
+# editable install of `make setup-monitoring` does.
+FROM build-tools AS monitoring-venv
+COPY requirements-monitoring.txt /tmp/requirements/monitoring.txt
+RUN /opt/uv/bin/uv venv --quiet --python python3 /app/.venv-monitoring \
+ && /opt/uv/bin/uv pip install --quiet --python /app/.venv-monitoring/bin/python -r /tmp/requirements/monitoring.txt \
+ && echo /app/src > "$(echo /app/.venv-monitoring/lib/python3*/site-packages)/accidents-mlops-src.pth" \
+ && /app/.venv-monitoring/bin/python -c "import evidently, pandas, mlflow, sqlalchemy, psycopg, pyarrow"
+
 FROM ${BASE_IMAGE} AS runtime
 ARG APP_UID=10001
 ENV ACCIDENTS_PROJECT_DIR=/app \
@@ -106,6 +116,7 @@ ENV PATH=/opt/airflow/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     HOME=/opt/airflow
 COPY --from=airflow-venv /opt/airflow/venv /opt/airflow/venv
+COPY --from=monitoring-venv /app/.venv-monitoring /app/.venv-monitoring
 COPY --chown=app:app . /app
 # Volumes' mount points, DVC's private dirs and settings (docker/prepare-project.sh); the DAGs'
 # bytecode; Airflow's home (passwords file, airflow.cfg) writable, not its venv.

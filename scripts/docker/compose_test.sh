@@ -140,6 +140,7 @@ values = {
     "AIRFLOW_SECRET_KEY": token(32),
     "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
     "ACCIDENTS_RETRAIN_SCHEDULE": "none",
+    "ACCIDENTS_MONITORING_SCHEDULE": "none",  # the compose suite triggers it itself
     "MODEL_POLL_SECONDS": "30",
 }
 with open(path, "w", encoding="utf-8") as handle:

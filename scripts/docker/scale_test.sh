@@ -124,6 +124,7 @@ values = {
     "S3_ACCESS_KEY_ID": "stack" + secrets.token_hex(6),
     "S3_SECRET_ACCESS_KEY": token(30),
     "ACCIDENTS_RETRAIN_SCHEDULE": "none",
+    "ACCIDENTS_MONITORING_SCHEDULE": "none",  # the compose suite triggers it itself
     "MODEL_POLL_SECONDS": "10",
 }
 with open(path, "w", encoding="utf-8") as handle:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Float, delete
+from sqlalchemy import Boolean, Float, delete
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -50,6 +50,11 @@ class ServedBatch:
     probabilities: np.ndarray
     classes: np.ndarray
     accident_ids: list[str | None] | None
+    # shadow rows (api/shadow.py): the challenger's predictions above, the champion's here
+    shadow: bool = False
+    champion_version: str | None = None
+    champion_probabilities: np.ndarray | None = None
+    champion_classes: np.ndarray | None = None
 
     def rows(self, common: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One parameter tuple per scored row, in InsertStatement.COLUMNS order (NaN -> NULL);
@@ -58,10 +63,15 @@ class ServedBatch:
         values[np.isnan(self.features)] = None
         ids = self.accident_ids or [None] * len(values)
         threshold = (self.threshold,)
+        if self.champion_probabilities is None:
+            champion = [(self.shadow, self.champion_version, None, None)] * len(values)
+        else:
+            theirs = zip(self.champion_probabilities.tolist(), self.champion_classes.tolist(), strict=True)
+            champion = [(self.shadow, self.champion_version, p, c) for p, c in theirs]
         return [
-            (*common, accident_id, *row, p, c, *threshold)
-            for row, p, c, accident_id in zip(values.tolist(), self.probabilities.tolist(), self.classes.tolist(), ids,
-                                              strict=True)
+            (*common, accident_id, *row, p, c, *threshold, *theirs)
+            for row, p, c, accident_id, theirs in zip(values.tolist(), self.probabilities.tolist(),
+                                                      self.classes.tolist(), ids, champion, strict=True)
         ]  # fmt: skip
 
     def shared(self) -> tuple[Any, ...]:
@@ -75,7 +85,8 @@ class InsertStatement:
     Bind processors (SQLite's datetime format) run once per batch, on the shared columns only."""
 
     SHARED = ("logged_at", "request_id", "model_version", "model_source", "caller_role")
-    COLUMNS = (*SHARED, "accident_id", *FEATURE_NAMES, "probability", "predicted_class", "threshold")
+    COLUMNS = (*SHARED, "accident_id", *FEATURE_NAMES, "probability", "predicted_class", "threshold",
+               "shadow", "champion_version", "champion_probability", "champion_class")  # fmt: skip
 
     def __init__(self, engine: Engine):
         dialect = engine.dialect
@@ -88,10 +99,12 @@ class InsertStatement:
         processors = {
             name: predictions.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.COLUMNS
         }
-        # Per-row columns get Python floats, ints, str or None from rows(): a Float's `to_float`
-        # processor would return them unchanged; any other conversion would be skipped, so refuse it.
+        # Per-row columns get Python floats, ints, bools, str or None from rows(): a Float's `to_float`
+        # or a Boolean's int conversion would return them unchanged for the drivers (sqlite3 and
+        # psycopg take bools); any other conversion would be skipped, so refuse it.
+        plain = (Float, Boolean)
         per_row = [name for name in self.COLUMNS[len(self.SHARED) :]
-                   if processors[name] is not None and not isinstance(predictions.c[name].type, Float)]  # fmt: skip
+                   if processors[name] is not None and not isinstance(predictions.c[name].type, plain)]  # fmt: skip
         if per_row:
             raise RuntimeError(f"columns needing per-row conversion: {per_row}")
         self._shared = [processors[name] for name in self.SHARED]

@@ -1,0 +1,266 @@
+"""The shadow challenger: a share of live rows scored by the registry's `challenger` OFF the request path.
+
+/predict answers with the champion alone, then `submit` (a few microseconds: a random draw, a lock,
+a deque append) queues the sampled rows with the champion's predictions. A background thread
+scores them with the challenger loaded at that moment, counts agreement and positive rates per
+(challenger, champion) pair for Prometheus, and writes them to the prediction log as shadow rows
+(`shadow` true, the champion's prediction of the same row beside the challenger's). A challenger
+that is missing, fails to load (api.model_service keeps it out) or fails to score never reaches a
+response: the rows are dropped and counted (`shadow_dropped_total{reason}`) and logged once per
+interval. A full queue drops too (bounded memory), like the prediction log's writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from api.model_service import Served
+from api.monitoring.writer import ServedBatch
+
+logger = logging.getLogger(__name__)
+
+DROP_QUEUE_FULL = "queue_full"
+DROP_NO_CHALLENGER = "no_challenger"
+DROP_SCORE_FAILED = "score_failed"
+DROP_SHUTDOWN = "shutdown"
+DROP_REASONS = (DROP_QUEUE_FULL, DROP_NO_CHALLENGER, DROP_SCORE_FAILED, DROP_SHUTDOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowRequest:
+    """What the champion served for the sampled rows of one request."""
+
+    request_id: str
+    caller_role: str
+    rows: np.ndarray
+    champion_version: str | None
+    champion_probabilities: np.ndarray
+    champion_classes: np.ndarray
+    accident_ids: list[str | None] | None
+
+
+class ShadowTotals(Collector):
+    """Agreement and positive rates per (challenger, champion) pair since the process started:
+    shadow_rows_total, shadow_agreement_rate, shadow_positive_rate_difference (challenger - champion)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[tuple[str, str], list[int]] = {}  # rows, agreements, challenger +, champion +
+
+    def add(self, challenger: str, champion: str, classes: np.ndarray, champion_classes: np.ndarray) -> None:
+        rows, agree = len(classes), int(np.sum(classes == champion_classes))
+        with self._lock:
+            totals = self._totals.setdefault((challenger, champion), [0, 0, 0, 0])
+            totals[0] += rows
+            totals[1] += agree
+            totals[2] += int(classes.sum())
+            totals[3] += int(champion_classes.sum())
+
+    def snapshot(self) -> dict[tuple[str, str], list[int]]:
+        with self._lock:
+            return {pair: list(values) for pair, values in self._totals.items()}
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return []
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["challenger_version", "champion_version"]
+        rows = CounterMetricFamily("shadow_rows", "Live rows scored by the challenger in the shadow", labels=labels)
+        agreement = GaugeMetricFamily("shadow_agreement_rate", "Share of shadow rows where challenger and champion "
+                                      "predict the same class", labels=labels)  # fmt: skip
+        difference = GaugeMetricFamily(
+            "shadow_positive_rate_difference",
+            "Predicted positive rate of the challenger minus the champion's, on the same shadow rows",
+            labels=labels,
+        )
+        for pair, (count, agree, positive, champion_positive) in self.snapshot().items():
+            rows.add_metric(list(pair), count)
+            if count:
+                agreement.add_metric(list(pair), agree / count)
+                difference.add_metric(list(pair), (positive - champion_positive) / count)
+        yield rows
+        yield agreement
+        yield difference
+
+
+class ShadowMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.totals = ShadowTotals()
+        registry.register(self.totals)
+        self.dropped = Counter("shadow_dropped", "Rows sampled for the shadow but not scored", ["reason"],
+                               registry=registry)  # fmt: skip
+        self.checks = Counter("challenger_checks", "Challenger alias checks by outcome", ["action"], registry=registry)
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason)  # exported at 0 from the start
+
+
+class ShadowScorer:
+    def __init__(
+        self,
+        challenger: Callable[[], Served | None],
+        metrics: ShadowMetrics,
+        log: Callable[[ServedBatch], object] | None,
+        share: float,
+        max_queue_rows: int = 10_000,
+        report_seconds: float = 10.0,
+    ):
+        self._challenger = challenger
+        self.metrics = metrics
+        self._log = log  # the prediction log's submit (None: logging off)
+        self.share = share
+        self.max_queue_rows = max_queue_rows
+        self.report_seconds = report_seconds
+        self._queue: deque[ShadowRequest] = deque()
+        self._queued_rows = 0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._unreported: dict[str, int] = {}
+        self._last_report = time.monotonic()
+        self._unreported_detail: str | None = None
+
+    # --- request path -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        request_id: str,
+        caller_role: str,
+        rows: np.ndarray,
+        champion_version: str | None,
+        probabilities: np.ndarray,
+        classes: np.ndarray,
+        accident_ids: list[str | None] | None,
+    ) -> None:
+        """Queue the sampled share of a served request (no scoring here)."""
+        if self._challenger() is None or self.share <= 0:
+            return
+        if self.share < 1:
+            if len(rows) == 1:
+                if random.random() >= self.share:  # noqa: S311 - sampling, not security
+                    return
+            else:
+                keep = np.random.random(len(rows)) < self.share
+                if not keep.any():
+                    return
+                rows, probabilities, classes = rows[keep], probabilities[keep], classes[keep]
+                if accident_ids is not None:
+                    accident_ids = [each for each, kept in zip(accident_ids, keep.tolist(), strict=True) if kept]
+        item = ShadowRequest(request_id, caller_role, rows, champion_version, probabilities, classes, accident_ids)
+        with self._lock:
+            full = self._queued_rows + len(rows) > self.max_queue_rows or self._stop.is_set()
+            if not full:
+                self._queue.append(item)
+                self._queued_rows += len(rows)
+        if full:
+            self._dropped(DROP_QUEUE_FULL, len(rows))
+        else:
+            self._wake.set()
+
+    # --- background thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with self._lock:
+            left, self._queued_rows = self._queued_rows, 0
+            self._queue.clear()
+        if left:
+            self._dropped(DROP_SHUTDOWN, left)
+        self._report(force=True)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued row is scored (tests, benchmarks); False on timeout."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while time.monotonic() < deadline:
+            if self._queued_rows == 0 and not self._busy:
+                return True
+            time.sleep(0.01)
+        return False
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while not self._stop.is_set() and (item := self._take()) is not None:
+                try:
+                    self._score(item)
+                finally:
+                    self._busy = False
+            self._report()
+
+    def _take(self) -> ShadowRequest | None:
+        with self._lock:
+            if not self._queue:
+                return None
+            item = self._queue.popleft()
+            self._queued_rows -= len(item.rows)
+            self._busy = True
+            return item
+
+    def _score(self, item: ShadowRequest) -> None:
+        served = self._challenger()  # grabbed once, like a request grabs the champion
+        if served is None:
+            self._dropped(DROP_NO_CHALLENGER, len(item.rows))
+            return
+        bundle = served.bundle
+        try:
+            probabilities = np.asarray(bundle.predict_proba(item.rows), dtype=float)
+            if probabilities.shape != (len(item.rows),) or not np.all((probabilities >= 0) & (probabilities <= 1)):
+                raise ValueError(f"invalid probabilities of shape {probabilities.shape}")
+        except Exception as error:  # whatever the challenger does, the shadow only counts it
+            self._dropped(DROP_SCORE_FAILED, len(item.rows), f"challenger {served.version}: {error!r}")
+            return
+        metadata = bundle.metadata
+        classes = (probabilities >= metadata.threshold).astype(np.int8)
+        self.metrics.totals.add(served.version or "unknown", item.champion_version or "unknown", classes,
+                                item.champion_classes)  # fmt: skip
+        if self._log is not None:
+            self._log(ServedBatch(
+                datetime.now(UTC), item.request_id, metadata.version, served.source, item.caller_role,
+                metadata.threshold, item.rows, probabilities, classes, item.accident_ids, shadow=True,
+                champion_version=item.champion_version, champion_probabilities=item.champion_probabilities,
+                champion_classes=item.champion_classes,
+            ))  # fmt: skip
+
+    # --- accounting ---------------------------------------------------------------------------
+
+    def _dropped(self, reason: str, rows: int, detail: str | None = None) -> None:
+        self.metrics.dropped.labels(reason).inc(rows)
+        with self._lock:
+            self._unreported[reason] = self._unreported.get(reason, 0) + rows
+            if detail:
+                self._unreported_detail = detail
+
+    def _report(self, force: bool = False) -> None:
+        """One log line per interval with the rows dropped meanwhile (and the last scoring error)."""
+        if not self._unreported or (not force and time.monotonic() - self._last_report < self.report_seconds):
+            return
+        with self._lock:
+            counts, self._unreported = self._unreported, {}
+            detail = self._unreported_detail
+            self._unreported_detail = None
+        self._last_report = time.monotonic()
+        summary = ", ".join(f"{n} ({reason})" for reason, n in counts.items())
+        last = f"; last error: {detail}" if detail else ""
+        logger.warning("shadow: dropped %s rows%s", summary, last, extra={"fields": {"shadow_dropped": counts}})

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from api.model_service import Served
+from api.monitoring.drops import DropReport, wait_idle
 from api.monitoring.writer import ServedBatch
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,6 @@ class ShadowScorer:
         self._log = log  # the prediction log's submit (None: logging off)
         self.share = share
         self.max_queue_rows = max_queue_rows
-        self.report_seconds = report_seconds
         self._queue: deque[ShadowRequest] = deque()
         self._queued_rows = 0
         self._lock = threading.Lock()
@@ -129,9 +128,7 @@ class ShadowScorer:
         self._stop = threading.Event()
         self._busy = False
         self._thread: threading.Thread | None = None
-        self._unreported: dict[str, int] = {}
-        self._last_report = time.monotonic()
-        self._unreported_detail: str | None = None
+        self._drops = DropReport(metrics.dropped, "shadow", "shadow_dropped", logger, logging.WARNING, report_seconds)
 
     # --- request path -----------------------------------------------------------------------
 
@@ -190,13 +187,7 @@ class ShadowScorer:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued row is scored (tests, benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        while time.monotonic() < deadline:
-            if self._queued_rows == 0 and not self._busy:
-                return True
-            time.sleep(0.01)
-        return False
+        return wait_idle(self._wake, lambda: self._queued_rows == 0 and not self._busy, timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -246,21 +237,7 @@ class ShadowScorer:
     # --- accounting ---------------------------------------------------------------------------
 
     def _dropped(self, reason: str, rows: int, detail: str | None = None) -> None:
-        self.metrics.dropped.labels(reason).inc(rows)
-        with self._lock:
-            self._unreported[reason] = self._unreported.get(reason, 0) + rows
-            if detail:
-                self._unreported_detail = detail
+        self._drops.add(reason, rows, detail)
 
     def _report(self, force: bool = False) -> None:
-        """One log line per interval with the rows dropped meanwhile (and the last scoring error)."""
-        if not self._unreported or (not force and time.monotonic() - self._last_report < self.report_seconds):
-            return
-        with self._lock:
-            counts, self._unreported = self._unreported, {}
-            detail = self._unreported_detail
-            self._unreported_detail = None
-        self._last_report = time.monotonic()
-        summary = ", ".join(f"{n} ({reason})" for reason, n in counts.items())
-        last = f"; last error: {detail}" if detail else ""
-        logger.warning("shadow: dropped %s rows%s", summary, last, extra={"fields": {"shadow_dropped": counts}})
+        self._drops.report(force)

@@ -232,6 +232,9 @@ def main() -> None:
     parser.add_argument("--skip-prediction-log", action="store_true", help="skip the log on/off budget")
     parser.add_argument("--prediction-log-only", action="store_true",
                         help="only the prediction log's budget (bench/prediction_log.py)")  # fmt: skip
+    parser.add_argument(
+        "--shadow-only", action="store_true", help="only the shadow and explain budgets (bench/shadow.py)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -244,7 +247,7 @@ def main() -> None:
         print("training the champion on the default data (params.yaml: both official years) ...", flush=True)
         project.retrain()
         results: dict[str, Any] = {"machine": machine()}
-        if not args.skip_pipeline and not args.prediction_log_only:
+        if not args.skip_pipeline and not args.prediction_log_only and not args.shadow_only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = bench_pipeline(project, args.repeats)
         # the 28 contract columns by name: the processed splits also carry Num_Acc, date and grav
@@ -263,6 +266,12 @@ def main() -> None:
             results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
                                                                             args.seconds)  # fmt: skip
         # --- end of the prediction log section
+        from bench import shadow  # shadow challenger and explanations (issue #15)
+
+        if args.shadow_only:
+            results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
+            shadow.write_results(results, RESULTS)
+            return
         print("in-process floor ...", flush=True)
         results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
 
@@ -287,6 +296,9 @@ def main() -> None:
         results["mlflow_serve"].update(rss_mb=peer_rss, rss_after_load_runs_mb=rss_mb(peer.pid))
         peer.stop()
         results["ratios"] = ratios(results["floor"], results["api"], results["mlflow_serve"])
+        results["shadow"] = shadow.bench_shadow(
+            project, work, args.repeats, args.seconds
+        )  # after: it adds a challenger
         if not args.skip_stack:
             print("make run: first and warm starts ...", flush=True)
             results["stack"] = bench_stack(project, work, args.repeats)
@@ -357,6 +369,10 @@ def markdown(results: dict[str, Any]) -> str:
         from bench.prediction_log import markdown as prediction_log_markdown
 
         lines += prediction_log_markdown(results["prediction_log"])
+    if "shadow" in results:  # bench/shadow.py
+        from bench.shadow import markdown as shadow_markdown
+
+        lines += shadow_markdown(results["shadow"])
     return "\n".join(lines) + "\n"
 
 

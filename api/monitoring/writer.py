@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.features import FEATURE_NAMES
 from accidents.prediction_log import predictions
+from api.monitoring.drops import DropReport, wait_idle
 
 logger = logging.getLogger(__name__)
 
@@ -171,15 +172,14 @@ class PredictionLogWriter:
         self.retention = timedelta(days=retention_days) if retention_days > 0 else None
         self.write_attempts = write_attempts
         self.retry_seconds = retry_seconds
-        self.report_seconds = report_seconds
         self._queue: deque[ServedBatch] = deque()
         self._queued_rows = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unreported: dict[str, int] = {}
-        self._last_report = time.monotonic()
+        self._drops = DropReport(metrics.dropped, "prediction log", "prediction_log_dropped", logger, logging.ERROR,
+                                 report_seconds)  # fmt: skip
         self._last_purge = 0.0
         self._insert = InsertStatement(engine)
         self._writing = False  # a taken batch is being written (flush() waits for it)
@@ -229,13 +229,7 @@ class PredictionLogWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the queue is empty (tests, benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        while time.monotonic() < deadline:
-            if self._queued_rows == 0 and not self._writing:
-                return True
-            time.sleep(0.01)
-        return False
+        return wait_idle(self._wake, lambda: self._queued_rows == 0 and not self._writing, timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -306,16 +300,7 @@ class PredictionLogWriter:
     # --- accounting ---------------------------------------------------------------------------
 
     def _dropped(self, reason: str, rows: int) -> None:
-        self.metrics.dropped.labels(reason).inc(rows)
-        with self._lock:
-            self._unreported[reason] = self._unreported.get(reason, 0) + rows
+        self._drops.add(reason, rows)
 
     def _report(self, force: bool = False) -> None:
-        """One log line per interval with the rows dropped meanwhile."""
-        if not self._unreported or (not force and time.monotonic() - self._last_report < self.report_seconds):
-            return
-        with self._lock:
-            counts, self._unreported = self._unreported, {}
-        self._last_report = time.monotonic()
-        logger.error("prediction log: dropped %s rows", ", ".join(f"{n} ({reason})" for reason, n in counts.items()),
-                     extra={"fields": {"prediction_log_dropped": counts}})  # fmt: skip
+        self._drops.report(force)

@@ -108,7 +108,7 @@ def promote_challenger(
     scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
     applicable = all(scores[role].get(metric) is not None for role in scores for metric in COMPARED)
     if applicable:
-        margin = float(load_params(Paths(services.settings.project_dir).params)["promotion"]["min_improvement"])
+        margin = _promotion_margin(services)
         verdict, reason = decide(scores["challenger"], scores["champion"], margin)
     else:
         verdict, reason = None, "no realized AUC/F1 of both models on labelled shadow rows yet (run the label job)"
@@ -186,6 +186,16 @@ def _evidence(services: Services, challenger: str, champion: str | None) -> dict
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "prediction log store unavailable: retry later",
                             headers={"Retry-After": "5"}) from error  # fmt: skip
     return next((entry for entry in report if entry["champion_version"] == champion), None)
+
+
+def _promotion_margin(services: Services) -> float:
+    """promotion.min_improvement of the project's params.yaml (the rule's one source of truth)."""
+    path = Paths(services.settings.project_dir).params
+    try:
+        return float(load_params(path)["promotion"]["min_improvement"])
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"promotion rule unavailable: cannot read "
+                            f"promotion.min_improvement from {path} ({type(error).__name__})") from None  # fmt: skip
 
 
 def _recheck(services: Services) -> None:

@@ -232,7 +232,8 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
         job_id = uuid.uuid4().hex
         window = {"from": since.isoformat() if since else None, "to": until.isoformat() if until else None}
         runs = log_to_mlflow(mlflow_uri, grades, job_id, window) if mlflow_uri and grades else {}
-        store(engine, grades + compared, job_id, "; ".join(origins) or "no labels", runs)
+        grades += compared
+        store(engine, grades, job_id, "; ".join(origins) or "no labels", runs)
         for g in compared:
             log.info("shadow %s vs champion %s: model %s realized AUC %s, F1 %s on %d labelled rows",
                      g.shadow_challenger, g.shadow_champion, g.model_version, _fmt(g.roc_auc), _fmt(g.f1),

@@ -124,7 +124,8 @@ class ModelService:
                 result = self._fallback_local(previous, str(error))
             self.degraded = self._current is not None and not result.registry_reachable
             self.last_check = result
-        log = logger.warning if result.action in ("rejected", "unavailable", "no-model") else logger.info
+        quiet = result.action == "no-model" and self.local_path is None and result.registry_reachable  # no challenger
+        log = logger.warning if result.action in ("rejected", "unavailable", "no-model") and not quiet else logger.info
         log("%s check: %s", self.alias, result.action, extra={"fields": result.as_dict()})
         return result
 
@@ -147,8 +148,11 @@ class ModelService:
         try:
             bundle = self._registry.load_version(version)
         except (ModelLoadError, RegistryError) as error:
-            if self._current is None:
+            if self._current is None and self.local_path is not None:
                 return self._fallback_local(previous, f"version {wanted} rejected: {error}", reachable=True)
+            if self.local_path is None:  # the challenger: the alias no longer names the loaded version
+                self._current = None
+                return CheckResult("rejected", True, previous, None, wanted, f"version {wanted} rejected: {error}")
             return CheckResult("rejected", True, previous, previous, wanted, f"version {wanted} rejected: {error}")
         self._swap(Served(bundle, SOURCE_REGISTRY, _now()))
         return CheckResult("swapped" if previous else "loaded", True, previous, wanted, wanted)

@@ -2,7 +2,7 @@
 
 /predict answers with the champion alone, then `submit` (a few microseconds: a random draw, a lock,
 a deque append) queues the sampled rows with the champion's predictions. A background thread
-scores them with the challenger loaded at that moment, counts agreement and positive rates per
+scores them in batches with the challenger loaded at that moment, counts agreement and positive rates per
 (challenger, champion) pair for Prometheus, and writes them to the prediction log as shadow rows
 (`shadow` true, the champion's prediction of the same row beside the challenger's). A challenger
 that is missing, fails to load (api.model_service keeps it out) or fails to score never reaches a
@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from accidents.compiled_trees import MAX_ROWS as COMPILED_MAX_ROWS
 from api.model_service import Served
 from api.monitoring.drops import DropReport, wait_idle
 from api.monitoring.writer import ServedBatch
@@ -36,6 +37,11 @@ DROP_NO_CHALLENGER = "no_challenger"
 DROP_SCORE_FAILED = "score_failed"
 DROP_SHUTDOWN = "shutdown"
 DROP_REASONS = (DROP_QUEUE_FULL, DROP_NO_CHALLENGER, DROP_SCORE_FAILED, DROP_SHUTDOWN)
+# The thread scores what is queued every WAKE_SECONDS (sooner once BATCH_ROWS rows wait), up to
+# BATCH_ROWS rows in one call: the compiled trees' range (accidents.compiled_trees.MAX_ROWS), so
+# one call costs about what one row does, and requests never wake the thread one by one.
+WAKE_SECONDS = 0.05
+BATCH_ROWS = COMPILED_MAX_ROWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +170,7 @@ class ShadowScorer:
                 self._queued_rows += len(rows)
         if full:
             self._dropped(DROP_QUEUE_FULL, len(rows))
-        else:
+        elif self._queued_rows >= BATCH_ROWS:  # else the thread's next tick takes it: no wake-up per request
             self._wake.set()
 
     # --- background thread --------------------------------------------------------------------
@@ -191,48 +197,60 @@ class ShadowScorer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(1.0)
+            self._wake.wait(WAKE_SECONDS)
             self._wake.clear()
-            while not self._stop.is_set() and (item := self._take()) is not None:
+            while not self._stop.is_set() and (items := self._take()):
                 try:
-                    self._score(item)
+                    self._score(items)
                 finally:
                     self._busy = False
             self._report()
 
-    def _take(self) -> ShadowRequest | None:
+    def _take(self) -> list[ShadowRequest]:
+        """Queued requests, up to BATCH_ROWS rows (at least one request): scored in one call."""
+        taken: list[ShadowRequest] = []
+        rows = 0
         with self._lock:
-            if not self._queue:
-                return None
-            item = self._queue.popleft()
-            self._queued_rows -= len(item.rows)
-            self._busy = True
-            return item
+            while self._queue and (not taken or rows + len(self._queue[0].rows) <= BATCH_ROWS):
+                item = self._queue.popleft()
+                taken.append(item)
+                rows += len(item.rows)
+            self._queued_rows -= rows
+            self._busy = bool(taken)
+        return taken
 
-    def _score(self, item: ShadowRequest) -> None:
+    def _score(self, items: list[ShadowRequest]) -> None:
         served = self._challenger()  # grabbed once, like a request grabs the champion
+        count = sum(len(item.rows) for item in items)
         if served is None:
-            self._dropped(DROP_NO_CHALLENGER, len(item.rows))
+            self._dropped(DROP_NO_CHALLENGER, count)
             return
         bundle = served.bundle
+        rows = items[0].rows if len(items) == 1 else np.vstack([item.rows for item in items])
         try:
-            probabilities = np.asarray(bundle.predict_proba(item.rows), dtype=float)
-            if probabilities.shape != (len(item.rows),) or not np.all((probabilities >= 0) & (probabilities <= 1)):
+            probabilities = np.asarray(bundle.predict_proba(rows), dtype=float)
+            if probabilities.shape != (count,) or not np.all((probabilities >= 0) & (probabilities <= 1)):
                 raise ValueError(f"invalid probabilities of shape {probabilities.shape}")
         except Exception as error:  # whatever the challenger does, the shadow only counts it
-            self._dropped(DROP_SCORE_FAILED, len(item.rows), f"challenger {served.version}: {error!r}")
+            self._dropped(DROP_SCORE_FAILED, count, f"challenger {served.version}: {error!r}")
             return
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
-        self.metrics.totals.add(served.version or "unknown", item.champion_version or "unknown", classes,
-                                item.champion_classes)  # fmt: skip
-        if self._log is not None:
-            self._log(ServedBatch(
-                datetime.now(UTC), item.request_id, metadata.version, served.source, item.caller_role,
-                metadata.threshold, item.rows, probabilities, classes, item.accident_ids, shadow=True,
-                champion_version=item.champion_version, champion_probabilities=item.champion_probabilities,
-                champion_classes=item.champion_classes,
-            ))  # fmt: skip
+        now = datetime.now(UTC)
+        start = 0
+        for item in items:
+            end = start + len(item.rows)
+            mine, my_classes = probabilities[start:end], classes[start:end]
+            self.metrics.totals.add(served.version or "unknown", item.champion_version or "unknown", my_classes,
+                                    item.champion_classes)  # fmt: skip
+            if self._log is not None:
+                self._log(ServedBatch(
+                    now, item.request_id, metadata.version, served.source, item.caller_role, metadata.threshold,
+                    item.rows, mine, my_classes, item.accident_ids, shadow=True,
+                    champion_version=item.champion_version, champion_probabilities=item.champion_probabilities,
+                    champion_classes=item.champion_classes,
+                ))  # fmt: skip
+            start = end
 
     # --- accounting ---------------------------------------------------------------------------
 

@@ -254,6 +254,12 @@ def main() -> None:
         test_split = pd.read_csv(project.root / "data" / "processed" / "test.csv", nrows=1000)
         batch = test_split[list(FEATURE_NAMES)].to_numpy(dtype=float)
         bodies = write_bodies(work, batch)
+        from bench import shadow  # shadow challenger and explanations (issue #15)
+
+        if args.shadow_only:
+            results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
+            shadow.write_results(results, RESULTS)
+            return
         # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
         from bench import prediction_log
 
@@ -266,12 +272,6 @@ def main() -> None:
             results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
                                                                             args.seconds)  # fmt: skip
         # --- end of the prediction log section
-        from bench import shadow  # shadow challenger and explanations (issue #15)
-
-        if args.shadow_only:
-            results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
-            shadow.write_results(results, RESULTS)
-            return
         print("in-process floor ...", flush=True)
         results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
 

@@ -3,8 +3,8 @@
 Same-run comparisons on the bench's project and registry: the champion plus a challenger (the same
 trained model registered again with another decision threshold, so it really scores every sampled
 row and disagrees on some). Servers with SHADOW_ENABLED off and on (SHADOW_SHARE=1: the worst
-case, every row shadowed) are started in alternation so machine noise hits both: 1-row p50 at 16
-connections (goal: on within +5 % of off), and throughput. Then `POST /predict?explain=true` for
+case, every row shadowed) and at the default share are started in alternation so machine noise hits
+all: 1-row p50 at 16 connections (goal: on within +5 % of off), and throughput. Then `POST /predict?explain=true` for
 one row at 1 connection (goal p50 <= 20 ms), and the in-process TreeSHAP time per row.
 """
 
@@ -23,6 +23,7 @@ import numpy as np
 from accidents.config import CHALLENGER_ALIAS, MODEL_NAME
 from accidents.features import SEED_EXAMPLE
 from accidents.model_store import read_bundle
+from api.core.config import Settings
 from bench.prediction_log import token_of
 from bench.run import wrk
 from tests.api.conftest import register
@@ -30,6 +31,7 @@ from tests.support.processes import ManagedProcess, free_port, start_service
 from tests.support.project import Project
 
 CHALLENGER_THRESHOLD = 0.3
+DEFAULT_SHARE = Settings.model_fields["shadow_share"].default
 
 
 def start_api(project: Project, state: Path, **env: str) -> tuple[ManagedProcess, str]:
@@ -51,22 +53,23 @@ def bench_shadow(project: Project, work: Path, repeats: int, seconds: int) -> di
     mlflow.MlflowClient(project.tracking_uri).set_registered_model_alias(MODEL_NAME, CHALLENGER_ALIAS, challenger)
     body = work / "shadow-single.json"
     body.write_text(json.dumps({"features": list(SEED_EXAMPLE)}))
-    runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
-    shadowed = 0.0
+    modes = {"off": None, "on_share_default": DEFAULT_SHARE, "on_share_1": 1.0}
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    shadowed: dict[str, float] = {}
     for repeat in range(repeats):
-        for mode in ("off", "on"):
+        for mode, share in modes.items():
             print(f"shadow {mode} ({repeat + 1}/{repeats}) ...", flush=True)
-            process, url = start_api(project, work / f"shadow-{mode}-{repeat}", SHADOW_ENABLED=str(mode == "on"),
-                                     SHADOW_SHARE="1")  # fmt: skip
+            env = {"SHADOW_ENABLED": str(share is not None).lower(), "SHADOW_SHARE": str(share or 0)}
+            process, url = start_api(project, work / f"shadow-{mode}-{repeat}", **env)
             try:
                 token = token_of(url)
                 wrk(f"{url}/predict", body, 16, 2, token)  # warm-up
                 runs[mode].append(wrk(f"{url}/predict", body, 16, seconds, token))
-                if mode == "on":
-                    shadowed = max(shadowed, _shadow_rows(url))
+                shadowed[mode] = max(shadowed.get(mode, 0.0), _shadow_rows(url))
             finally:
                 process.stop()
-    off, on = _median(runs["off"]), _median(runs["on"])
+    medians = {mode: _median(values) for mode, values in runs.items()}
+    off = medians["off"]
 
     print("explanations ...", flush=True)
     process, url = start_api(project, work / "explain")
@@ -87,11 +90,11 @@ def bench_shadow(project: Project, work: Path, repeats: int, seconds: int) -> di
         samples.append(time.perf_counter() - started)
     return {
         "challenger_version": challenger,
-        "shadow_off_single_c16": off,
-        "shadow_on_single_c16": on,
-        "shadow_rows_scored_in_one_on_run": shadowed,
-        "p50_on_over_off_single_c16": round(on["p50_ms"] / off["p50_ms"], 3),
-        "rps_on_over_off_single_c16": round(on["rps"] / off["rps"], 3),
+        "default_share": DEFAULT_SHARE,
+        "single_c16": medians,
+        "shadow_rows_scored_in_one_run": shadowed,
+        "p50_over_off_single_c16": {mode: round(m["p50_ms"] / off["p50_ms"], 3) for mode, m in medians.items()},
+        "rps_over_off_single_c16": {mode: round(m["rps"] / off["rps"], 3) for mode, m in medians.items()},
         "explain_single_c1": explain,
         "plain_single_c1": plain,
         "tree_shap_in_process_one_row_p50_ms": round(statistics.median(samples) * 1000, 3),
@@ -107,20 +110,22 @@ def _shadow_rows(url: str) -> float:
 
 
 def markdown(shadow: dict[str, Any]) -> list[str]:
-    off, on = shadow["shadow_off_single_c16"], shadow["shadow_on_single_c16"]
+    medians, p50, rps = shadow["single_c16"], shadow["p50_over_off_single_c16"], shadow["rps_over_off_single_c16"]
     explain, plain = shadow["explain_single_c1"], shadow["plain_single_c1"]
+    names = {"off": "shadow off", "on_share_default": f"shadow on, SHADOW_SHARE={shadow['default_share']} (default)",
+             "on_share_1": "shadow on, SHADOW_SHARE=1 (every row)"}  # fmt: skip
+    lines = [
+        "",
+        "Shadow challenger, 1 row at 16 connections (same run, servers alternated, medians):",
+        "",
+        "| server | p50 | p50 / off (goal <= 1.05) | req/s | req/s / off | rows shadowed in one run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mode, name in names.items():
+        lines.append(f"| {name} | {medians[mode]['p50_ms']:.2f} ms | {p50[mode]:.3f} | {medians[mode]['rps']:.0f} "
+                     f"| {rps[mode]:.3f} | {shadow['shadow_rows_scored_in_one_run'][mode]:.0f} |")  # fmt: skip
     return [
-        "",
-        "Shadow challenger (same run, servers alternated; SHADOW_SHARE=1, every row also scored by the challenger):",
-        "",
-        "| measure | shadow off | shadow on | ratio | goal |",
-        "|---|---|---|---|---|",
-        f"| 1 row, 16 connections: p50 | {off['p50_ms']:.2f} ms | {on['p50_ms']:.2f} ms "
-        f"| {shadow['p50_on_over_off_single_c16']:.3f} | <= 1.05 |",
-        f"| 1 row, 16 connections: req/s | {off['rps']:.0f} | {on['rps']:.0f} "
-        f"| {shadow['rps_on_over_off_single_c16']:.3f} | |",
-        "",
-        f"Rows scored by the challenger during one shadow-on run: {shadow['shadow_rows_scored_in_one_on_run']:.0f}.",
+        *lines,
         "",
         "| explanations, 1 row, 1 connection | p50 | p99 | goal |",
         "|---|---|---|---|",

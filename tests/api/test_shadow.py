@@ -125,13 +125,23 @@ def test_a_challenger_that_cannot_load_leaves_serving_untouched(shadow_registry,
     info = requests.get(f"{on.url}/model", headers=headers, timeout=10).json()
     assert info["version"] == champion and info["challenger"] is None
     text = requests.get(f"{on.url}/metrics", timeout=10).text
-    assert metric(text, "challenger_checks_total", action="no-model") == 1
+    assert metric(text, "challenger_checks_total", action="rejected") == 1
     body = {"instances": rows_to_send(20)}
     answer = requests.post(f"{on.url}/predict", json=body, headers=headers, timeout=30)
     reference = requests.post(f"{off.url}/predict", json=body, headers=login(off.url), timeout=30)
     assert answer.status_code == 200 and answer.json() == reference.json()
     assert metric(requests.get(f"{on.url}/metrics", timeout=10).text, "shadow_rows_total",
                   challenger_version=broken, champion_version=champion) == 0  # fmt: skip
+
+    # a loaded challenger whose alias moves to a broken version is unloaded (the alias no longer names it)
+    set_challenger(uri, challenger)
+    requests.post(f"{on.url}/model/reload", headers=headers, timeout=60).raise_for_status()
+    assert requests.get(f"{on.url}/model", headers=headers, timeout=10).json()["challenger"]["version"] == challenger
+    set_challenger(uri, broken)
+    requests.post(f"{on.url}/model/reload", headers=headers, timeout=60).raise_for_status()
+    assert requests.get(f"{on.url}/model", headers=headers, timeout=10).json()["challenger"] is None
+    answer = requests.post(f"{on.url}/predict", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200 and answer.json() == reference.json()
     set_challenger(uri, challenger)
 
 

@@ -84,6 +84,8 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     metrics.model_checks.labels(first.action).inc()
     orchestrator = build_orchestrator(settings)
     challenger, shadow = await run_in_threadpool(start_shadow, settings, metrics, prediction_log)
+    if shadow is not None:
+        shadow.start_on_loop()  # on this event loop: no second thread contending for the GIL
     logger.info("API ready: model %s, orchestrator %s", first.current_version, orchestrator.name)
     return Services(
         settings, metrics, secret, database, auth_cache, throttle, inference, models, orchestrator, prediction_log,
@@ -114,7 +116,6 @@ def start_shadow(
         settings.shadow_share,
         settings.shadow_queue_rows,
     )
-    shadow.start()
     logger.info("shadow on: challenger %s, share %.2f", first.current_version, settings.shadow_share)
     return challenger, shadow
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from accidents.config import CHAMPION_ALIAS
 from accidents.model_store import ModelBundle, ModelLoadError, read_bundle
 from api.registry_client import MlflowRegistry, RegisteredVersion, RegistryError
 
@@ -41,7 +42,7 @@ class Served:
 class CheckResult:
     """What one check of the champion alias did."""
 
-    action: str  # loaded | swapped | unchanged | rejected | unavailable | no-model
+    action: str  # loaded | swapped | unchanged | rejected | unavailable | no-model | cleared (challenger)
     registry_reachable: bool
     previous_version: str | None
     current_version: str | None
@@ -57,15 +58,21 @@ class RegistryUnavailableError(Exception):
 
 
 class ModelService:
+    """The model behind one registry alias: the champion (with its local copy as fallback), or with
+    alias=CHALLENGER_ALIAS and local_path=None the shadow challenger, which is unloaded when the
+    alias is removed (promotion or drop) instead of kept like a champion."""
+
     def __init__(
         self,
         tracking_uri: str,
-        local_path: Path,
+        local_path: Path | None,
         poll_seconds: float,
         timeout_seconds: float,
         on_change: Callable[[Served], None] | None = None,
+        alias: str = CHAMPION_ALIAS,
     ):
         self.tracking_uri = tracking_uri
+        self.alias = alias
         self.local_path = local_path
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
@@ -82,10 +89,15 @@ class ModelService:
     def current(self) -> Served | None:
         return self._current
 
+    @property
+    def registry(self) -> MlflowRegistry:
+        """The registry client (promotion and drop write the aliases through it)."""
+        return self._registry
+
     def start(self) -> CheckResult:
         result = self.check()
         if self.poll_seconds > 0:
-            self._thread = threading.Thread(target=self._poll, name="champion-poller", daemon=True)
+            self._thread = threading.Thread(target=self._poll, name=f"{self.alias}-poller", daemon=True)
             self._thread.start()
         return result
 
@@ -100,7 +112,7 @@ class ModelService:
             try:
                 self.check()
             except Exception:  # the poller must survive anything; the next tick retries
-                logger.exception("champion check failed")
+                logger.exception("%s check failed", self.alias)
 
     def check(self) -> CheckResult:
         """Look at the champion alias now; load and swap when it moved. Serialized."""
@@ -112,12 +124,18 @@ class ModelService:
                 result = self._fallback_local(previous, str(error))
             self.degraded = self._current is not None and not result.registry_reachable
             self.last_check = result
-        log = logger.warning if result.action in ("rejected", "unavailable", "no-model") else logger.info
-        log("champion check: %s", result.action, extra={"fields": result.as_dict()})
+        quiet = result.action == "no-model" and self.local_path is None and result.registry_reachable  # no challenger
+        log = logger.warning if result.action in ("rejected", "unavailable", "no-model") and not quiet else logger.info
+        log("%s check: %s", self.alias, result.action, extra={"fields": result.as_dict()})
         return result
 
     def _check_registry(self, previous: str | None) -> CheckResult:
         version = self._champion()
+        if version is None and self.local_path is None:  # the challenger: no alias, nothing to shadow
+            if self._current is None:
+                return CheckResult("no-model", True, None, None, None, f"the registry has no {self.alias}")
+            self._current = None
+            return CheckResult("cleared", True, previous, None, None, f"the {self.alias} alias was removed")
         if version is None:
             if self._current is None:
                 return self._fallback_local(previous, "the registry has no champion yet", reachable=True)
@@ -130,8 +148,11 @@ class ModelService:
         try:
             bundle = self._registry.load_version(version)
         except (ModelLoadError, RegistryError) as error:
-            if self._current is None:
+            if self._current is None and self.local_path is not None:
                 return self._fallback_local(previous, f"version {wanted} rejected: {error}", reachable=True)
+            if self.local_path is None:  # the challenger: the alias no longer names the loaded version
+                self._current = None
+                return CheckResult("rejected", True, previous, None, wanted, f"version {wanted} rejected: {error}")
             return CheckResult("rejected", True, previous, previous, wanted, f"version {wanted} rejected: {error}")
         self._swap(Served(bundle, SOURCE_REGISTRY, _now()))
         return CheckResult("swapped" if previous else "loaded", True, previous, wanted, wanted)
@@ -140,6 +161,8 @@ class ModelService:
         """Registry unusable: keep what serves; with nothing yet, load the local champion copy."""
         if self._current is not None:
             return CheckResult("unavailable", reachable, previous, previous, None, reason)
+        if self.local_path is None:
+            return CheckResult("no-model", reachable, None, None, None, reason)
         if not self.local_path.is_file():
             return CheckResult("no-model", reachable, None, None, None, f"{reason}; no local copy at {self.local_path}")
         try:
@@ -158,9 +181,9 @@ class ModelService:
 
     def _champion(self) -> RegisteredVersion | None:
         try:
-            return self._registry.champion_version()
+            return self._registry.alias_version(self.alias)
         except RegistryError as error:
-            raise RegistryUnavailableError(f"cannot read the champion alias: {error}") from error
+            raise RegistryUnavailableError(f"cannot read the {self.alias} alias: {error}") from error
 
     def registry_champion(self) -> tuple[str, int] | None:
         """(version, creation time in ms) of the registry's champion; None when unknown."""

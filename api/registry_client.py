@@ -61,10 +61,12 @@ class MlflowRegistry:
 
     def champion_version(self, name: str = MODEL_NAME) -> RegisteredVersion | None:
         """The version holding the champion alias, or None when there is none yet."""
+        return self.alias_version(CHAMPION_ALIAS, name)
+
+    def alias_version(self, alias: str, name: str = MODEL_NAME) -> RegisteredVersion | None:
+        """The version holding `alias`, or None when no version holds it."""
         try:
-            version = self._get_json(
-                "/registered-models/alias", {"name": name, "alias": CHAMPION_ALIAS}, "model_version"
-            )
+            version = self._get_json("/registered-models/alias", {"name": name, "alias": alias}, "model_version")
         except RegistryError as error:
             if error.error_code in NO_CHAMPION_CODES:
                 return None
@@ -110,6 +112,33 @@ class MlflowRegistry:
         _raise_for_error(response)
         with _unexpected_answer("/runs/search"):
             return list(response.json().get("runs", []))
+
+    # --- writes: promotion and drop of the challenger through the API (api/routes/model.py) -------
+
+    def set_alias(self, alias: str, version: str, name: str = MODEL_NAME) -> None:
+        self._send("POST", "/registered-models/alias", {"name": name, "alias": alias, "version": version})
+
+    def delete_alias(self, alias: str, name: str = MODEL_NAME) -> None:
+        """Remove `alias` (no error when no version holds it)."""
+        try:
+            self._send("DELETE", "/registered-models/alias", {"name": name, "alias": alias})
+        except RegistryError as error:
+            if error.error_code not in NO_CHAMPION_CODES:
+                raise
+
+    def set_version_tags(self, version: str, tags: dict[str, str], name: str = MODEL_NAME) -> None:
+        for key, value in tags.items():
+            self._send("POST", "/model-versions/set-tag", {"name": name, "version": version, "key": key,
+                                                           "value": value})  # fmt: skip
+
+    def _send(self, method: str, endpoint: str, body: dict[str, str]) -> None:
+        if not self._usable:
+            self._request(API + endpoint)  # raises the clear "must be an http(s) URL" error
+        try:
+            response = self._http.request(method, API + endpoint, json=body)
+        except httpx.HTTPError as error:
+            raise RegistryError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
+        _raise_for_error(response)
 
     def _download(self, artifact_uri: str, file_name: str, version: str) -> bytes:
         parsed = urlparse(artifact_uri)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
 from api.core.config import USERNAME_PATTERN
@@ -71,11 +71,48 @@ class RowPrediction(BaseModel):
     model_version: str | None
 
 
+class Contribution(BaseModel):
+    feature: str = Field(description="contract name of the request input (descriptions: `Contributions`)")
+    value: float | None = Field(description="the input's value in this request (null: missing)")
+    contribution: float = Field(description="its SHAP contribution to the raw score, in log-odds")
+
+
+# One field per contract input, with its official description: the schema documents every name.
+Contributions = create_model(
+    "Contributions",
+    __doc__="Every input's SHAP contribution (log-odds); derived inputs mapped back onto the input they "
+    "come from (`com` and `dep` include their target encodings).",
+    **{feature.name: (float, Field(description=feature.description)) for feature in FEATURES},
+)
+
+
+class Explanation(BaseModel):
+    base_value: float = Field(description="expected raw score (log-odds) over the training rows")
+    raw_score: float = Field(description="this row's raw score (log-odds): base_value + sum of contributions")
+    top: list[Contribution] = Field(description="largest contributions by absolute value, largest first")
+    contributions: Contributions  # type: ignore[valid-type]
+
+
+class ExplainedRowPrediction(RowPrediction):
+    explanation: Explanation | None = Field(None, description="with ?explain=true: exact TreeSHAP of this row")
+
+
 class PredictResponse(BaseModel):
     model_version: str | None
     threshold: float
     data_source: str
-    predictions: list[RowPrediction]
+    predictions: list[ExplainedRowPrediction]
+
+
+class ChallengerInfo(BaseModel):
+    version: str | None
+    run_id: str | None
+    threshold: float
+    data_source: str
+    trained_at: str
+    model_family: str
+    metrics: dict[str, float]
+    loaded_at: str
 
 
 class ModelInfo(BaseModel):
@@ -94,6 +131,8 @@ class ModelInfo(BaseModel):
     loaded_at: str
     tracking_uri: str
     last_check: dict[str, Any] | None
+    shadow_enabled: bool = Field(False, description="SHADOW_ENABLED: a challenger is scored in the shadow")
+    challenger: ChallengerInfo | None = Field(None, description="the registry's challenger loaded beside the champion")
 
 
 class RetrainRunOut(BaseModel):
@@ -193,3 +232,27 @@ def _feature_schema(feature: Any) -> dict[str, Any]:
         schema["minimum"] = feature.minimum
         schema["maximum"] = feature.maximum
     return schema
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    override: bool = Field(False, description="promote even when the promotion rule (params.yaml) says no, or "
+                           "cannot judge yet (no labelled shadow rows): recorded in the audit")  # fmt: skip
+    reason: str | None = Field(None, max_length=500, description="why (kept in the audit tags)")
+
+
+class PromoteResponse(BaseModel):
+    promoted_version: str
+    previous_champion: str | None
+    rule_applied: bool = Field(description="false: no realized AUC/F1 of both models on labelled shadow rows yet")
+    rule_promotes: bool | None
+    rule_reason: str
+    override: bool
+    evidence: dict[str, Any] | None
+    audit_tags: dict[str, str] = Field(description="tags set on the promoted model version in MLflow")
+
+
+class DropResponse(BaseModel):
+    dropped_version: str | None
+    audit_tags: dict[str, str]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
+from accidents.config import CHALLENGER_ALIAS
 from api.core.auth_cache import AuthCache
 from api.core.config import DEMO_ADMIN_PASSWORD, Settings
 from api.core.observability import Metrics
@@ -24,6 +25,7 @@ from api.inference import InferenceExecutor
 from api.model_service import ModelService
 from api.monitoring.service import LogOptions, PredictionLog
 from api.orchestrators import Orchestrator, build_orchestrator
+from api.shadow import ShadowScorer
 
 logger = logging.getLogger("api")
 
@@ -40,8 +42,14 @@ class Services:
     models: ModelService
     orchestrator: Orchestrator
     prediction_log: PredictionLog  # what /predict served, written off the request path
+    challenger: ModelService | None = None  # SHADOW_ENABLED: the registry's challenger (api/shadow.py)
+    shadow: ShadowScorer | None = None  # scores a share of live rows with it, off the request path
 
     def close(self) -> None:
+        if self.shadow is not None:
+            self.shadow.stop()  # before the log: its last rows are queued to the log's writer
+        if self.challenger is not None:
+            self.challenger.stop()
         self.prediction_log.stop()  # first: what is queued gets written while the rest closes
         self.models.stop()
         self.inference.close()
@@ -80,10 +88,41 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     first = await run_in_threadpool(models.start)
     metrics.model_checks.labels(first.action).inc()
     orchestrator = build_orchestrator(settings)
+    challenger, shadow = await run_in_threadpool(start_shadow, settings, metrics, prediction_log)
+    if shadow is not None:
+        shadow.start_on_loop()  # on this event loop: no second thread contending for the GIL
     logger.info("API ready: model %s, orchestrator %s", first.current_version, orchestrator.name)
     return Services(
-        settings, metrics, secret, database, auth_cache, throttle, inference, models, orchestrator, prediction_log
+        settings, metrics, secret, database, auth_cache, throttle, inference, models, orchestrator, prediction_log,
+        challenger, shadow,
+    )  # fmt: skip
+
+
+def start_shadow(
+    settings: Settings, metrics: Metrics, prediction_log: PredictionLog
+) -> tuple[ModelService | None, ShadowScorer | None]:
+    """SHADOW_ENABLED: the challenger (its own alias poller, no local copy) and the shadow scorer."""
+    if not settings.shadow_enabled:
+        return None, None
+    challenger = ModelService(
+        settings.mlflow_tracking_uri,
+        None,
+        settings.model_poll_seconds,
+        settings.mlflow_timeout_seconds,
+        alias=CHALLENGER_ALIAS,
     )
+    first = challenger.start()
+    metrics.shadow.checks.labels(first.action).inc()
+    writer = prediction_log.writer
+    shadow = ShadowScorer(
+        lambda: challenger.current,
+        metrics.shadow,
+        writer.submit if writer is not None else None,
+        settings.shadow_share,
+        settings.shadow_queue_rows,
+    )
+    logger.info("shadow on: challenger %s, share %.2f", first.current_version, settings.shadow_share)
+    return challenger, shadow
 
 
 def log_options(settings: Settings) -> LogOptions:

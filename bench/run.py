@@ -234,6 +234,9 @@ def main() -> None:
                         help="only the prediction log's budget (bench/prediction_log.py)")  # fmt: skip
     parser.add_argument("--skip-drift", action="store_true", help="skip the drift job's budget")
     parser.add_argument("--drift-only", action="store_true", help="only the drift job's budget (bench/drift.py)")
+    parser.add_argument(
+        "--shadow-only", action="store_true", help="only the shadow and explain budgets (bench/shadow.py)"
+    )
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -253,15 +256,21 @@ def main() -> None:
             results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
             drift.write_results(results, RESULTS)
             return
-        if not args.skip_drift:
+        if not (args.skip_drift or args.prediction_log_only or args.shadow_only):
             results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
-        if not args.skip_pipeline and not args.prediction_log_only:
+        if not args.skip_pipeline and not args.prediction_log_only and not args.shadow_only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = bench_pipeline(project, args.repeats)
         # the 28 contract columns by name: the processed splits also carry Num_Acc, date and grav
         test_split = pd.read_csv(project.root / "data" / "processed" / "test.csv", nrows=1000)
         batch = test_split[list(FEATURE_NAMES)].to_numpy(dtype=float)
         bodies = write_bodies(work, batch)
+        from bench import shadow  # shadow challenger and explanations (issue #15)
+
+        if args.shadow_only:
+            results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
+            shadow.write_results(results, RESULTS)
+            return
         # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
         from bench import prediction_log
 
@@ -298,6 +307,9 @@ def main() -> None:
         results["mlflow_serve"].update(rss_mb=peer_rss, rss_after_load_runs_mb=rss_mb(peer.pid))
         peer.stop()
         results["ratios"] = ratios(results["floor"], results["api"], results["mlflow_serve"])
+        results["shadow"] = shadow.bench_shadow(
+            project, work, args.repeats, args.seconds
+        )  # after: it adds a challenger
         if not args.skip_stack:
             print("make run: first and warm starts ...", flush=True)
             results["stack"] = bench_stack(project, work, args.repeats)
@@ -372,6 +384,10 @@ def markdown(results: dict[str, Any]) -> str:
         from bench.drift import markdown as drift_markdown
 
         lines += drift_markdown(results["drift"])
+    if "shadow" in results:  # bench/shadow.py
+        from bench.shadow import markdown as shadow_markdown
+
+        lines += shadow_markdown(results["shadow"])
     return "\n".join(lines) + "\n"
 
 

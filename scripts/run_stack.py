@@ -219,6 +219,8 @@ def api_env(s: Settings) -> dict[str, str]:
         "AIRFLOW_API_URL": s.airflow_url,
         "AIRFLOW_USERNAME": s.airflow_username,
         "AIRFLOW_PASSWORD": s.airflow_password,
+        # the registry's challenger scores a share of live rows in the shadow of the champion (api/shadow.py)
+        "SHADOW_ENABLED": s.env.get("SHADOW_ENABLED", "true"),
     }
 
 

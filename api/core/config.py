@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     # prediction
     max_batch_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    explain_max_rows: int = Field(default=100, ge=1)  # ?explain=true: larger batches get a 422 (~3 ms a row)
+    explain_top_features: int = Field(default=5, ge=1, le=28)  # contributions listed per row in `top`
 
     # prediction log (api.monitoring): every served row, written off the request path
     prediction_log_enabled: bool = True
@@ -96,6 +98,12 @@ class Settings(BaseSettings):
     )
     mlflow_timeout_seconds: int = Field(default=5, ge=1)
     model_poll_seconds: float = Field(default=30.0, ge=0)  # 0: no polling (POST /model/reload only)
+
+    # shadow challenger (api/shadow.py): the registry's `challenger` scores a share of live rows off
+    # the request path; answers stay the champion's. Off by default here, on in `make run` and compose.
+    shadow_enabled: bool = False
+    shadow_share: float = Field(default=0.25, ge=0, le=1)  # share of served rows also scored by the challenger
+    shadow_queue_rows: int = Field(default=10_000, ge=1)  # rows waiting for the challenger; beyond: dropped, counted
 
     # retraining
     retrain_command: str | None = None  # default <project>/retraining_run.sh

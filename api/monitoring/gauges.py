@@ -40,7 +40,7 @@ def latest_overall(engine: Engine) -> list[dict[str, Any]]:
     """The newest overall (all months) result of each model version."""
     query = (
         select(realized)
-        .where(realized.c.month.is_(None))
+        .where(realized.c.month.is_(None), realized.c.shadow_challenger.is_(None))  # shadow pairs: api/shadow.py
         .order_by(realized.c.computed_at.desc(), realized.c.id.desc())
         .limit(RECENT_ROWS)
     )

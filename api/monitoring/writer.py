@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Float, delete
+from sqlalchemy import Boolean, Float, delete
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.features import FEATURE_NAMES
 from accidents.prediction_log import predictions
+from api.monitoring.drops import DropReport, wait_idle
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class ServedBatch:
     probabilities: np.ndarray
     classes: np.ndarray
     accident_ids: list[str | None] | None
+    # shadow rows (api/shadow.py): the challenger's predictions above, the champion's here
+    shadow: bool = False
+    champion_version: str | None = None
+    champion_probabilities: np.ndarray | None = None
+    champion_classes: np.ndarray | None = None
 
     def rows(self, common: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """One parameter tuple per scored row, in InsertStatement.COLUMNS order (NaN -> NULL);
@@ -58,10 +64,15 @@ class ServedBatch:
         values[np.isnan(self.features)] = None
         ids = self.accident_ids or [None] * len(values)
         threshold = (self.threshold,)
+        if self.champion_probabilities is None:
+            champion = [(self.shadow, self.champion_version, None, None)] * len(values)
+        else:
+            theirs = zip(self.champion_probabilities.tolist(), self.champion_classes.tolist(), strict=True)
+            champion = [(self.shadow, self.champion_version, p, c) for p, c in theirs]
         return [
-            (*common, accident_id, *row, p, c, *threshold)
-            for row, p, c, accident_id in zip(values.tolist(), self.probabilities.tolist(), self.classes.tolist(), ids,
-                                              strict=True)
+            (*common, accident_id, *row, p, c, *threshold, *theirs)
+            for row, p, c, accident_id, theirs in zip(values.tolist(), self.probabilities.tolist(),
+                                                      self.classes.tolist(), ids, champion, strict=True)
         ]  # fmt: skip
 
     def shared(self) -> tuple[Any, ...]:
@@ -75,7 +86,8 @@ class InsertStatement:
     Bind processors (SQLite's datetime format) run once per batch, on the shared columns only."""
 
     SHARED = ("logged_at", "request_id", "model_version", "model_source", "caller_role")
-    COLUMNS = (*SHARED, "accident_id", *FEATURE_NAMES, "probability", "predicted_class", "threshold")
+    COLUMNS = (*SHARED, "accident_id", *FEATURE_NAMES, "probability", "predicted_class", "threshold",
+               "shadow", "champion_version", "champion_probability", "champion_class")  # fmt: skip
 
     def __init__(self, engine: Engine):
         dialect = engine.dialect
@@ -88,10 +100,12 @@ class InsertStatement:
         processors = {
             name: predictions.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.COLUMNS
         }
-        # Per-row columns get Python floats, ints, str or None from rows(): a Float's `to_float`
-        # processor would return them unchanged; any other conversion would be skipped, so refuse it.
+        # Per-row columns get Python floats, ints, bools, str or None from rows(): a Float's `to_float`
+        # or a Boolean's int conversion would return them unchanged for the drivers (sqlite3 and
+        # psycopg take bools); any other conversion would be skipped, so refuse it.
+        plain = (Float, Boolean)
         per_row = [name for name in self.COLUMNS[len(self.SHARED) :]
-                   if processors[name] is not None and not isinstance(predictions.c[name].type, Float)]  # fmt: skip
+                   if processors[name] is not None and not isinstance(predictions.c[name].type, plain)]  # fmt: skip
         if per_row:
             raise RuntimeError(f"columns needing per-row conversion: {per_row}")
         self._shared = [processors[name] for name in self.SHARED]
@@ -158,15 +172,14 @@ class PredictionLogWriter:
         self.retention = timedelta(days=retention_days) if retention_days > 0 else None
         self.write_attempts = write_attempts
         self.retry_seconds = retry_seconds
-        self.report_seconds = report_seconds
         self._queue: deque[ServedBatch] = deque()
         self._queued_rows = 0
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._unreported: dict[str, int] = {}
-        self._last_report = time.monotonic()
+        self._drops = DropReport(metrics.dropped, "prediction log", "prediction_log_dropped", logger, logging.ERROR,
+                                 report_seconds)  # fmt: skip
         self._last_purge = 0.0
         self._insert = InsertStatement(engine)
         self._writing = False  # a taken batch is being written (flush() waits for it)
@@ -216,13 +229,7 @@ class PredictionLogWriter:
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until the queue is empty (tests, benchmarks); False on timeout."""
-        deadline = time.monotonic() + timeout
-        self._wake.set()
-        while time.monotonic() < deadline:
-            if self._queued_rows == 0 and not self._writing:
-                return True
-            time.sleep(0.01)
-        return False
+        return wait_idle(self._wake, lambda: self._queued_rows == 0 and not self._writing, timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -293,16 +300,7 @@ class PredictionLogWriter:
     # --- accounting ---------------------------------------------------------------------------
 
     def _dropped(self, reason: str, rows: int) -> None:
-        self.metrics.dropped.labels(reason).inc(rows)
-        with self._lock:
-            self._unreported[reason] = self._unreported.get(reason, 0) + rows
+        self._drops.add(reason, rows)
 
     def _report(self, force: bool = False) -> None:
-        """One log line per interval with the rows dropped meanwhile."""
-        if not self._unreported or (not force and time.monotonic() - self._last_report < self.report_seconds):
-            return
-        with self._lock:
-            counts, self._unreported = self._unreported, {}
-        self._last_report = time.monotonic()
-        logger.error("prediction log: dropped %s rows", ", ".join(f"{n} ({reason})" for reason, n in counts.items()),
-                     extra={"fields": {"prediction_log_dropped": counts}})  # fmt: skip
+        self._drops.report(force)

@@ -119,7 +119,7 @@ def prediction_stats(
     served probabilities, and the volume per period; aggregated by the database."""
     start = _utc(since).astimezone(UTC) if since else datetime.now(UTC) - timedelta(days=30)
     end = _utc(until).astimezone(UTC) if until else None
-    conditions = [predictions.c.logged_at >= start]
+    conditions = [predictions.c.logged_at >= start, predictions.c.shadow.is_(False)]  # served rows (shadow: its panel)
     if end is not None:
         conditions.append(predictions.c.logged_at < end)
     if model_version is not None:

@@ -1,5 +1,6 @@
-"""GET /monitoring/predictions, /performance and /drift: what the API served, how it did and whether the
-traffic drifted from what the model learned (admin only)."""
+"""GET /monitoring/predictions, /performance, /drift and /shadow: what the API served, how it did,
+whether the traffic drifted from what the model learned, and how the shadow challenger compares
+with the champion (admin only)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from accidents.features import FEATURE_NAMES
 from accidents.prediction_log import predictions, realized
 from api.deps import AdminUser, PredictionLogDep
 from api.monitoring.accident_ids import ID_PATTERN
+from api.monitoring.shadow_report import shadow_report
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
@@ -138,7 +140,9 @@ def logged_predictions(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Logged predictions, newest first, filtered by time range, model version and accident id."""
-    query = select(predictions).order_by(predictions.c.id.desc()).limit(limit + 1)
+    query = (
+        select(predictions).where(predictions.c.shadow.is_(False)).order_by(predictions.c.id.desc()).limit(limit + 1)
+    )
     if since is not None:
         query = query.where(predictions.c.logged_at >= _utc(since).astimezone(UTC))
     if until is not None:
@@ -173,7 +177,9 @@ def realized_performance(
     latest_job = select(realized.c.job_id).order_by(realized.c.computed_at.desc(), realized.c.id.desc()).limit(1)
     if model_version is not None:
         latest_job = latest_job.where(realized.c.model_version == model_version)
-    query = select(realized).where(realized.c.job_id == latest_job.scalar_subquery())
+    query = select(realized).where(
+        realized.c.job_id == latest_job.scalar_subquery(), realized.c.shadow_challenger.is_(None)
+    )  # shadow comparisons: /monitoring/shadow
     if model_version is not None:
         query = query.where(realized.c.model_version == model_version)
     try:
@@ -193,5 +199,58 @@ def drift(
     """The drift job's results (`python -m accidents.monitor`), newest first."""
     try:
         return drift_results.recent(log.engine, limit)
+    except SQLAlchemyError as error:
+        raise _store_error(error) from None
+
+
+class RealizedGrade(BaseModel):
+    roc_auc: float | None
+    f1: float | None
+    precision: float | None
+    recall: float | None
+    rows_labelled: int
+    rows_unlabelled: int
+    computed_at: datetime
+
+    @field_validator("computed_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+class ShadowRealized(BaseModel):
+    job_id: str
+    challenger: RealizedGrade | None = None
+    champion: RealizedGrade | None = None
+
+
+class ShadowComparison(BaseModel):
+    challenger_version: str | None
+    champion_version: str | None
+    rows: int = Field(description="shadow rows logged: live rows scored by both models")
+    agreement_rate: float = Field(description="share of those rows where both predict the same class")
+    challenger_positive_rate: float
+    champion_positive_rate: float
+    positive_rate_difference: float = Field(description="challenger minus champion")
+    first_logged_at: datetime
+    last_logged_at: datetime
+    realized: ShadowRealized | None = Field(description="label job: both graded on the same labelled shadow rows")
+
+    @field_validator("first_logged_at", "last_logged_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return _utc(value)
+
+
+@router.get("/shadow", response_model=list[ShadowComparison], responses=STORE_UNAVAILABLE)
+def shadow_comparison(
+    _: AdminUser,
+    log: PredictionLogDep,
+    challenger_version: Annotated[str | None, Query(pattern=VERSION_PATTERN)] = None,
+) -> list[dict[str, Any]]:
+    """Per challenger version (and the champion it shadowed): agreement, positive rates and, once the
+    label job ran, realized AUC/F1 of both on the same rows. Newest first."""
+    try:
+        return shadow_report(log.engine, challenger_version)
     except SQLAlchemyError as error:
         raise _store_error(error) from None

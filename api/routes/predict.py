@@ -6,16 +6,18 @@ No DataFrame, no model loading.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
+from accidents.explain import ExplainError
 from api.core.config import Settings
 from api.core.observability import Metrics
 from api.deps import Caller, ServicesDep, serving_model
+from api.explanations import check_explainable, explain_rows
 from api.prediction import parse_request
 from api.schemas import PredictResponse, predict_body_schema
 
@@ -29,6 +31,7 @@ def build_router(settings: Settings) -> APIRouter:
     """The body schema shows the configured batch limit in /docs."""
     router = APIRouter(tags=["predict"])
     max_batch_rows = settings.max_batch_rows
+    explain_max_rows, explain_top = settings.explain_max_rows, settings.explain_top_features
 
     @router.post(
         "/predict",
@@ -37,14 +40,31 @@ def build_router(settings: Settings) -> APIRouter:
         openapi_extra={"requestBody": predict_body_schema(settings.max_batch_rows)},
         responses={
             413: {"description": "request body too large"},
-            422: {"description": "a value outside the feature contract (field, row and rule named)"},
+            409: {"description": "explain=true: the serving model's family has no explainer"},
+            422: {
+                "description": "a value outside the feature contract (field, row and rule named), "
+                "or more rows than EXPLAIN_MAX_ROWS with explain=true"
+            },
             503: {"description": "no model loaded yet"},
         },
     )
-    async def predict(request: Request, caller: Caller, services: ServicesDep) -> Response:
+    async def predict(
+        request: Request,
+        caller: Caller,
+        services: ServicesDep,
+        explain: Annotated[
+            bool,
+            Query(
+                description="add per row the exact TreeSHAP contributions of the 28 "
+                "inputs to the raw score (log-odds) and the base value"
+            ),
+        ] = False,
+    ) -> Response:
         # one dependency for the services used: each resolved dependency costs on this hot path
         parsed = parse_request(await request.body(), max_batch_rows)
         rows = parsed.matrix
+        if explain:
+            check_explainable(len(rows), explain_max_rows)
         served = serving_model(services.models)  # grabbed once: a swap during this request does not affect it
         bundle = served.bundle
         if bundle.uses_compiled(len(rows)):
@@ -59,6 +79,9 @@ def build_router(settings: Settings) -> APIRouter:
             request.state.request_id, metadata.version, served.source, caller.role,
             metadata.threshold, rows, probabilities, classes, parsed.accident_ids,
         )  # fmt: skip
+        if services.shadow is not None:  # sampled rows queued for the challenger; scored off this path
+            services.shadow.submit(request.state.request_id, caller.role, rows, metadata.version, probabilities,
+                                   classes, parsed.accident_ids)  # fmt: skip
         predictions = [
             {
                 "class": int(c),
@@ -68,6 +91,13 @@ def build_router(settings: Settings) -> APIRouter:
             }
             for c, p in zip(classes, probabilities, strict=True)
         ]
+        if explain:
+            try:
+                explained = await services.inference.run(explain_rows, bundle, rows, explain_top)
+            except ExplainError as error:
+                raise HTTPException(status.HTTP_409_CONFLICT, f"no explanations for this model: {error}") from None
+            for prediction, explanation in zip(predictions, explained, strict=True):
+                prediction["explanation"] = explanation
         body = {
             "model_version": metadata.version,
             "threshold": metadata.threshold,

@@ -65,6 +65,11 @@ class TargetEncoding:
         if any(np.isnan(values).any() or np.any(np.diff(values) <= 0) for values in self.categories):
             raise ValueError("encoder categories are not sorted numbers without NaN")
 
+    @property
+    def input_columns(self) -> list[int]:
+        """For each column of `transform`'s output, the input column it comes from."""
+        return [*self.columns, *self._raw_columns]
+
     def transform(self, rows: np.ndarray) -> np.ndarray:
         encoded = []
         for column, categories, encodings in zip(self.columns, self.categories, self._encodings, strict=True):

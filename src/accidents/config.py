@@ -16,6 +16,11 @@ import yaml
 
 MODEL_NAME = "accidents-severity"
 CHAMPION_ALIAS = "champion"
+# A version that loaded, passed the contract check and was not promoted: the API scores a share of
+# live traffic with it in the shadow of the champion (api/shadow.py) until it is promoted or dropped.
+CHALLENGER_ALIAS = "challenger"
+# MLflow experiment of the audit runs of promotions and drops made through the API (POST /model/promote)
+MONITORING_EXPERIMENT = "monitoring"
 DAG_ID = "dvc_pipeline"
 
 API_PORT = 8000
@@ -139,6 +144,7 @@ def tracking_uri() -> str:
 _EXPORTED = {
     "MODEL_NAME": MODEL_NAME,
     "CHAMPION_ALIAS": CHAMPION_ALIAS,
+    "CHALLENGER_ALIAS": CHALLENGER_ALIAS,
     "DAG_ID": DAG_ID,
     "API_PORT": API_PORT,
     "MLFLOW_PORT": MLFLOW_PORT,

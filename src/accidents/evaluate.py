@@ -4,6 +4,9 @@ The test split is the newest period (temporal split): both models are scored on 
 The challenger's scores are also written per calendar month (reports/test_by_month.json, a DVC
 metric; by_month.csv and calibration.csv, DVC plots; the same as MLflow metrics and PNGs).
 
+A version that is not promoted becomes the registry's `challenger` (alias CHALLENGER_ALIAS; the
+API scores live traffic with it in the shadow of the champion); a promotion clears that alias.
+
 Promotion rule (params `promotion.min_improvement`, absolute): the challenger becomes
 `champion` when it beats the champion by more than the margin on ROC AUC or on F1 without
 losing more than the margin on the other; the first model is always promoted. The decision
@@ -20,26 +23,13 @@ import mlflow
 import pandas as pd
 
 from accidents import registry
-from accidents.config import CHAMPION_ALIAS, MODEL_NAME, load_params, paths
+from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME, load_params, paths
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID
 from accidents.model_store import ModelBundle, ModelLoadError, read_bundle, write_bundle
 from accidents.modeling import score, score_by_month, split_xy
 from accidents.plots import write_plots, write_time_plots
+from accidents.promotion import COMPARED, decide  # noqa: F401 - the rule lives there (the API applies it too)
 from accidents.stage import PipelineError, log, run_stage, write_json
-
-COMPARED = ("roc_auc", "f1")
-
-
-def decide(challenger: dict[str, float], champion: dict[str, float] | None, margin: float) -> tuple[bool, str]:
-    """(promote?, reason) under the promotion rule."""
-    if champion is None:
-        return True, "no champion yet: the first model is promoted"
-    gains = {metric: challenger[metric] - champion[metric] for metric in COMPARED}
-    for better, other in (("roc_auc", "f1"), ("f1", "roc_auc")):
-        if gains[better] > margin and gains[other] >= -margin:
-            return True, f"{better} +{gains[better]:.4f} > {margin} and {other} {gains[other]:+.4f} >= -{margin}"
-    summary = ", ".join(f"{metric} {gain:+.4f}" for metric, gain in gains.items())
-    return False, f"not better by more than {margin} on roc_auc or f1 without losing more on the other ({summary})"
 
 
 def current_champion(client: Any, challenger_version: str | None) -> ModelBundle | None:
@@ -93,10 +83,14 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
 
     if promoted:
         client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
+        registry.clear_challenger(client)  # a promoted version is nobody's challenger any more
         test_metrics = {f"test_{name}": value for name, value in challenger_scores.items()}
         served = replace(challenger.metadata, metrics={**challenger.metadata.metrics, **test_metrics})
         write_bundle(project.champion, ModelBundle(challenger.model, served))
     else:
+        # it loaded and passed the contract check (read_bundle) and scored the test split: the API
+        # tries it on live traffic in the shadow of the champion (api/shadow.py)
+        client.set_registered_model_alias(MODEL_NAME, CHALLENGER_ALIAS, version)
         sync_local_copy(champion)
 
     return {

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,10 @@ import numpy as np
 
 from accidents.compiled_trees import MAX_ROWS as COMPILED_MAX_ROWS
 from accidents.compiled_trees import CompiledTrees, compile_trees
+from accidents.explain import ExplainError, TreeShap
 from accidents.features import N_FEATURES, SEED_EXAMPLE
+
+_EXPLAINER_LOCK = threading.Lock()
 
 # Internal types our model families need beyond skops' defaults (HistGradientBoosting,
 # RandomForest, the target-encoding Pipeline's fold splitter). Nothing else is trusted.
@@ -73,6 +77,23 @@ class ModelBundle:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compiled", compile_trees(self.model))
+
+    def explainer(self) -> TreeShap:
+        """The exact TreeSHAP explainer of `model` (accidents.explain), built on first use (~0.2 s)
+        and kept; ExplainError when the model family has none."""
+        built = self.__dict__.get("_explainer")
+        if built is None:
+            with _EXPLAINER_LOCK:
+                built = self.__dict__.get("_explainer")
+                if built is None:
+                    try:
+                        built = TreeShap(self.model)
+                    except ValueError as error:  # ExplainError, or an encoder layout TreeShap cannot read
+                        built = ExplainError(str(error))
+                    object.__setattr__(self, "_explainer", built)
+        if isinstance(built, ExplainError):
+            raise built
+        return built
 
     def uses_compiled(self, n_rows: int) -> bool:
         return self.compiled is not None and n_rows <= COMPILED_MAX_ROWS

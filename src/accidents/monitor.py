@@ -104,8 +104,14 @@ class Comparison:
 
 
 def newest_version(engine: Engine, since: datetime | None, until: datetime | None) -> str | None:
-    """The model version that served the newest logged prediction of the time range."""
-    query = select(predictions.c.model_version).order_by(predictions.c.id.desc()).limit(1)
+    """The model version that served the newest logged prediction of the time range (served rows:
+    a shadow challenger's rows are not traffic)."""
+    query = (
+        select(predictions.c.model_version)
+        .where(predictions.c.shadow.is_(False))
+        .order_by(predictions.c.id.desc())
+        .limit(1)
+    )
     if since is not None:
         query = query.where(predictions.c.logged_at >= since)
     if until is not None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    false,
     select,
 )
 from sqlalchemy.engine import Connection, Engine
@@ -52,7 +54,7 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0002"  # head of migrations/versions (tests/monitoring checks they agree)
+SCHEMA_REVISION = "0003"  # head of migrations/versions (tests/monitoring checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 metadata = MetaData()
@@ -72,6 +74,12 @@ predictions = Table(
     Column("probability", Float, nullable=False),
     Column("predicted_class", SmallInteger, nullable=False),
     Column("threshold", Float, nullable=False),
+    # Shadow rows (revision 0003): the challenger's prediction of a served row, never sent to the
+    # client, next to the champion's prediction of the same row (api/shadow.py). Served rows: false/NULL.
+    Column("shadow", Boolean, nullable=False, server_default=false()),
+    Column("champion_version", String(64), nullable=True),
+    Column("champion_probability", Float, nullable=True),
+    Column("champion_class", SmallInteger, nullable=True),
     Index("ix_prediction_log_logged_at", "logged_at"),
     Index("ix_prediction_log_version_time", "model_version", "logged_at"),
     Index("ix_prediction_log_accident_id", "accident_id"),
@@ -99,6 +107,10 @@ realized = Table(
     Column("ece", Float, nullable=True),  # expected calibration error, 10 equal-width bins
     Column("label_source", String(200), nullable=False),
     Column("mlflow_run_id", String(64), nullable=True),
+    # Shadow comparison rows (revision 0003): champion and challenger graded on the same labelled
+    # shadow rows; both NULL for the regular per-version results.
+    Column("shadow_champion", String(64), nullable=True),
+    Column("shadow_challenger", String(64), nullable=True),
     Index("ix_realized_version_time", "model_version", "computed_at"),
 )
 
@@ -182,15 +194,18 @@ def read_window(
     model_version: str | None = None,
     with_accident_id: bool = False,
     newest: int | None = None,
+    shadow: bool = False,
 ) -> pd.DataFrame:
     """Logged predictions with since <= logged_at < until (UTC), oldest first, as a DataFrame with
     the columns of `prediction_log` (features under their contract names); `newest`: only the
-    newest N of them. The monitoring jobs' way in: one SQL query, no HTTP."""
+    newest N of them. The monitoring jobs' way in: one SQL query, no HTTP. Served rows only, or
+    with `shadow` the challenger's shadow rows only (never both: a shadow row is not traffic)."""
     import pandas as pd
 
-    query = select(predictions).order_by(predictions.c.id)
+    served = predictions.c.shadow.is_(shadow)
+    query = select(predictions).where(served).order_by(predictions.c.id)
     if newest is not None:
-        query = select(predictions).order_by(predictions.c.id.desc()).limit(newest)
+        query = select(predictions).where(served).order_by(predictions.c.id.desc()).limit(newest)
     if since is not None:
         query = query.where(predictions.c.logged_at >= _utc(since))
     if until is not None:

@@ -13,6 +13,10 @@ Predictions with no label yet stay counted (`rows_unlabelled`). Results go to th
 (`realized_performance`, which the API exports as Prometheus gauges) and to MLflow: one run per
 model version in the `monitoring` experiment, tagged with the model's name and version, and the
 model version itself tagged with that run and the realized AUC.
+
+Shadow rows (the challenger's predictions of served rows, api/shadow.py) are graded apart: per
+(challenger, champion) pair, both models on the same labelled rows (rows with `shadow_challenger`
+and `shadow_champion` set), what GET /monitoring/shadow shows and POST /model/promote judges by.
 """
 
 from __future__ import annotations
@@ -60,6 +64,9 @@ class Grade:
     mean_probability: float | None = None
     brier: float | None = None
     ece: float | None = None
+    # shadow comparisons: this model graded on the labelled shadow rows of the pair
+    shadow_champion: str | None = None
+    shadow_challenger: str | None = None
 
 
 def expected_calibration_error(truth: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -132,10 +139,31 @@ def grade_log(logged: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
     return grades
 
 
+def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
+    """Per (challenger, champion) pair of the shadow rows: both models graded on the same labelled
+    rows (the latest shadow row of each accident), overall only. The champion's prediction of each
+    row is the one logged beside the challenger's (api/shadow.py)."""
+    grades = []
+    pairs = shadow.groupby([shadow["model_version"].fillna("unknown"), shadow["champion_version"].fillna("unknown")])
+    for (challenger, champion), rows in pairs:
+        latest = rows.sort_values("id", kind="stable").drop_duplicates(ACCIDENT_ID_COLUMN, keep="last")
+        joined = latest.merge(labels, left_on=ACCIDENT_ID_COLUMN, right_on=ACCIDENT_ID, how="left")
+        labelled = joined[joined[TARGET].notna()]
+        unlabelled = len(joined) - len(labelled)
+        theirs = labelled.assign(
+            probability=labelled["champion_probability"], predicted_class=labelled["champion_class"]
+        )
+        for version, graded in ((challenger, labelled), (champion, theirs)):
+            result = grade(graded, str(version), ALL_MONTHS, len(joined), unlabelled)
+            result.shadow_challenger, result.shadow_champion = str(challenger), str(champion)
+            grades.append(result)
+    return grades
+
+
 def store(engine: Any, grades: list[Grade], job_id: str, label_source: str, runs: dict[str, str]) -> None:
     computed_at = datetime.now(UTC)
     rows = [{**asdict(g), "computed_at": computed_at, "job_id": job_id, "label_source": label_source[:200],
-             "mlflow_run_id": runs.get(g.model_version)} for g in grades]  # fmt: skip
+             "mlflow_run_id": None if g.shadow_challenger else runs.get(g.model_version)} for g in grades]  # fmt: skip
     with engine.begin() as connection:
         connection.execute(realized.insert(), rows)
 
@@ -183,7 +211,8 @@ def log_to_mlflow(uri: str, grades: list[Grade], job_id: str, window: dict[str, 
 def _numbers(g: Grade) -> dict[str, float]:
     values = asdict(g)
     return {key: float(value) for key, value in values.items()
-            if key not in ("model_version", "month") and value is not None}  # fmt: skip
+            if key not in ("model_version", "month", "shadow_champion", "shadow_challenger")
+            and value is not None}  # fmt: skip
 
 
 def run_job(log_url: str, since: datetime | None, until: datetime | None, source: str, mlflow_uri: str | None
@@ -192,19 +221,27 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
     try:
         ensure_schema(engine, log_url)
         logged = read_window(engine, since, until, with_accident_id=True)
-        log.info("%d logged predictions with an accident id", len(logged))
-        if logged.empty:
+        shadow = read_window(engine, since, until, with_accident_id=True, shadow=True)
+        log.info("%d logged predictions with an accident id (%d shadow rows)", len(logged), len(shadow))
+        if logged.empty and shadow.empty:
             return []
-        labels, origins = labels_for(logged[ACCIDENT_ID_COLUMN], source)
-        grades = grade_log(logged, labels)
+        ids = pd.concat([logged[ACCIDENT_ID_COLUMN], shadow[ACCIDENT_ID_COLUMN]], ignore_index=True)
+        labels, origins = labels_for(ids, source)
+        grades = grade_log(logged, labels) if not logged.empty else []
+        compared = grade_shadow(shadow, labels) if not shadow.empty else []
         job_id = uuid.uuid4().hex
         window = {"from": since.isoformat() if since else None, "to": until.isoformat() if until else None}
-        runs = log_to_mlflow(mlflow_uri, grades, job_id, window) if mlflow_uri else {}
+        runs = log_to_mlflow(mlflow_uri, grades, job_id, window) if mlflow_uri and grades else {}
+        grades += compared
         store(engine, grades, job_id, "; ".join(origins) or "no labels", runs)
+        for g in compared:
+            log.info("shadow %s vs champion %s: model %s realized AUC %s, F1 %s on %d labelled rows",
+                     g.shadow_challenger, g.shadow_champion, g.model_version, _fmt(g.roc_auc), _fmt(g.f1),
+                     g.rows_labelled)  # fmt: skip
     finally:
         engine.dispose()
     for g in grades:
-        if g.month is ALL_MONTHS:
+        if g.month is ALL_MONTHS and g.shadow_challenger is None:
             log.info("model %s: %d logged, %d labelled, %d unlabelled; realized AUC %s, F1 %s", g.model_version,
                      g.rows_logged, g.rows_labelled, g.rows_unlabelled, _fmt(g.roc_auc), _fmt(g.f1))  # fmt: skip
     return grades

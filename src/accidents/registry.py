@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from accidents.config import CHAMPION_ALIAS, MODEL_NAME, tracking_uri
+from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME, tracking_uri
 from accidents.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
 from accidents.stage import PipelineError
 
@@ -45,6 +45,17 @@ def champion_version(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> Mod
         if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
             return None
         raise
+
+
+def clear_challenger(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> None:
+    """Remove the challenger alias (no-op when no version carries it)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mlflow_client.delete_registered_model_alias(name, CHALLENGER_ALIAS)
+    except MlflowException as error:
+        if error.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            raise
 
 
 def metadata_of(mlflow_client: MlflowClient, version: ModelVersion) -> ModelMetadata:

@@ -20,6 +20,7 @@ from mlflow.models import infer_signature
 from accidents import reference, registry
 from accidents.config import ENV_RUN_REASON, EXPERIMENT_NAME, MODEL_NAME, load_params, paths
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
+from accidents.importance import log_importance
 from accidents.model_store import TRUSTED_TYPES, ModelBundle, ModelMetadata, dumps_model, write_bundle
 from accidents.modeling import best_threshold, fit_model, score, split_xy
 from accidents.plots import write_plots
@@ -105,6 +106,7 @@ def main() -> None:
         mlflow.log_metrics({"fit_seconds": fit_seconds, "model_size_mb": model_bytes / 1e6})
         for image in write_plots(project.plots / "validation", y_val, val_probability, threshold):
             mlflow.log_artifact(str(image), artifact_path="plots/validation")
+        log_importance(model, x_val, y_val, project.plots / "importance")
         example = pd.DataFrame([SEED_EXAMPLE], columns=list(FEATURE_NAMES), dtype=float)
         info = mlflow.sklearn.log_model(
             model,

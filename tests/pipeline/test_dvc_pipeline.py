@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from accidents import registry
-from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME
 from accidents.evaluate import decide
 from accidents.model_store import read_bundle
 from tests.support.project import copy_project, start_mlflow
@@ -77,6 +77,9 @@ def test_hyperparameter_change_reruns_train_and_evaluate_only(project):
     assert read_bundle(project.root / "models" / "champion.zip").metadata.version == alias
     assert ("PROMOTED" if expected else "NOT promoted") in output
     assert ("Running stage 'predict'" in output) is expected  # predict reruns only when the champion changed
+    # a version that is not promoted becomes the shadow challenger; a promotion leaves none
+    challenger = registry.client(project.tracking_uri).get_registered_model(MODEL_NAME).aliases.get(CHALLENGER_ALIAS)
+    assert challenger == (None if expected else metrics["challenger"]["version"])
 
 
 def test_crashing_training_leaves_the_champion_unchanged(project):

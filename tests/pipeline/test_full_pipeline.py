@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from accidents import registry
-from accidents.config import CHAMPION_ALIAS, EXPERIMENT_NAME, MODEL_NAME
+from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, EXPERIMENT_NAME, MODEL_NAME
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, TARGET
 from accidents.model_store import read_bundle
 from tests.support.project import Project
@@ -29,6 +29,23 @@ def test_repro_registers_and_promotes_a_champion(trained_project):
     assert local.metadata.version == champion.version
     assert local.metadata.data_source == "real"
     assert "test_roc_auc" in local.metadata.metrics
+    assert CHALLENGER_ALIAS not in client.get_registered_model(MODEL_NAME).aliases  # promoted: no challenger
+
+
+def test_train_logs_global_feature_importance_per_version(trained_project):
+    """Mean |SHAP| per input on validation rows: a plot, a table and metrics on the version's run."""
+    client = registry.client(trained_project.tracking_uri)
+    champion = client.get_model_version_by_alias(MODEL_NAME, CHAMPION_ALIAS)
+    artifacts = {item.path for item in client.list_artifacts(champion.run_id, "importance")}
+    assert {"importance/feature_importance.png", "importance/feature_importance.csv",
+            "importance/feature_importance.json"} <= artifacts  # fmt: skip
+    metrics = client.get_run(champion.run_id).data.metrics
+    importance = {name.removeprefix("importance_"): value for name, value in metrics.items()
+                  if name.startswith("importance_")}  # fmt: skip
+    assert set(importance) == set(FEATURE_NAMES)
+    assert all(value >= 0 for value in importance.values()) and max(importance.values()) > 0
+    table = (trained_project.root / "reports" / "plots" / "importance" / "feature_importance.csv").read_text()
+    assert table.splitlines()[0] == "feature,description,importance,method"
 
 
 def test_splits_are_temporal_and_keep_the_accident_id_and_date(trained_project):

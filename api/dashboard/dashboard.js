@@ -377,25 +377,17 @@ async function drawShadow() {
     setPanel("shadow", "error", el("div", { class: "error", text: `shadow: ${error.message}` }));
     return;
   }
-  const items = Array.isArray(data) ? data : (data.challengers || data.items || [data]);
+  const items = data;  // GET /monitoring/shadow: one row per challenger version, newest first
   if (!items.length) { empty("shadow", "no challenger"); return; }
-  // the shadow helper's contract (h-shadow): one row per challenger version; not yet exercised by
-  // tests/dashboard here (the endpoint is not merged on this branch: the test sees the 404 path)
-  if ("agreement_rate" in items[0]) {
-    const grade = (item, side, metric) => fmt(((item.realized || {})[side] || {})[metric]);
-    setPanel("shadow", "ready", table(
-      ["challenger", "vs champion", "shadow rows", "agreement", "severe: challenger", "severe: champion", "difference",
-        "realized AUC (chall. / champ.)", "last row"],
-      items.map((item) => [item.challenger_version ?? "–", item.champion_version ?? "–", item.rows,
-        pct(item.agreement_rate), pct(item.challenger_positive_rate), pct(item.champion_positive_rate),
-        `${item.positive_rate_difference >= 0 ? "+" : ""}${(100 * item.positive_rate_difference).toFixed(1)} pt`,
-        `${grade(item, "challenger", "roc_auc")} / ${grade(item, "champion", "roc_auc")}`, shortTime(item.last_logged_at)]),
-    ), items.length);
-    return;
-  }
-  const keys = [...new Set(items.flatMap((item) => Object.keys(item)))].filter((k) => typeof items[0][k] !== "object");
-  setPanel("shadow", "ready", table(keys, items.map((item) =>
-    keys.map((k) => (typeof item[k] === "number" ? Number(item[k].toFixed(4)) : String(item[k] ?? "–"))))), items.length);
+  const grade = (item, side, metric) => fmt(((item.realized || {})[side] || {})[metric]);
+  setPanel("shadow", "ready", table(
+    ["challenger", "vs champion", "shadow rows", "agreement", "severe: challenger", "severe: champion", "difference",
+      "realized AUC (chall. / champ.)", "last row"],
+    items.map((item) => [item.challenger_version ?? "–", item.champion_version ?? "–", item.rows,
+      pct(item.agreement_rate), pct(item.challenger_positive_rate), pct(item.champion_positive_rate),
+      `${item.positive_rate_difference >= 0 ? "+" : ""}${(100 * item.positive_rate_difference).toFixed(1)} pt`,
+      `${grade(item, "challenger", "roc_auc")} / ${grade(item, "champion", "roc_auc")}`, shortTime(item.last_logged_at)]),
+  ), items.length);
 }
 
 async function drawModel() {

@@ -7,8 +7,9 @@ the reference, then 1,200 night-time accidents and a second drift run; the label
 their 2021 labels. Chromium then opens /dashboard, signs in through the login form, and every
 panel must show what the JSON endpoints hold: both drift runs per feature and their drifted
 share, the prediction histogram and volume, realized AUC/F1 per month, the pipeline runs with
-their reason, "no challenger" while the shadow endpoint does not exist. A screenshot is kept in
-state/test-artifacts/dashboard.png (git-ignored).
+their reason, "no challenger" while there is none. A screenshot is kept in
+state/test-artifacts/dashboard.png (git-ignored). A second test serves a registry with a shadow
+challenger and checks its panel: agreement and positive rates of the replayed traffic.
 
 The endpoints' own contract (roles, validation, the page's security headers) runs in-process.
 """
@@ -19,12 +20,14 @@ import json
 import os
 import subprocess
 
+import mlflow
 import pytest
 import requests
 
-from tests.api.conftest import create_user, login, project_with_champion
+from accidents.config import CHALLENGER_ALIAS, MODEL_NAME
+from tests.api.conftest import create_user, login, project_with_champion, register
 from tests.support.chromium import headless_page
-from tests.support.monitoring import metric, run_cli, wait_for
+from tests.support.monitoring import api_on_own_registry, metric, run_cli, wait_for
 from tests.support.project import REPO, data_dir
 
 pytestmark = pytest.mark.timeout(600)
@@ -172,3 +175,48 @@ def test_dashboard_shows_replayed_traffic_in_chromium(api_server, champion_bundl
                       if not ("status of 404" in problem and "/monitoring/" in problem)
                       and not ("status of 401" in problem and "/auth/token" in problem)]  # fmt: skip
         assert unexpected == []
+
+
+def sign_in(page, url: str) -> None:
+    page.navigate(f"{url}/dashboard")
+    page.evaluate("""(() => { const f = document.getElementById('login-form');
+        f.username.value = 'admin'; f.password.value = 'admin123'; f.requestSubmit(); })()""")
+    page.wait_for("document.body.dataset.loaded === 'true'", what="dashboard loaded")
+
+
+def test_dashboard_shows_the_shadow_challengers_agreement_in_chromium(api_server, champion_bundle, tmp_path):
+    """A registry with a champion and a challenger (the same model with another threshold, so that
+    the two disagree on some rows), the shadow on every row, 300 real accidents replayed: the panel
+    shows the versions, the shadow rows and the agreement / positive rates /monitoring/shadow holds."""
+    rows = 300
+    with api_on_own_registry(api_server, champion_bundle, tmp_path, SHADOW_ENABLED="true",
+                             SHADOW_SHARE="1") as stack:  # fmt: skip
+        server = stack.server
+        challenger = register(stack.uri, champion_bundle, threshold=0.3)
+        mlflow.MlflowClient(stack.uri).set_registered_model_alias(MODEL_NAME, CHALLENGER_ALIAS, challenger)
+        admin = login(server.url)
+        requests.post(f"{server.url}/model/reload", headers=admin, timeout=60).raise_for_status()
+        env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(stack.project)}
+        run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(rows), "--source",
+                "official", "--batch-size", "50", "--url", server.url, "--no-progress", "--json", env=env)  # fmt: skip
+
+        def report() -> list[dict]:
+            return requests.get(f"{server.url}/monitoring/shadow", headers=admin, timeout=10).json()
+
+        wait_for(lambda: bool(report()) and report()[0]["rows"] == rows, what="every replayed row shadowed")
+        (comparison,) = report()
+        assert comparison["challenger_version"] == challenger and comparison["champion_version"] == stack.version
+        assert 0 < comparison["agreement_rate"] < 1
+        # same probabilities, another threshold: every disagreement goes the same way
+        difference = comparison["challenger_positive_rate"] - comparison["champion_positive_rate"]
+        assert comparison["agreement_rate"] == pytest.approx(1 - abs(difference))
+        assert comparison["positive_rate_difference"] == pytest.approx(difference)
+
+        with headless_page(tmp_path / "chromium-profile") as page:
+            sign_in(page, server.url)
+            assert panel_states(page)["shadow"] == "ready"
+            shadow = panel_text(page, "shadow")
+            assert challenger in shadow and stack.version in shadow and str(rows) in shadow
+            for rate in ("agreement_rate", "challenger_positive_rate", "champion_positive_rate"):
+                assert f"{100 * comparison[rate]:.1f} %" in shadow, (rate, shadow)
+            page.screenshot(ARTIFACTS / "dashboard-shadow.png")

@@ -3,8 +3,9 @@
 The stack trains its champion on the default split (all of 2020-2021, temporal: test = 2021-07..12)
 and logs its reference profile; real accidents are replayed through the API; the Airflow DAG
 `monitoring` runs the drift job (.venv-monitoring, Evidently), the label job and the decision:
-- unshifted 2021-07..12 accidents -> verdict no_drift, no retraining run;
-- night-time accidents only -> verdict drift on hour and lum, the API's gauges show it, and the
+- unshifted 2021-07..12 accidents -> verdict no_drift, no retraining run, no drift alert;
+- night-time accidents only -> verdict drift on hour and lum, the API's gauges show it, the
+  repo's DatasetDrift rule fires in a real Prometheus (PROMETHEUS=1) scraping the API, and the
   DAG starts `dvc_pipeline` with a reason starting "drift:" in its conf (GET /retrain/{id} too);
 - a third monitoring run on the same evidence starts nothing: the cooldown.
 Real processes on free loopback ports, real data (BAAC_DATA_DIR), about ten minutes.
@@ -31,13 +32,33 @@ WINDOW = ("--from", "2021-07-01", "--to", "2021-12-31")
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, baac_dir) -> Iterator[Stack]:
+def prometheus_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, baac_dir, prometheus_port) -> Iterator[Stack]:
     ports = {"API_PORT": free_port(), "MLFLOW_PORT": free_port(), "AIRFLOW_PORT": free_port()}
     project = copy_project(tmp_path_factory.mktemp("loop"), f"http://127.0.0.1:{ports['MLFLOW_PORT']}", max_rows=0)
-    # the default split and model family (params.yaml as committed); only the schedules are manual
+    # the default split and model family (params.yaml as committed); only the schedules are manual;
+    # Prometheus on (make run PROMETHEUS=1) with the repo's alert rules, scraping the API
     with running_stack(project, ports, baac_dir, ACCIDENTS_MONITORING_SCHEDULE="none",
-                       ACCIDENTS_NEW_DATA_SCHEDULE="none") as started:  # fmt: skip
+                       ACCIDENTS_NEW_DATA_SCHEDULE="none", PROMETHEUS="1",
+                       PROMETHEUS_PORT=str(prometheus_port)) as started:  # fmt: skip
         yield started
+
+
+def alerts(prometheus_port: int) -> dict[str, str]:
+    """Prometheus' active alerts: name -> state (pending/firing)."""
+    answer = requests.get(f"http://127.0.0.1:{prometheus_port}/api/v1/alerts", timeout=10).json()
+    return {alert["labels"]["alertname"]: alert["state"] for alert in answer["data"]["alerts"]}
+
+
+def wait_for_firing(prometheus_port: int, name: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout  # API gauge cache 30 s + scrape and evaluation every 15 s
+    while alerts(prometheus_port).get(name) != "firing":
+        assert time.monotonic() < deadline, f"{name} not firing after {timeout:.0f} s: {alerts(prometheus_port)}"
+        time.sleep(3)
 
 
 def replay(stack: Stack, *args: str) -> None:
@@ -67,7 +88,7 @@ def newest_drift(stack: Stack) -> dict:
     return rows[0]
 
 
-def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack):
+def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack, prometheus_port):
     version = stack.served_version()
     replay(stack)
     run = monitoring_run(stack)
@@ -77,6 +98,8 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack)
     assert calm["verdict"] == "no_drift", calm
     assert calm["model_version"] == version and calm["window_rows"] == 5000 and calm["drifted_features"] == []
     assert calm["report_run_id"]  # the HTML report's MLflow run
+    time.sleep(50)  # past the API's gauge cache and a scrape + evaluation: the calm verdict is seen
+    assert not {"DatasetDrift", "PredictionDrift"} & set(alerts(prometheus_port)), alerts(prometheus_port)
     pipeline_runs = {r["dag_run_id"] for r in stack.dag_runs()}
 
     replay(stack, "--night", "--seed", "1")
@@ -93,6 +116,7 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack)
     exposition = requests.get(f"{stack.api}/metrics", timeout=10).text
     assert metric(exposition, "dataset_drift_share", version=version) == pytest.approx(drift["drifted_share"])
     assert metric(exposition, "feature_drift_score", feature="hour", version=version) >= 0.1
+    wait_for_firing(prometheus_port, "DatasetDrift")  # the repo's alert rule, in a real Prometheus
 
     started = [r for r in stack.dag_runs() if r["dag_run_id"] not in pipeline_runs]
     assert len(started) == 1, started

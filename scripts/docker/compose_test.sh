@@ -26,21 +26,6 @@ compose_project="${COMPOSE_TEST_PROJECT:-accidents-e2e}"
 base_image="${BASE_IMAGE:-accidents-base:local}"
 env_file="$work/compose.env"
 engine_pid_file="$project_dir/state/docker/dockerd.pid"
-t_start=$SECONDS
-timings=()
-engine_started=0
-stack_created=0
-
-say() { echo "compose-test: $*"; }
-lap() {  # name, start second
-  timings+=("$(printf '%-24s %4d s' "$1" $((SECONDS - $2)))")
-}
-print_timings() {
-  echo "compose-test timings:"
-  printf '  %s\n' "${timings[@]}"
-  printf '  %-24s %4d s\n' "total" $((SECONDS - t_start))
-}
-
 # docker compose with only the variables of an env file (a developer's own .env or shell exports
 # must not leak into the test stack; shell variables win over --env-file in compose).
 dc_with() {  # env file, then compose arguments
@@ -51,61 +36,18 @@ dc_with() {  # env file, then compose arguments
 }
 dc() { dc_with "$env_file" "$@"; }
 
-cleanup() {
-  local rc=$?
-  if [ "$stack_created" = 1 ]; then
-    if [ "${COMPOSE_TEST_KEEP:-}" = 1 ]; then
-      say "COMPOSE_TEST_KEEP=1: stack $compose_project left up (docker compose -p $compose_project --env-file $env_file down -v)"
-    else
-      local t=$SECONDS
-      dc down -v --remove-orphans --timeout 20 >"$work/down.log" 2>&1 || say "docker compose down failed (see $work/down.log)"
-      lap "down -v" $t
-    fi
-  fi
-  if [ "$engine_started" = 1 ] && [ "${COMPOSE_TEST_KEEP:-}" != 1 ]; then
-    "$project_dir/scripts/docker/ensure_engine.sh" stop
-  fi
-  [ ${#timings[@]} -gt 0 ] && print_timings
-  exit $rc
-}
+suite=compose-test
+keep_var=COMPOSE_TEST_KEEP
+# shellcheck source=scripts/docker/stack_test_lib.sh
+source "$project_dir/scripts/docker/stack_test_lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-fail() { say "FAILED: $*"; exit 1; }
-
-# ---------------------------------------------------------------------------------- 1. engine
-t=$SECONDS
-had_pid_file=0
-[ -f "$engine_pid_file" ] && had_pid_file=1
-"$project_dir/scripts/docker/ensure_engine.sh" start
-rc=$?
-if [ $rc = 3 ]; then
-  if [ "${CI:-}" = true ]; then fail "no Docker engine (CI=true: an unavailable engine is a failure)"; fi
-  say "SKIPPED: no Docker engine is running (start one, or ENGINE_INSTALL=1 as root, then: make compose-test)"
-  exit 0
-fi
-[ $rc = 0 ] || fail "could not get a Docker engine (ensure_engine.sh exit $rc)"
-if [ "$had_pid_file" = 0 ] && [ -f "$engine_pid_file" ]; then engine_started=1; fi
-lap "engine" $t
-
-[ -x "$project_dir/.venv/bin/pytest" ] || fail ".venv missing: run 'make setup' first"
-
-# ------------------------------------------------------------------------------ 2. base image
-t=$SECONDS
-if ! docker image inspect "$base_image" >/dev/null 2>&1; then
-  if [ "$base_image" = accidents-base:local ]; then
-    "$project_dir/scripts/docker/build_base_image.sh" "$base_image" || fail "base image build failed"
-  else
-    docker pull "$base_image" || fail "cannot pull $base_image (no registry? leave BASE_IMAGE unset to build accidents-base:local)"
-  fi
-fi
-lap "base image" $t
+# ----------------------------------------------------------------- 1-2. engine, base image
+engine_and_base_image compose-test
 
 # --------------------------------------------------------------------------------- env file
-baac="${BAAC_DATA_DIR:-}"
-if [ -z "$baac" ] && [ -d "$project_dir/../shared/data/baac" ]; then baac="$project_dir/../shared/data/baac"; fi
-[ -n "$baac" ] && [ -d "$baac" ] || fail "real BAAC data not found: set BAAC_DATA_DIR"
-baac="$(cd "$baac" && pwd)"
+find_baac
 (umask 077 && "$project_dir/.venv/bin/python" - "$env_file" "$base_image" "$baac" <<'PY'
 import base64, os, secrets, socket, sys
 

@@ -21,71 +21,23 @@ compose_project="${SCALE_TEST_PROJECT:-accidents-scale}"
 base_image="${BASE_IMAGE:-accidents-base:local}"
 env_file="$work/scale.env"
 engine_pid_file="$project_dir/state/docker/dockerd.pid"
-t_start=$SECONDS
-timings=()
-engine_started=0
-stack_created=0
-
-say() { echo "scale-test: $*"; }
-lap() { timings+=("$(printf '%-24s %4d s' "$1" $((SECONDS - $2)))"); }
 compose_cmd=(docker compose --project-directory "$project_dir" -f "$project_dir/docker-compose.yml"
   -f "$project_dir/docker-compose.scale.yml" --env-file "$env_file" -p "$compose_project")
 # only the env file's variables (a developer's .env or shell exports must not leak in)
 dc() { env -i PATH="$PATH" HOME="${HOME:-/root}" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} "${compose_cmd[@]}" "$@"; }
 
-cleanup() {
-  local rc=$?
-  if [ "$stack_created" = 1 ]; then
-    if [ "${SCALE_TEST_KEEP:-}" = 1 ]; then
-      say "SCALE_TEST_KEEP=1: stack left up (${compose_cmd[*]} down -v)"
-    else
-      local t=$SECONDS
-      dc down -v --remove-orphans --timeout 20 >"$work/down.log" 2>&1 || say "docker compose down failed (see $work/down.log)"
-      lap "down -v" $t
-    fi
-  fi
-  if [ "$engine_started" = 1 ] && [ "${SCALE_TEST_KEEP:-}" != 1 ]; then
-    "$project_dir/scripts/docker/ensure_engine.sh" stop
-  fi
-  if [ ${#timings[@]} -gt 0 ]; then
-    echo "scale-test timings:"
-    printf '  %s\n' "${timings[@]}"
-    printf '  %-24s %4d s\n' "total" $((SECONDS - t_start))
-  fi
-  exit $rc
-}
+suite=scale-test
+keep_var=SCALE_TEST_KEEP
+# shellcheck source=scripts/docker/stack_test_lib.sh
+source "$project_dir/scripts/docker/stack_test_lib.sh"
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-fail() { say "FAILED: $*"; exit 1; }
 
 # ---------------------------------------------------------------------- 1. engine, base image
-t=$SECONDS
-had_pid_file=0
-[ -f "$engine_pid_file" ] && had_pid_file=1
-"$project_dir/scripts/docker/ensure_engine.sh" start
-rc=$?
-if [ $rc = 3 ]; then
-  if [ "${CI:-}" = true ]; then fail "no Docker engine (CI=true: an unavailable engine is a failure)"; fi
-  say "SKIPPED: no Docker engine is running (start one, or ENGINE_INSTALL=1 as root, then: make scale-test)"
-  exit 0
-fi
-[ $rc = 0 ] || fail "could not get a Docker engine (ensure_engine.sh exit $rc)"
-if [ "$had_pid_file" = 0 ] && [ -f "$engine_pid_file" ]; then engine_started=1; fi
-[ -x "$project_dir/.venv/bin/pytest" ] || fail ".venv missing: run 'make setup' first"
-if ! docker image inspect "$base_image" >/dev/null 2>&1; then
-  if [ "$base_image" = accidents-base:local ]; then
-    "$project_dir/scripts/docker/build_base_image.sh" "$base_image" || fail "base image build failed"
-  else
-    docker pull "$base_image" || fail "cannot pull $base_image"
-  fi
-fi
-lap "engine + base image" $t
+engine_and_base_image scale-test
 
 # --------------------------------------------------------------------------------- env file
-baac="${BAAC_DATA_DIR:-}"
-if [ -z "$baac" ] && [ -d "$project_dir/../shared/data/baac" ]; then baac="$project_dir/../shared/data/baac"; fi
-[ -n "$baac" ] && [ -d "$baac" ] || fail "real BAAC data not found: set BAAC_DATA_DIR"
-baac="$(cd "$baac" && pwd)"
+find_baac
 (umask 077 && "$project_dir/.venv/bin/python" - "$env_file" "$base_image" "$baac" <<'PY'
 import base64, os, secrets, socket, sys
 

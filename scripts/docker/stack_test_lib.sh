@@ -1,0 +1,72 @@
+# Shared by compose_test.sh and scale_test.sh (sourced, not run): messages and timings, the
+# cleanup trap (down -v, and the engine stopped if this run started it), the Docker engine and
+# base image, and the BAAC mirror. The caller sets `suite` (its name in messages), `keep_var` (the
+# name of its KEEP variable), project_dir, work, compose_project, base_image, engine_pid_file, and
+# defines dc (docker compose on its files and env file) before it sources this.
+t_start=$SECONDS
+timings=()
+engine_started=0
+stack_created=0
+
+say() { echo "$suite: $*"; }
+fail() { say "FAILED: $*"; exit 1; }
+lap() {  # name, start second
+  timings+=("$(printf '%-24s %4d s' "$1" $((SECONDS - $2)))")
+}
+print_timings() {
+  echo "$suite timings:"
+  printf '  %s\n' "${timings[@]}"
+  printf '  %-24s %4d s\n' "total" $((SECONDS - t_start))
+}
+keep_stack() { [ "${!keep_var:-}" = 1 ]; }
+
+cleanup() {
+  local rc=$?
+  if [ "$stack_created" = 1 ]; then
+    if keep_stack; then
+      say "$keep_var=1: stack $compose_project left up (docker compose -p $compose_project ... down -v to remove it)"
+    else
+      local t=$SECONDS
+      dc down -v --remove-orphans --timeout 20 >"$work/down.log" 2>&1 || say "docker compose down failed (see $work/down.log)"
+      lap "down -v" $t
+    fi
+  fi
+  if [ "$engine_started" = 1 ] && ! keep_stack; then
+    "$project_dir/scripts/docker/ensure_engine.sh" stop
+  fi
+  [ ${#timings[@]} -gt 0 ] && print_timings
+  exit $rc
+}
+
+# A Docker engine (ensure_engine.sh: none and CI=true -> installed and started; none outside CI
+# -> SKIPPED, exit 0), .venv, and the base image (built with debootstrap, or pulled).
+engine_and_base_image() {  # the make target named in the SKIPPED message
+  local t=$SECONDS had_pid_file=0 rc
+  [ -f "$engine_pid_file" ] && had_pid_file=1
+  "$project_dir/scripts/docker/ensure_engine.sh" start
+  rc=$?
+  if [ $rc = 3 ]; then
+    if [ "${CI:-}" = true ]; then fail "no Docker engine (CI=true: an unavailable engine is a failure)"; fi
+    say "SKIPPED: no Docker engine is running (start one, or ENGINE_INSTALL=1 as root, then: make $1)"
+    exit 0
+  fi
+  [ $rc = 0 ] || fail "could not get a Docker engine (ensure_engine.sh exit $rc)"
+  if [ "$had_pid_file" = 0 ] && [ -f "$engine_pid_file" ]; then engine_started=1; fi
+  [ -x "$project_dir/.venv/bin/pytest" ] || fail ".venv missing: run 'make setup' first"
+  if ! docker image inspect "$base_image" >/dev/null 2>&1; then
+    if [ "$base_image" = accidents-base:local ]; then
+      "$project_dir/scripts/docker/build_base_image.sh" "$base_image" || fail "base image build failed"
+    else
+      docker pull "$base_image" || fail "cannot pull $base_image (no registry? leave BASE_IMAGE unset to build accidents-base:local)"
+    fi
+  fi
+  lap "engine + base image" $t
+}
+
+# The real BAAC mirror (BAAC_DATA_DIR, else ../shared/data/baac beside the checkout) -> $baac.
+find_baac() {
+  baac="${BAAC_DATA_DIR:-}"
+  if [ -z "$baac" ] && [ -d "$project_dir/../shared/data/baac" ]; then baac="$project_dir/../shared/data/baac"; fi
+  [ -n "$baac" ] && [ -d "$baac" ] || fail "real BAAC data not found: set BAAC_DATA_DIR"
+  baac="$(cd "$baac" && pwd)"
+}

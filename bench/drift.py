@@ -11,7 +11,6 @@ Evidently report logged back, the result stored. Median of `repeats` runs.
 
 from __future__ import annotations
 
-import json
 import statistics
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,15 +79,3 @@ def markdown(drift: dict[str, Any]) -> list[str]:
     verdict = "met" if drift["goal_met"] else "MISSED"
     lines += ["", f"Goal (100,000 rows < {GOAL_SECONDS:.0f} s and < {GOAL_MB:.0f} MB): {verdict}."]
     return lines
-
-
-def write_results(results: dict[str, Any], folder: Path) -> None:
-    """`--drift-only`: bench/results/<date>-drift.{json,md}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / (datetime.now(UTC).strftime("%Y-%m-%d") + "-drift")
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    machine = results["machine"]
-    header = f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; {machine['date']}."
-    table = "\n".join([header, *markdown(results["drift"])]) + "\n"
-    stem.with_suffix(".md").write_text(table)
-    print(table)

@@ -295,25 +295,6 @@ def bench_prediction_log(project: Project, work: Path, batch: np.ndarray, repeat
     return result
 
 
-def write_results(results: dict[str, Any], folder: Path) -> None:
-    """`--prediction-log-only`: bench/results/<date>-prediction-log.{json,md}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / (datetime.now(UTC).strftime("%Y-%m-%d") + "-prediction-log")
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    machine = results["machine"]
-    table = (
-        "\n".join(
-            [
-                f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; {machine['date']}.",
-                *markdown(results["prediction_log"]),
-            ]
-        )
-        + "\n"
-    )
-    stem.with_suffix(".md").write_text(table)
-    print(table)
-
-
 def markdown(log: dict[str, Any]) -> list[str]:
     off, on, ratio = log["on_off"]["off"], log["on_off"]["on"], log["on_off"]["ratios"]
     load, sqlite_rate, pg = log["load_60s"], log["writer_sqlite"], log["writer_postgres"]

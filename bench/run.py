@@ -32,6 +32,7 @@ from accidents.config import CHAMPION_ALIAS, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USE
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.model_store import read_bundle
 from bench import rss_profile
+from bench.report import write_section
 from tests.support.processes import ManagedProcess, free_port, start_service
 from tests.support.project import REPO, Project, copy_project, start_mlflow
 
@@ -254,7 +255,7 @@ def main() -> None:
 
         if args.drift_only:
             results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
-            drift.write_results(results, RESULTS)
+            write_section(results, RESULTS, "drift", "drift", drift.markdown)
             return
         if not (args.skip_drift or args.prediction_log_only or args.shadow_only):
             results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
@@ -269,7 +270,7 @@ def main() -> None:
 
         if args.shadow_only:
             results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
-            shadow.write_results(results, RESULTS)
+            write_section(results, RESULTS, "shadow", "shadow", shadow.markdown)
             return
         # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
         from bench import prediction_log
@@ -277,7 +278,7 @@ def main() -> None:
         if args.prediction_log_only:
             results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
                                                                             args.seconds)  # fmt: skip
-            prediction_log.write_results(results, RESULTS)
+            write_section(results, RESULTS, "prediction_log", "prediction-log", prediction_log.markdown)
             return
         if not args.skip_prediction_log:
             results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,15 +133,3 @@ def markdown(shadow: dict[str, Any]) -> list[str]:
         f"| TreeSHAP in process ({shadow['trees']} leaves) | {shadow['tree_shap_in_process_one_row_p50_ms']:.2f} ms "
         "| | |",
     ]
-
-
-def write_results(results: dict[str, Any], folder: Path) -> None:
-    """`--shadow-only`: bench/results/<date>-shadow.{json,md}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / (datetime.now(UTC).strftime("%Y-%m-%d") + "-shadow")
-    stem.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    machine = results["machine"]
-    header = f"Machine: {machine['cpu']}, {machine['cores']} cores, Python {machine['python']}; {machine['date']}."
-    table = "\n".join([header, *markdown(results["shadow"])]) + "\n"
-    stem.with_suffix(".md").write_text(table)
-    print(table)

@@ -26,7 +26,7 @@ from accidents.config import EXPERIMENT_NAME
 from accidents.prediction_log import predictions
 from api.deps import AdminUser, PredictionLogDep, SettingsDep
 from api.registry_client import MlflowRegistry, RegistryError
-from api.routes.monitoring import STORE_UNAVAILABLE, VERSION_PATTERN, IsoDateTime, _store_error, _utc
+from api.routes.monitoring import STORE_UNAVAILABLE, VERSION_PATTERN, IsoDateTime, StoredTime, _store_error
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["monitoring"])
@@ -71,8 +71,8 @@ class VersionStats(BaseModel):
     rows: int
     predicted_positive: int
     mean_probability: float
-    first_logged_at: datetime
-    last_logged_at: datetime
+    first_logged_at: StoredTime
+    last_logged_at: StoredTime
     histogram: list[int] = Field(description="rows per probability bin: [0, 1/bins), ..., [1 - 1/bins, 1]")
 
 
@@ -117,8 +117,8 @@ def prediction_stats(
 ) -> dict[str, Any]:
     """What was served: per model version the rows, the positive rate and the histogram of the
     served probabilities, and the volume per period; aggregated by the database."""
-    start = _utc(since).astimezone(UTC) if since else datetime.now(UTC) - timedelta(days=30)
-    end = _utc(until).astimezone(UTC) if until else None
+    start = since or datetime.now(UTC) - timedelta(days=30)  # IsoDateTime: already in UTC
+    end = until
     conditions = [predictions.c.logged_at >= start, predictions.c.shadow.is_(False)]  # served rows (shadow: its panel)
     if end is not None:
         conditions.append(predictions.c.logged_at < end)
@@ -159,7 +159,7 @@ def prediction_stats(
         counts[row_version][min(max(int(index), 0), bins - 1)] += int(count)
     versions = [
         {"model_version": row[0], "rows": int(row[1]), "predicted_positive": int(row[2] or 0),
-         "mean_probability": float(row[3]), "first_logged_at": _utc(row[4]), "last_logged_at": _utc(row[5]),
+         "mean_probability": float(row[3]), "first_logged_at": row[4], "last_logged_at": row[5],
          "histogram": counts[row[0]]}
         for row in sorted(summary, key=lambda row: -row[1])
     ]  # fmt: skip

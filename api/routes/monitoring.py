@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -48,11 +48,13 @@ def _in_utc(value: datetime) -> datetime:
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_utc)]
+# A time read back from the store: UTC, which SQLite returns without its offset.
+StoredTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class LoggedPrediction(BaseModel):
     id: int
-    logged_at: datetime
+    logged_at: StoredTime
     request_id: str
     model_version: str | None
     model_source: str
@@ -63,11 +65,6 @@ class LoggedPrediction(BaseModel):
     predicted_class: int = Field(description="1: at least one person killed or hospitalised")
     threshold: float
 
-    @field_validator("logged_at")
-    @classmethod
-    def _in_utc(cls, value: datetime) -> datetime:
-        return _utc(value)  # SQLite returns the stored UTC time without its offset
-
 
 class PredictionPage(BaseModel):
     items: list[LoggedPrediction] = Field(description="newest first")
@@ -77,7 +74,7 @@ class PredictionPage(BaseModel):
 class RealizedResult(BaseModel):
     model_version: str
     month: str | None = Field(description="YYYY-MM of the accidents; null: all months")
-    computed_at: datetime
+    computed_at: StoredTime
     job_id: str
     rows_logged: int
     rows_labelled: int
@@ -94,17 +91,12 @@ class RealizedResult(BaseModel):
     label_source: str
     mlflow_run_id: str | None
 
-    @field_validator("computed_at")
-    @classmethod
-    def _in_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
-
 
 class DriftResult(BaseModel):
     id: int
-    computed_at: datetime
-    window_start: datetime | None = Field(description="logged_at of the window's oldest prediction")
-    window_end: datetime | None = Field(description="logged_at of the window's newest prediction")
+    computed_at: StoredTime
+    window_start: StoredTime | None = Field(description="logged_at of the window's oldest prediction")
+    window_end: StoredTime | None = Field(description="logged_at of the window's newest prediction")
     window_rows: int
     model_version: str | None = Field(description="the model version that served the window")
     reference_rows: int = Field(description="rows of that version's training reference compared with")
@@ -115,11 +107,6 @@ class DriftResult(BaseModel):
     verdict: str = Field(description="drift | no_drift | not_enough_data")
     report_run_id: str | None = Field(description="MLflow run (experiment `monitoring`) holding the HTML report")
     method: str
-
-    @field_validator("computed_at", "window_start", "window_end")
-    @classmethod
-    def _in_utc(cls, value: datetime | None) -> datetime | None:
-        return None if value is None else _utc(value)
 
 
 def _store_error(error: SQLAlchemyError) -> HTTPException:
@@ -210,12 +197,7 @@ class RealizedGrade(BaseModel):
     recall: float | None
     rows_labelled: int
     rows_unlabelled: int
-    computed_at: datetime
-
-    @field_validator("computed_at")
-    @classmethod
-    def _in_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
+    computed_at: StoredTime
 
 
 class ShadowRealized(BaseModel):
@@ -232,14 +214,9 @@ class ShadowComparison(BaseModel):
     challenger_positive_rate: float
     champion_positive_rate: float
     positive_rate_difference: float = Field(description="challenger minus champion")
-    first_logged_at: datetime
-    last_logged_at: datetime
+    first_logged_at: StoredTime
+    last_logged_at: StoredTime
     realized: ShadowRealized | None = Field(description="label job: both graded on the same labelled shadow rows")
-
-    @field_validator("first_logged_at", "last_logged_at")
-    @classmethod
-    def _in_utc(cls, value: datetime) -> datetime:
-        return _utc(value)
 
 
 @router.get("/shadow", response_model=list[ShadowComparison], responses=STORE_UNAVAILABLE)

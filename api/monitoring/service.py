@@ -63,6 +63,7 @@ class PredictionLog:
                 batch_rows=options.batch_rows,
                 flush_seconds=options.flush_seconds,
                 retention_days=options.retention_days,
+                busy_timeout_seconds=options.busy_timeout_seconds,
             )
             self.writer.start()
         logger.info("prediction log %s", "on" if options.enabled else "off (PREDICTION_LOG_ENABLED=false)")

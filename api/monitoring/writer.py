@@ -2,8 +2,10 @@
 
 `submit` (on the request path) appends one small record per request, arrays untouched, to a
 bounded in-memory queue: a lock and a deque append, a few microseconds. A background thread
-drains the queue every FLUSH_SECONDS (sooner when a batch is full), turns the records into rows
-and inserts them with one SQLAlchemy Core executemany per batch. When the store is slow or down,
+drains the queue every FLUSH_SECONDS (sooner when a batch is full), packs the records into a few
+arrays and pipes them to the insert process (api/monitoring/log_process.py), which turns them
+into rows and inserts them, one transaction per batch: per-row work holds no GIL of the API's.
+When the store is slow or down (or the insert process dies: it is restarted),
 /predict keeps answering: a batch that cannot be written after a few attempts is dropped, rows
 that do not fit in the full queue are dropped, both counted in `prediction_log_dropped_total`
 and logged (one summary line per interval, not one per request). While the store is healthy
@@ -13,22 +15,28 @@ nothing is lost: the queue is large, and stop() writes what is left before the p
 from __future__ import annotations
 
 import logging
+import os
+import pickle
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import Boolean, Float, delete
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.features import FEATURE_NAMES
 from accidents.prediction_log import predictions
 from api.monitoring.drops import DropReport, wait_idle
+from api.monitoring.log_process import PackedRows
 
 logger = logging.getLogger(__name__)
 
@@ -57,83 +65,109 @@ class ServedBatch:
     champion_probabilities: np.ndarray | None = None
     champion_classes: np.ndarray | None = None
 
-    def rows(self, common: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        """One parameter tuple per scored row, in InsertStatement.COLUMNS order (NaN -> NULL);
-        `common`: the bound values of this batch's shared columns."""
-        values = self.features.astype(object)
-        values[np.isnan(self.features)] = None
-        ids = self.accident_ids or [None] * len(values)
-        threshold = (self.threshold,)
-        if self.champion_probabilities is None:
-            champion = [(self.shadow, self.champion_version, None, None)] * len(values)
-        else:
-            theirs = zip(self.champion_probabilities.tolist(), self.champion_classes.tolist(), strict=True)
-            champion = [(self.shadow, self.champion_version, p, c) for p, c in theirs]
-        return [
-            (*common, accident_id, *row, p, c, *threshold, *theirs)
-            for row, p, c, accident_id, theirs in zip(values.tolist(), self.probabilities.tolist(),
-                                                      self.classes.tolist(), ids, champion, strict=True)
-        ]  # fmt: skip
-
     def shared(self) -> tuple[Any, ...]:
-        return (self.logged_at, self.request_id, self.model_version, self.model_source, self.caller_role)
+        """InsertStatement.SHARED values, then its PER_BATCH ones."""
+        return (self.logged_at, self.request_id, self.model_version, self.model_source, self.caller_role,
+                self.threshold, self.shadow, self.champion_version)  # fmt: skip
 
 
-class InsertStatement:
-    """The log's INSERT compiled once for the engine's dialect, executed as one driver-level
-    executemany: SQLAlchemy Core's per-row parameter processing cost ~60 us a row here (about
-    8,000 rows/s); positional tuples through `exec_driver_sql` reach the goal of >= 20,000 rows/s.
-    Bind processors (SQLite's datetime format) run once per batch, on the shared columns only."""
+def pack(batches: list[ServedBatch]) -> PackedRows:
+    """The batches as a few arrays: whole-array numpy work and one small tuple per batch."""
+    nothing = [np.full(len(batch.probabilities), np.nan) for batch in batches]
+    champion_probabilities = [
+        none if batch.champion_probabilities is None else batch.champion_probabilities
+        for batch, none in zip(batches, nothing, strict=True)
+    ]
+    champion_classes = [
+        none if batch.champion_classes is None else batch.champion_classes.astype(float)
+        for batch, none in zip(batches, nothing, strict=True)
+    ]
+    return PackedRows(
+        shared=[batch.shared() for batch in batches],
+        sizes=np.array([len(batch.probabilities) for batch in batches], dtype=np.int64),
+        accident_ids=[
+            accident_id
+            for batch in batches
+            for accident_id in (batch.accident_ids or [None] * len(batch.probabilities))
+        ],
+        features=np.concatenate([batch.features for batch in batches]),
+        probabilities=np.concatenate([batch.probabilities for batch in batches]),
+        classes=np.concatenate([batch.classes for batch in batches]),
+        champion_probabilities=np.concatenate(champion_probabilities),
+        champion_classes=np.concatenate(champion_classes),
+    )
 
-    SHARED = ("logged_at", "request_id", "model_version", "model_source", "caller_role")
-    COLUMNS = (*SHARED, "accident_id", *FEATURE_NAMES, "probability", "predicted_class", "threshold",
-               "shadow", "champion_version", "champion_probability", "champion_class")  # fmt: skip
 
-    def __init__(self, engine: Engine):
-        dialect = engine.dialect
-        compiled = predictions.insert().compile(dialect=dialect, column_keys=list(self.COLUMNS))
-        self.sql = str(compiled)
-        self.positional = bool(compiled.positional)
-        order = list(compiled.positiontup or self.COLUMNS)
-        if order != list(self.COLUMNS):
-            raise RuntimeError(f"unexpected parameter order of the log's INSERT: {order}")
-        processors = {
-            name: predictions.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in self.COLUMNS
-        }
-        # Per-row columns get Python floats, ints, bools, str or None from rows(): a Float's `to_float`
-        # or a Boolean's int conversion would return them unchanged for the drivers (sqlite3 and
-        # psycopg take bools); any other conversion would be skipped, so refuse it.
-        plain = (Float, Boolean)
-        per_row = [name for name in self.COLUMNS[len(self.SHARED) :]
-                   if processors[name] is not None and not isinstance(predictions.c[name].type, plain)]  # fmt: skip
-        if per_row:
-            raise RuntimeError(f"columns needing per-row conversion: {per_row}")
-        self._shared = [processors[name] for name in self.SHARED]
-        # PostgreSQL with psycopg 3: COPY ... FROM STDIN, one round trip for the whole batch
-        # (executemany gave ~5,000 rows/s there); every other database: one executemany.
-        self.copy_sql = None
-        if dialect.name == "postgresql" and dialect.driver == "psycopg":
-            quoted = ", ".join(dialect.identifier_preparer.quote(name) for name in self.COLUMNS)
-            self.copy_sql = f"COPY {dialect.identifier_preparer.format_table(predictions)} ({quoted}) FROM STDIN"
+class InsertError(Exception):
+    """A write the insert process did not make; `retry`: worth another attempt."""
 
-    def shared_values(self, batch: ServedBatch) -> tuple[Any, ...]:
-        return tuple(value if convert is None else convert(value)
-                     for convert, value in zip(self._shared, batch.shared(), strict=True))  # fmt: skip
+    def __init__(self, message: str, retry: bool = True):
+        super().__init__(message)
+        self.retry = retry
 
-    def parameters(self, batches: list[ServedBatch]) -> list[Any]:
-        rows = [row for batch in batches for row in batch.rows(self.shared_values(batch))]
-        if self.positional or self.copy_sql is not None:
-            return rows
-        return [dict(zip(self.COLUMNS, row, strict=True)) for row in rows]
 
-    def execute(self, connection: Connection, rows: list[Any]) -> None:
-        if self.copy_sql is None:
-            connection.exec_driver_sql(self.sql, rows)
-            return
-        driver = connection.connection.driver_connection  # psycopg.Connection, in this transaction
-        with driver.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-            for row in rows:
-                copy.write_row(row)
+class InsertProcess:
+    """The insert process (api/monitoring/log_process.py), started on first use and again after
+    it died. Used by the writer's thread only."""
+
+    def __init__(self, url: str, busy_timeout_seconds: float, reply_timeout_seconds: float):
+        self.url = url
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self.reply_timeout_seconds = reply_timeout_seconds
+        self.process: subprocess.Popen | None = None
+        self._requests: Connection | None = None
+        self._replies: Connection | None = None
+
+    def insert(self, payload: bytes) -> int:
+        """Rows written; InsertError when they were not (the transaction was rolled back)."""
+        if self.process is None:
+            self._start()
+        try:
+            self._requests.send_bytes(payload)
+            if not self._replies.poll(self.reply_timeout_seconds):
+                raise TimeoutError(f"no answer within {self.reply_timeout_seconds:.0f} s")
+            status, value = self._replies.recv()
+        except (OSError, EOFError) as error:  # died (or hung): a new one on the next attempt
+            exit_code = self.stop(timeout=1.0)
+            lost = f"insert process lost ({type(error).__name__}: {error}; exit code {exit_code})"
+            raise InsertError(lost) from None
+        if status != "ok":
+            raise InsertError(value, retry=status == "error")
+        return value
+
+    def _start(self) -> None:
+        theirs_read, ours_write = os.pipe()
+        ours_read, theirs_write = os.pipe()
+        package_root = Path(__file__).resolve().parents[2]  # where `api` is importable from
+        path = os.pathsep.join(filter(None, [str(package_root), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "api.monitoring.log_process", str(theirs_read), str(theirs_write), self.url,
+                 str(self.busy_timeout_seconds)],
+                pass_fds=(theirs_read, theirs_write), env=env, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+        finally:
+            os.close(theirs_read)
+            os.close(theirs_write)
+        self._requests = Connection(ours_write, readable=False)
+        self._replies = Connection(ours_read, writable=False)
+        logger.info("prediction log: insert process started (pid %d)", self.process.pid)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """Close its pipe (it exits after the write in progress); kill it after `timeout`."""
+        for pipe in (self._requests, self._replies):
+            if pipe is not None:
+                pipe.close()
+        self._requests = self._replies = None
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
 
 
 class LogMetrics:
@@ -163,7 +197,11 @@ class PredictionLogWriter:
         write_attempts: int = 3,
         retry_seconds: float = 0.5,
         report_seconds: float = 10.0,
+        busy_timeout_seconds: float = 1.0,
+        reply_timeout_seconds: float = 120.0,
     ):
+        """`engine`: the log's (retention runs here; the insert process opens the same URL with
+        `busy_timeout_seconds`); a write unanswered for `reply_timeout_seconds` counts as failed."""
         self.engine = engine
         self.metrics = metrics
         self.max_queue_rows = max_queue_rows
@@ -181,7 +219,8 @@ class PredictionLogWriter:
         self._drops = DropReport(metrics.dropped, "prediction log", "prediction_log_dropped", logger, logging.ERROR,
                                  report_seconds)  # fmt: skip
         self._last_purge = 0.0
-        self._insert = InsertStatement(engine)
+        url = engine.url.render_as_string(hide_password=False)
+        self._inserter = InsertProcess(url, busy_timeout_seconds, reply_timeout_seconds)
         self._writing = False  # a taken batch is being written (flush() waits for it)
         metrics.queue_depth.set_function(lambda: self._queued_rows)
 
@@ -219,6 +258,7 @@ class PredictionLogWriter:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self._inserter.stop()
         with self._lock:
             left = self._queued_rows
             self._queue.clear()
@@ -257,28 +297,27 @@ class PredictionLogWriter:
         return taken
 
     def _write(self, batches: list[ServedBatch]) -> None:
+        rows = sum(len(batch.probabilities) for batch in batches)
         try:
-            rows = self._insert.parameters(batches)
-        except Exception:  # a record that cannot become rows must not stop the writer
-            logger.exception("prediction log: could not build rows")
-            self._dropped(DROP_WRITE_FAILED, sum(len(batch.probabilities) for batch in batches))
+            payload = pickle.dumps(pack(batches), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a record that cannot be packed must not stop the writer
+            logger.exception("prediction log: could not pack rows")
+            self._dropped(DROP_WRITE_FAILED, rows)
             self._writing = False
             return
         for attempt in range(1, self.write_attempts + 1):
             started = time.perf_counter()
             try:
-                with self.engine.begin() as connection:
-                    self._insert.execute(connection, rows)
-            except (SQLAlchemyError, OSError) as error:
-                if attempt == self.write_attempts or self._stop.is_set():
-                    logger.error("prediction log: %d rows not written after %d attempts: %s", len(rows), attempt,
-                                 getattr(error, "orig", error))  # fmt: skip
-                    self._dropped(DROP_WRITE_FAILED, len(rows))
+                written = self._inserter.insert(payload)
+            except InsertError as error:
+                if not error.retry or attempt == self.write_attempts or self._stop.is_set():
+                    logger.error("prediction log: %d rows not written after %d attempts: %s", rows, attempt, error)
+                    self._dropped(DROP_WRITE_FAILED, rows)
                     break
                 time.sleep(self.retry_seconds * attempt)
             else:
                 self.metrics.write_seconds.observe(time.perf_counter() - started)
-                self.metrics.rows.inc(len(rows))
+                self.metrics.rows.inc(written)
                 break
         self._writing = False
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,3 +176,64 @@ def test_read_only_store_drops_counted_then_recovers(store, tmp_path):
     writer.stop()
     assert counter(registry, "prediction_log_rows_total") == 10
     assert len(read_window(url)) == 10
+
+
+def test_killed_insert_process_is_restarted_and_nothing_is_lost(store):
+    """The insert process (api/monitoring/log_process.py) killed between writes: the next write
+    finds its pipe broken, starts a new one and writes the batch on a retry."""
+    url, engine = store
+    registry = CollectorRegistry()
+    writer = PredictionLogWriter(engine, LogMetrics(registry), flush_seconds=0.05, retry_seconds=0.05)
+    writer.start()
+    writer.submit(served(5))
+    assert writer.flush(30)
+    first = writer._inserter.process
+    assert first is not None and first.poll() is None
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    writer.submit(served(7))
+    assert writer.flush(30)
+    second = writer._inserter.process
+    assert second is not None and second.pid != first.pid
+    writer.stop()
+    assert second.poll() is not None  # stop() ends it
+    assert counter(registry, "prediction_log_rows_total") == 12
+    assert counter(registry, "prediction_log_dropped_total", reason=DROP_WRITE_FAILED) == 0
+    assert len(read_window(url)) == 12
+
+
+def test_insert_process_ends_with_the_api_process(store, tmp_path):
+    """A process holding a writer killed with SIGKILL (no stop()): its insert process sees its
+    pipe close and exits instead of living on as an orphan."""
+    url, _ = store
+    script = f"""
+import os, signal, sys
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from prometheus_client import CollectorRegistry
+from accidents.prediction_log import create_log_engine
+from api.monitoring.writer import LogMetrics, PredictionLogWriter
+from tests.monitoring.test_prediction_log import served
+writer = PredictionLogWriter(create_log_engine({url!r}), LogMetrics(CollectorRegistry()), flush_seconds=0.05)
+writer.start()
+writer.submit(served(3))
+assert writer.flush(30)
+print(writer._inserter.process.pid, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    child = int(result.stdout.strip())
+    deadline = time.monotonic() + 10
+    while process_alive(child):
+        assert time.monotonic() < deadline, f"insert process {child} outlived the process that started it"
+        time.sleep(0.05)
+    assert len(read_window(url)) == 3
+
+
+def process_alive(pid: int) -> bool:
+    """Running, not exited (an orphan's exit may leave a zombie until init reaps it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")

@@ -2,7 +2,7 @@
 
 /predict answers with the champion alone, then `submit` (a few microseconds: a random draw, a lock,
 a deque append) queues the sampled rows with the champion's predictions. A task on the event loop
-(`start_on_loop`; a thread with `start`) scores them in batches every 50 ms with the challenger
+(`start_on_loop`) scores them in batches every 50 ms with the challenger
 loaded at that moment, counts agreement and positive rates per
 (challenger, champion) pair for Prometheus, and writes them to the prediction log as shadow rows
 (`shadow` true, the champion's prediction of the same row beside the challenger's). A challenger
@@ -39,9 +39,9 @@ DROP_NO_CHALLENGER = "no_challenger"
 DROP_SCORE_FAILED = "score_failed"
 DROP_SHUTDOWN = "shutdown"
 DROP_REASONS = (DROP_QUEUE_FULL, DROP_NO_CHALLENGER, DROP_SCORE_FAILED, DROP_SHUTDOWN)
-# The thread scores what is queued every WAKE_SECONDS (sooner once BATCH_ROWS rows wait), up to
-# BATCH_ROWS rows in one call: the compiled trees' range (accidents.compiled_trees.MAX_ROWS), so
-# one call costs about what one row does, and requests never wake the thread one by one.
+# The task scores what is queued every WAKE_SECONDS, up to BATCH_ROWS rows in one call: the
+# compiled trees' range (accidents.compiled_trees.MAX_ROWS), so one call costs about what one row
+# does, and requests never wake the scorer one by one.
 WAKE_SECONDS = 0.05
 BATCH_ROWS = COMPILED_MAX_ROWS
 
@@ -135,7 +135,6 @@ class ShadowScorer:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._busy = False
-        self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._drops = DropReport(metrics.dropped, "shadow", "shadow_dropped", logger, logging.WARNING, report_seconds)
 
@@ -173,8 +172,6 @@ class ShadowScorer:
                 self._queued_rows += len(rows)
         if full:
             self._dropped(DROP_QUEUE_FULL, len(rows))
-        elif self._thread is not None and self._queued_rows >= BATCH_ROWS:  # thread mode: sooner than its tick
-            self._wake.set()
 
     # --- scoring, off the request path -------------------------------------------------------
 
@@ -202,18 +199,11 @@ class ShadowScorer:
                 self._busy = False
             self._report()
 
-    def start(self) -> None:
-        """Thread mode (scripts and tests without an event loop)."""
-        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
-        self._thread.start()
-
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
         if self._task is not None:
             self._task.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout)
         with self._lock:
             left, self._queued_rows = self._queued_rows, 0
             self._queue.clear()
@@ -225,17 +215,6 @@ class ShadowScorer:
         """Wait until every queued row is scored (tests, benchmarks; from another thread than the
         scorer's); False on timeout."""
         return wait_idle(self._wake, lambda: self._queued_rows == 0 and not self._busy, timeout)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(WAKE_SECONDS)
-            self._wake.clear()
-            while not self._stop.is_set() and (items := self._take()):
-                try:
-                    self._score(items)
-                finally:
-                    self._busy = False
-            self._report()
 
     def _take(self) -> list[ShadowRequest]:
         """Queued requests, up to BATCH_ROWS rows (at least one request): scored in one call."""

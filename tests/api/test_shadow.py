@@ -4,6 +4,7 @@ another decision threshold, so both disagree on a known share of rows)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -154,14 +155,18 @@ def test_a_challenger_that_fails_to_score_is_counted_never_raised(champion_bundl
     metrics = ShadowMetrics(registry)
     logged = []
     scorer = ShadowScorer(lambda: failing, metrics, logged.append, share=1.0)
-    scorer.start()
-    try:
-        probabilities = champion_bundle.predict_proba(rows)
-        classes = (probabilities >= 0.5).astype(np.int8)
-        scorer.submit("r1", "user", rows, "1", probabilities, classes, None)  # returns at once
-        assert scorer.flush(10)
-    finally:
-        scorer.stop()
+    probabilities = champion_bundle.predict_proba(rows)
+    classes = (probabilities >= 0.5).astype(np.int8)
+
+    async def serve() -> bool:  # as in the API: the scorer's task on the running event loop
+        scorer.start_on_loop()
+        try:
+            scorer.submit("r1", "user", rows, "1", probabilities, classes, None)  # returns at once
+            return await asyncio.get_running_loop().run_in_executor(None, scorer.flush, 10)
+        finally:
+            scorer.stop()
+
+    assert asyncio.run(serve())
     assert registry.get_sample_value("shadow_dropped_total", {"reason": DROP_SCORE_FAILED}) == len(rows)
     assert logged == [] and metrics.totals.snapshot() == {}
 

@@ -48,47 +48,9 @@ engine_and_base_image compose-test
 
 # --------------------------------------------------------------------------------- env file
 find_baac
-(umask 077 && "$project_dir/.venv/bin/python" - "$env_file" "$base_image" "$baac" <<'PY'
-import base64, os, secrets, socket, sys
-
-path, base_image, baac = sys.argv[1:4]
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-ports = {name: free_port() for name in ("API_HOST_PORT", "MLFLOW_HOST_PORT", "AIRFLOW_HOST_PORT", "PROMETHEUS_HOST_PORT")}
-token = lambda n=24: secrets.token_urlsafe(n)  # noqa: E731
-values = {
-    "BASE_IMAGE": base_image,
-    "IMAGE_TAG": "e2e",
-    "PUBLISH_ADDRESS": "127.0.0.1",
-    **ports,
-    "AIRFLOW_BASE_URL": f"http://localhost:{ports['AIRFLOW_HOST_PORT']}",
-    "BAAC_DATA_DIR": baac,
-    "POSTGRES_PASSWORD": token(),
-    "AIRFLOW_DB_PASSWORD": token(),
-    "MLFLOW_DB_PASSWORD": token(),
-    "API_DB_PASSWORD": token(),
-    # the documented production mode: demo credentials refused, these generated ones accepted
-    "API_ENVIRONMENT": "production",
-    "JWT_SECRET": token(48),
-    "ADMIN_USERNAME": "admin",
-    "ADMIN_PASSWORD": token(18),
-    "AIRFLOW_ADMIN_USERNAME": "admin",
-    "AIRFLOW_ADMIN_PASSWORD": "admin",
-    "AIRFLOW_JWT_SECRET": token(48),
-    "AIRFLOW_SECRET_KEY": token(32),
-    "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-    "ACCIDENTS_RETRAIN_SCHEDULE": "none",
-    "ACCIDENTS_MONITORING_SCHEDULE": "none",  # the compose suite triggers it itself
-    "MODEL_POLL_SECONDS": "30",
-}
-with open(path, "w", encoding="utf-8") as handle:
-    handle.write("# written by scripts/docker/compose_test.sh: throw-away values for one test stack\n")
-    handle.writelines(f"{name}={value}\n" for name, value in values.items())
-PY
+("$project_dir/.venv/bin/python" "$project_dir/scripts/docker/write_stack_env.py" "$env_file" --by compose_test.sh \
+  --base-image "$base_image" --baac "$baac" --tag e2e \
+  --ports API_HOST_PORT,MLFLOW_HOST_PORT,AIRFLOW_HOST_PORT,PROMETHEUS_HOST_PORT
 ) || fail "could not write $env_file"
 get() { grep -E "^$1=" "$env_file" | cut -d= -f2-; }
 api_url="http://127.0.0.1:$(get API_HOST_PORT)"

@@ -38,51 +38,9 @@ engine_and_base_image scale-test
 
 # --------------------------------------------------------------------------------- env file
 find_baac
-(umask 077 && "$project_dir/.venv/bin/python" - "$env_file" "$base_image" "$baac" <<'PY'
-import base64, os, secrets, socket, sys
-
-path, base_image, baac = sys.argv[1:4]
-probes = []
-
-def free_port() -> int:  # held open until all are chosen, so no two are equal
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    probes.append(probe)
-    return probe.getsockname()[1]
-
-names = ("LB_HOST_PORT", "API_HOST_PORT", "API2_HOST_PORT", "MLFLOW_HOST_PORT", "AIRFLOW_HOST_PORT", "S3_HOST_PORT")
-ports = {name: free_port() for name in names}
-token = lambda n=24: secrets.token_urlsafe(n)  # noqa: E731
-values = {
-    "BASE_IMAGE": base_image,
-    "IMAGE_TAG": "scale",
-    "PUBLISH_ADDRESS": "127.0.0.1",
-    **ports,
-    "AIRFLOW_BASE_URL": f"http://localhost:{ports['AIRFLOW_HOST_PORT']}",
-    "BAAC_DATA_DIR": baac,
-    "POSTGRES_PASSWORD": token(),
-    "AIRFLOW_DB_PASSWORD": token(),
-    "MLFLOW_DB_PASSWORD": token(),
-    "API_DB_PASSWORD": token(),
-    "API_ENVIRONMENT": "production",
-    "JWT_SECRET": token(48),
-    "ADMIN_USERNAME": "admin",
-    "ADMIN_PASSWORD": token(18),
-    "AIRFLOW_ADMIN_USERNAME": "admin",
-    "AIRFLOW_ADMIN_PASSWORD": token(18),
-    "AIRFLOW_JWT_SECRET": token(48),
-    "AIRFLOW_SECRET_KEY": token(32),
-    "AIRFLOW_FERNET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
-    "S3_ACCESS_KEY_ID": "stack" + secrets.token_hex(6),
-    "S3_SECRET_ACCESS_KEY": token(30),
-    "ACCIDENTS_RETRAIN_SCHEDULE": "none",
-    "ACCIDENTS_MONITORING_SCHEDULE": "none",  # the compose suite triggers it itself
-    "MODEL_POLL_SECONDS": "10",
-}
-with open(path, "w", encoding="utf-8") as handle:
-    handle.write("# written by scripts/docker/scale_test.sh: throw-away values for one test stack\n")
-    handle.writelines(f"{name}={value}\n" for name, value in values.items())
-PY
+("$project_dir/.venv/bin/python" "$project_dir/scripts/docker/write_stack_env.py" "$env_file" --by scale_test.sh \
+  --base-image "$base_image" --baac "$baac" --tag scale \
+  --ports LB_HOST_PORT,API_HOST_PORT,API2_HOST_PORT,MLFLOW_HOST_PORT,AIRFLOW_HOST_PORT,S3_HOST_PORT --s3 --set MODEL_POLL_SECONDS=10
 ) || fail "could not write $env_file"
 get() { grep -E "^$1=" "$env_file" | cut -d= -f2-; }
 

@@ -33,7 +33,7 @@ from accidents.features import SEED_EXAMPLE
 from accidents.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.service import LogOptions, PredictionLog
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
-from bench.run import wrk
+from bench.run import child_pids, rss_mb, wrk
 from tests.support.processes import ManagedProcess, free_port, start_service
 from tests.support.project import Project
 
@@ -176,6 +176,10 @@ def nothing_lost(project: Project, work: Path, body: Path, seconds: int = 60, co
             time.sleep(0.2)
         time.sleep(1.0)  # the last batch's transaction
         answered = served_2xx(url)
+        memory = {
+            "api_and_insert_process_rss_mb": rss_mb(process.pid),
+            "insert_process_rss_mb": sum(rss_mb(child) for child in child_pids(process.pid)),
+        }
         dropped = sum(
             float(v)
             for v in re.findall(
@@ -196,6 +200,7 @@ def nothing_lost(project: Project, work: Path, body: Path, seconds: int = 60, co
         "logged_rows": int(logged),
         "dropped_rows": int(dropped),
         "equal": int(answered) == int(logged),
+        **memory,
     }
 
 
@@ -324,7 +329,13 @@ def markdown(log: dict[str, Any]) -> list[str]:
         "",
         f"60 s at 32 connections, logging on: {load['answered_2xx_rows']:,} rows answered 2xx, "
         f"{load['logged_rows']:,} rows in the log, {load['dropped_rows']} dropped "
-        f"({'equal' if load['equal'] else 'NOT EQUAL'}); {load['rps']:.0f} req/s.",
+        f"({'equal' if load['equal'] else 'NOT EQUAL'}); {load['rps']:.0f} req/s."
+        + (
+            f" Resident memory after it: API with its insert process {load['api_and_insert_process_rss_mb']} MB, "
+            f"of which the insert process {load['insert_process_rss_mb']} MB."
+            if "insert_process_rss_mb" in load
+            else ""
+        ),
         f"Writer throughput (1-row / 1,000-row requests): SQLite {sqlite_rate['rows_per_s_1_row_requests']:,} / "
         f"{sqlite_rate['rows_per_s_1000_row_requests']:,} rows/s (goal >= 20,000); PostgreSQL {pg_text}.",
     ]

@@ -5,15 +5,16 @@ work that holds the GIL for ~5 us a row. In a thread of the API it competed with
 1,000-row requests served ~1.45x slower with logging on (bench/results/). In this process it
 runs on the other core; the API's writer thread only packs arrays and pipes them here.
 
-Protocol over two pipes (multiprocessing.connection framing): the API sends one pickled
-`PackedRows` per write; this process answers ("ok", rows), ("error", message) when the database
+Protocol over two pipes (multiprocessing.connection framing): the API first sends the database
+URL and busy timeout (on the pipe, not the command line: a URL may hold a password), then one
+pickled `PackedRows` per write; this process answers ("ok", rows), ("error", message) when the database
 refused (worth a retry) or ("invalid", message) when the payload cannot become rows. It holds no
 state between writes (each is one transaction), so the API can resend a failed write or restart
 this process at any time. It exits when the API closes its pipe (also when the API dies), and
 ignores SIGINT/SIGTERM, so a Ctrl-C or a stop of the process group leaves the API time to
 drain its queue through it.
 
-    python -m api.monitoring.log_process <read fd> <write fd> <database url> <busy timeout s>
+    python -m api.monitoring.log_process <read fd> <write fd>
 """
 
 from __future__ import annotations
@@ -128,12 +129,16 @@ def insert(engine: Engine, statement: InsertStatement, packed: PackedRows) -> in
     return len(rows)
 
 
-def serve(read_fd: int, write_fd: int, url: str, busy_timeout_seconds: float) -> None:
+def serve(read_fd: int, write_fd: int) -> None:
     from multiprocessing.connection import Connection as Pipe
 
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, signal.SIG_IGN)  # the API ends this process by closing its pipe
     requests, replies = Pipe(read_fd, writable=False), Pipe(write_fd, readable=False)
+    try:
+        url, busy_timeout_seconds = requests.recv()  # first message: where to write (not in argv: ps)
+    except (EOFError, OSError):
+        return
     engine = create_log_engine(url, busy_timeout_seconds)
     statement = InsertStatement(engine)
     while True:
@@ -153,4 +158,4 @@ def serve(read_fd: int, write_fd: int, url: str, busy_timeout_seconds: float) ->
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
+    serve(int(sys.argv[1]), int(sys.argv[2]))

@@ -123,14 +123,14 @@ class InsertProcess:
 
     def insert(self, payload: bytes) -> int:
         """Rows written; InsertError when they were not (the transaction was rolled back)."""
-        if self.process is None:
-            self._start()
         try:
+            if self.process is None:
+                self._start()
             self._requests.send_bytes(payload)
             if not self._replies.poll(self.reply_timeout_seconds):
                 raise TimeoutError(f"no answer within {self.reply_timeout_seconds:.0f} s")
             status, value = self._replies.recv()
-        except (OSError, EOFError) as error:  # died (or hung): a new one on the next attempt
+        except (OSError, EOFError) as error:  # did not start, died or hung: a new one on the next attempt
             exit_code = self.stop(timeout=1.0)
             lost = f"insert process lost ({type(error).__name__}: {error}; exit code {exit_code})"
             raise InsertError(lost) from None
@@ -148,8 +148,7 @@ class InsertProcess:
         env = {**os.environ, "PYTHONPATH": path}
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "api.monitoring.log_process", str(theirs_read), str(theirs_write), self.url,
-                 str(self.busy_timeout_seconds)],
+                [sys.executable, "-m", "api.monitoring.log_process", str(theirs_read), str(theirs_write)],
                 pass_fds=(theirs_read, theirs_write), env=env, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         finally:
@@ -157,6 +156,8 @@ class InsertProcess:
             os.close(theirs_write)
         self._requests = Connection(ours_write, readable=False)
         self._replies = Connection(ours_read, writable=False)
+        # the database URL may hold a password: on the pipe, never in the command line (ps shows it)
+        self._requests.send((self.url, self.busy_timeout_seconds))
         logger.info("prediction log: insert process started (pid %d)", self.process.pid)
 
     def stop(self, timeout: float = 10.0) -> int | None:

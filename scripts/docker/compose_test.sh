@@ -104,11 +104,7 @@ lap "demo secrets refused" $t
 t=$SECONDS
 say "docker compose up -d --wait (API $api_url, MLflow $mlflow_url, Airflow $airflow_url)"
 if ! dc up -d --wait --wait-timeout 900 >"$work/up.log" 2>&1; then
-  tail -n 20 "$work/up.log"
-  dc ps -a
-  dc logs --no-color --tail 80 >"$work/logs.txt" 2>&1
-  tail -n 200 "$work/logs.txt"
-  fail "the stack did not become healthy (logs: $work/logs.txt)"
+  report_unhealthy
 fi
 lap "up --wait (healthy)" $t
 dc ps -a --format 'table {{.Service}}\t{{.Status}}'

@@ -58,11 +58,7 @@ t=$SECONDS
 stack_created=1
 say "docker compose up -d --wait (load balancer http://127.0.0.1:$(get LB_HOST_PORT))"
 if ! dc up -d --wait --wait-timeout 900 >"$work/up.log" 2>&1; then
-  tail -n 20 "$work/up.log"
-  dc ps -a
-  dc logs --no-color --tail 80 >"$work/logs.txt" 2>&1
-  tail -n 200 "$work/logs.txt"
-  fail "the stack did not become healthy (logs: $work/logs.txt)"
+  report_unhealthy
 fi
 lap "up --wait (healthy)" $t
 dc ps -a --format 'table {{.Service}}\t{{.Status}}'

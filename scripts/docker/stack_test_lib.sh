@@ -70,3 +70,28 @@ find_baac() {
   [ -n "$baac" ] && [ -d "$baac" ] || fail "real BAAC data not found: set BAAC_DATA_DIR"
   baac="$(cd "$baac" && pwd)"
 }
+
+# After a failed `up --wait`: everything to $work/logs.txt, then (last, so the tail of a CI log
+# shows it) up's own error, each container's state, and the logs of the services that are not
+# running healthy or did not exit 0 -- the one that broke, not the chattiest.
+report_unhealthy() {
+  dc logs --no-color --timestamps >"$work/logs.txt" 2>&1
+  local service state health code bad=() waiting=()
+  while IFS='|' read -r service state health code; do
+    case "$state/$health/$code" in
+      running/healthy/*|running//*|exited/*/0) ;;
+      created/*) waiting+=("$service") ;;  # never started: waits on one that broke
+      *) bad+=("$service") ;;
+    esac
+  done < <(dc ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}')
+  for service in "${bad[@]}"; do
+    echo "----- $service (last 60 lines) -----"
+    dc logs --no-color --timestamps --tail 60 "$service" 2>&1
+  done
+  echo "----- docker compose up -----"
+  tail -n 20 "$work/up.log"
+  echo "----- containers -----"
+  dc ps -a --format 'table {{.Service}}\t{{.State}}\t{{.Status}}'
+  [ ${#waiting[@]} -gt 0 ] && say "never started (waiting on the above): ${waiting[*]}"
+  fail "the stack did not become healthy: ${bad[*]:-no service named by docker} (all logs: $work/logs.txt)"
+}

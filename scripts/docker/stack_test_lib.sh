@@ -72,26 +72,28 @@ find_baac() {
 }
 
 # After a failed `up --wait`: everything to $work/logs.txt, then (last, so the tail of a CI log
-# shows it) up's own error, each container's state, and the logs of the services that are not
-# running healthy or did not exit 0 -- the one that broke, not the chattiest.
+# shows it) the logs of the services that are not running healthy or did not exit 0 -- the one
+# that broke, not the chattiest --, up's own error and each container's state. One `ps` and one
+# `logs` call: the per-service tails are cut from the same snapshot.
 report_unhealthy() {
   dc logs --no-color --timestamps >"$work/logs.txt" 2>&1
-  local service state health code bad=() waiting=()
-  while IFS='|' read -r service state health code; do
+  local service state health code status bad=() waiting=() states=()
+  while IFS='|' read -r service state health code status; do
+    states+=("$(printf '%-24s %s' "$service" "$status")")
     case "$state/$health/$code" in
       running/healthy/*|running//*|exited/*/0) ;;
       created/*) waiting+=("$service") ;;  # never started: waits on one that broke
       *) bad+=("$service") ;;
     esac
-  done < <(dc ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}')
+  done < <(dc ps -a --format '{{.Service}}|{{.State}}|{{.Health}}|{{.ExitCode}}|{{.Status}}')
   for service in "${bad[@]}"; do
     echo "----- $service (last 60 lines) -----"
-    dc logs --no-color --timestamps --tail 60 "$service" 2>&1
+    grep -E "^$service-[0-9]+ +\|" "$work/logs.txt" | tail -n 60
   done
   echo "----- docker compose up -----"
   tail -n 20 "$work/up.log"
   echo "----- containers -----"
-  dc ps -a --format 'table {{.Service}}\t{{.State}}\t{{.Status}}'
+  printf '%s\n' "${states[@]}"
   [ ${#waiting[@]} -gt 0 ] && say "never started (waiting on the above): ${waiting[*]}"
   fail "the stack did not become healthy: ${bad[*]:-no service named by docker} (all logs: $work/logs.txt)"
 }

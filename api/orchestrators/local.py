@@ -99,10 +99,12 @@ class LocalOrchestrator(Orchestrator):
         path = self.folder / f"{run_id}.json"
         if not RUN_ID.match(run_id) or not path.is_file():
             raise RunNotFoundError(f"no retraining run {run_id}")
+        # before the read: the waiter writes the final record, then forgets the child, so a run
+        # seen as no child of ours here is read with its outcome (not as a lost one)
+        orphan = run_id not in self._children
         record = json.loads(path.read_text(encoding="utf-8"))
         pid = record.pop("pid", None)
         run = RetrainRun(**record)
-        orphan = run.run_id not in self._children
         if run.state == RunState.RUNNING and orphan and pid is not None and not _alive(pid):
             # started by an API process that is gone before the run ended: its exit code is lost
             return RetrainRun(run.run_id, RunState.FAILED, self.name, run.started_at, None, "outcome lost",

@@ -56,7 +56,7 @@ $(MONITORING_VENV)/.installed: requirements-monitoring.txt pyproject.toml | uv
 	@touch $@
 
 monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
-	$(MONITORING_VENV)/bin/python -m accidents.monitor $(ARGS)
+	$(MONITORING_VENV)/bin/python -m accidents.monitoring.drift $(ARGS)
 
 run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
 	$(PY) scripts/run_stack.py
@@ -76,10 +76,10 @@ bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memo
 
 REPLAY_ARGS ?= --from 2021-07-01 --to 2021-12-31 --limit 5000
 replay: setup ## send real accidents through the running API (REPLAY_ARGS="--from ... --to ... --limit N --night")
-	$(PY) -m accidents.replay $(REPLAY_ARGS)
+	$(PY) -m accidents.monitoring.replay $(REPLAY_ARGS)
 
 realized: setup ## label job: realized AUC/F1/calibration of the logged predictions -> store, /metrics, MLflow
-	$(PY) -m accidents.realized $(ARGS)
+	$(PY) -m accidents.monitoring.realized $(ARGS)
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh

@@ -18,10 +18,10 @@ from api.core.security import InvalidTokenError, decode_access_token
 from api.core.throttle import LoginThrottle
 from api.db.crud import auth_state, find_user
 from api.db.models import Role, User
-from api.model_service import ModelService, Served
 from api.monitoring.service import PredictionLog
 from api.orchestrators import Orchestrator
 from api.services import Services
+from api.serving.model_service import ModelService, Served
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 NO_MODEL = "no model is loaded yet: train one (`make pipeline`, or POST /retrain as admin), then retry"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, InternalError, OperationalError
 
 from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError
-from api.prediction import PayloadError
+from api.serving.prediction import PayloadError
 
 logger = logging.getLogger("api")
 READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE for a write in a read-only transaction

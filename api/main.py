@@ -18,10 +18,10 @@ from api.core.config import Settings
 from api.core.observability import Metrics, RequestMiddleware, configure_logging
 from api.core.security import production_problems
 from api.errors import add_exception_handlers
-from api.lean_imports import keep_heavy_modules_out
 from api.openapi import complete_openapi, document_errors
 from api.routes import auth, dashboard, model, monitoring, ops, predict, retrain, users
 from api.services import start_services
+from api.serving.lean_imports import keep_heavy_modules_out
 
 logger = logging.getLogger("api")
 
@@ -86,7 +86,7 @@ def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], Abstr
 
 def __getattr__(name: str) -> FastAPI:
     """`api.main:app`, what uvicorn serves: built on first access (PEP 562), after keeping pandas,
-    pyarrow and pytest out of this process (api/lean_imports.py); importing this module builds nothing."""
+    pyarrow and pytest out of this process (api/serving/lean_imports.py); importing this module builds nothing."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     already = keep_heavy_modules_out()

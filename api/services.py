@@ -21,11 +21,11 @@ from api.core.security import jwt_secret
 from api.core.throttle import LoginThrottle
 from api.db.crud import bootstrap_admin
 from api.db.engine import Database
-from api.inference import InferenceExecutor
-from api.model_service import ModelService
 from api.monitoring.service import LogOptions, PredictionLog
 from api.orchestrators import Orchestrator, build_orchestrator
-from api.shadow import ShadowScorer
+from api.serving.inference import InferenceExecutor
+from api.serving.model_service import ModelService
+from api.serving.shadow import ShadowScorer
 
 logger = logging.getLogger("api")
 
@@ -42,7 +42,7 @@ class Services:
     models: ModelService
     orchestrator: Orchestrator
     prediction_log: PredictionLog  # what /predict served, written off the request path
-    challenger: ModelService | None = None  # SHADOW_ENABLED: the registry's challenger (api/shadow.py)
+    challenger: ModelService | None = None  # SHADOW_ENABLED: the registry's challenger (api/serving/shadow.py)
     shadow: ShadowScorer | None = None  # scores a share of live rows with it, off the request path
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The drift job's budget (issue #13): `python -m accidents.monitor` over 100,000 logged rows in
+"""The drift job's budget (issue #13): `python -m accidents.monitoring.drift` over 100,000 logged rows in
 under 60 s and 2 GB, called from bench/run.py (`make bench`, or `--drift-only`).
 
 The champion is the one bench/run.py trained on the default data (its reference profile in the
@@ -21,8 +21,8 @@ import pandas as pd
 from prometheus_client import CollectorRegistry
 
 from accidents.features import ACCIDENT_ID, FEATURE_NAMES
-from accidents.model_store import read_bundle
-from accidents.prediction_log import create_log_engine, ensure_schema
+from accidents.model.model_store import read_bundle
+from accidents.store.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 from tests.support.project import Project
 
@@ -60,8 +60,10 @@ def bench_drift(project: Project, work: Path, repeats: int, timed_command: Any) 
     for size in SIZES:
         url = f"sqlite:///{work / f'drift-{size}.db'}"
         fill_log(project, url, size)
-        runs = [timed_command([python, "-m", "accidents.monitor", "--log-url", url, "--rows", str(size)], project)
-                for _ in range(repeats)]  # fmt: skip
+        runs = [
+            timed_command([python, "-m", "accidents.monitoring.drift", "--log-url", url, "--rows", str(size)], project)
+            for _ in range(repeats)
+        ]
         results[f"rows_{size}"] = {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
         print(f"drift job over {size:,} rows: {results[f'rows_{size}']}", flush=True)
     big = results[f"rows_{SIZES[-1]}"]
@@ -70,7 +72,9 @@ def bench_drift(project: Project, work: Path, repeats: int, timed_command: Any) 
 
 
 def markdown(drift: dict[str, Any]) -> list[str]:
-    title = "Drift job (`python -m accidents.monitor`, .venv-monitoring, reference from MLflow, report logged):"
+    title = (
+        "Drift job (`python -m accidents.monitoring.drift`, .venv-monitoring, reference from MLflow, report logged):"
+    )
     lines = ["", title, "",
              "| logged rows | wall s | peak RSS MB |", "| ---: | ---: | ---: |"]  # fmt: skip
     for size in SIZES:

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from accidents.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
 from accidents.features import SEED_EXAMPLE
-from accidents.prediction_log import create_log_engine, ensure_schema
+from accidents.store.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.service import LogOptions, PredictionLog
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 from bench.run import child_pids, rss_mb, wrk

@@ -59,7 +59,7 @@ def loaded_packages() -> None:
     import api.main
 
     _serve(api.main.app, 1)
-    kept_out = any(type(finder).__name__ == "_KeepOut" for finder in sys.meta_path)  # api/lean_imports.py
+    kept_out = any(type(finder).__name__ == "_KeepOut" for finder in sys.meta_path)  # api/serving/lean_imports.py
     print(json.dumps({"packages": [name for name in PACKAGES if name in sys.modules], "kept_out": kept_out}))
 
 
@@ -69,7 +69,7 @@ def profile(loaded: dict[str, Any]) -> None:
 
     rows = [("interpreter", vm_rss_mb())]
     if loaded["kept_out"]:  # as the serving entry point does before any model load
-        from api.lean_imports import keep_heavy_modules_out
+        from api.serving.lean_imports import keep_heavy_modules_out
 
         keep_heavy_modules_out()
     for name in (name for name in PACKAGES if name in loaded["packages"]):

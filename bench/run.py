@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from accidents.config import CHAMPION_ALIAS, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, MODEL_NAME
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.model_store import read_bundle
+from accidents.model.model_store import read_bundle
 from bench import rss_profile
 from bench.report import write_section
 from tests.support.processes import ManagedProcess, free_port, start_service

@@ -21,7 +21,7 @@ import numpy as np
 
 from accidents.config import CHALLENGER_ALIAS, MODEL_NAME
 from accidents.features import SEED_EXAMPLE
-from accidents.model_store import read_bundle
+from accidents.model.model_store import read_bundle
 from api.core.config import Settings
 from bench.prediction_log import token_of
 from bench.run import wrk

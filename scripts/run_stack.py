@@ -53,7 +53,7 @@ from stack_supervisor import (
 )
 
 from accidents import config
-from accidents.prometheus_config import write_config
+from accidents.stack.prometheus_config import write_config
 from api.core.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, DEMO_AIRFLOW_PASSWORD, DEMO_AIRFLOW_USERNAME
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -219,7 +219,7 @@ def api_env(s: Settings) -> dict[str, str]:
         "AIRFLOW_API_URL": s.airflow_url,
         "AIRFLOW_USERNAME": s.airflow_username,
         "AIRFLOW_PASSWORD": s.airflow_password,
-        # the registry's challenger scores a share of live rows in the shadow of the champion (api/shadow.py)
+        # the registry's challenger scores a share of live rows in the shadow of the champion (api/serving/shadow.py)
         "SHADOW_ENABLED": s.env.get("SHADOW_ENABLED", "true"),
     }
 

@@ -4,10 +4,10 @@
                 ├─> decide -> trigger_retraining (only when the evidence says so)
     realized ───┘
 
-`drift` runs the drift job (`python -m accidents.monitor` from the project's monitoring venv,
+`drift` runs the drift job (`python -m accidents.monitoring.drift` from the project's monitoring venv,
 .venv-monitoring: Evidently needs pandas < 3), `realized` the label job (`python -m
-accidents.realized`, the project's venv); each stores its result where the API's gauges read it.
-`decide` runs `python -m accidents.retrain_decision` (pure logic in the project, tested without
+accidents.monitoring.realized`, the project's venv); each stores its result where the API's gauges read it.
+`decide` runs `python -m accidents.monitoring.retrain_decision` (pure logic in the project, tested without
 Airflow): drifted share, prediction drift or realized-AUC drop past the params.yaml thresholds,
 no run while one is queued or running, a cooldown after the last monitoring-started run. Only
 then it starts the retraining DAG, with {"reason": "drift: ..."} (or "performance: ...") as the
@@ -76,15 +76,17 @@ def job_command(python: Path, module: str) -> str:
 
 
 def run_decision() -> dict:
-    """The project's answer (JSON on stdout of `python -m accidents.retrain_decision`)."""
+    """The project's answer (JSON on stdout of `python -m accidents.monitoring.retrain_decision`)."""
     result = subprocess.run(
-        [str(PYTHON), "-m", "accidents.retrain_decision"], cwd=PROJECT_DIR, env=job_env(PYTHON),
+        [str(PYTHON), "-m", "accidents.monitoring.retrain_decision"], cwd=PROJECT_DIR, env=job_env(PYTHON),
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     if result.stderr:
         log.info("%s", result.stderr.strip()[-4000:])
     if result.returncode != 0:
-        raise RuntimeError(f"accidents.retrain_decision exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"accidents.monitoring.retrain_decision exited {result.returncode}: {result.stderr.strip()[-2000:]}"
+        )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -108,13 +110,21 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     drift = BashOperator(
-        task_id="drift", bash_command=job_command(MONITORING_PYTHON, "accidents.monitor"), cwd=str(PROJECT_DIR),
-        env=job_env(MONITORING_PYTHON), execution_timeout=timedelta(minutes=30), retries=0,
-    )  # fmt: skip
+        task_id="drift",
+        bash_command=job_command(MONITORING_PYTHON, "accidents.monitoring.drift"),
+        cwd=str(PROJECT_DIR),
+        env=job_env(MONITORING_PYTHON),
+        execution_timeout=timedelta(minutes=30),
+        retries=0,
+    )
     realized = BashOperator(
-        task_id="realized", bash_command=job_command(PYTHON, "accidents.realized"), cwd=str(PROJECT_DIR),
-        env=job_env(PYTHON), execution_timeout=timedelta(minutes=30), retries=0,
-    )  # fmt: skip
+        task_id="realized",
+        bash_command=job_command(PYTHON, "accidents.monitoring.realized"),
+        cwd=str(PROJECT_DIR),
+        env=job_env(PYTHON),
+        execution_timeout=timedelta(minutes=30),
+        retries=0,
+    )
     decision = decide()
     trigger = TriggerDagRunOperator(
         task_id="trigger_retraining",

@@ -3,7 +3,7 @@
     check_new_data -> trigger_retraining (only when there is a new year)
 
 BAAC data is published once a year, so retraining weekly on unchanged data buys nothing. This
-DAG runs a cheap check on its schedule: the project's own CLI `python -m accidents.new_data`
+DAG runs a cheap check on its schedule: the project's own CLI `python -m accidents.monitoring.new_data`
 (by absolute path, from the project's venv; this file imports nothing from the project), which
 compares the years available (a new year folder in BAAC_DATA_DIR, or the data.gouv.fr dataset
 API's resource list when online) with the years the last import recorded. Only when a year is
@@ -52,15 +52,15 @@ def _start_date() -> datetime:
 
 
 def run_check() -> dict:
-    """The project's answer (JSON on stdout of `python -m accidents.new_data`)."""
+    """The project's answer (JSON on stdout of `python -m accidents.monitoring.new_data`)."""
     env = {name: os.environ[name] for name in PASS_THROUGH if os.environ.get(name)}
     env.update({"ACCIDENTS_PROJECT_DIR": str(PROJECT_DIR), "PATH": f"{PYTHON.parent}:/usr/bin:/bin"})
     result = subprocess.run(
-        [str(PYTHON), "-m", "accidents.new_data"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+        [str(PYTHON), "-m", "accidents.monitoring.new_data"], cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
         timeout=300, check=False,
     )  # fmt: skip
     if result.returncode != 0:
-        raise RuntimeError(f"accidents.new_data exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+        raise RuntimeError(f"accidents.monitoring.new_data exited {result.returncode}: {result.stderr.strip()[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

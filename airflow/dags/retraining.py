@@ -74,7 +74,7 @@ TIMEOUTS = {
 RUN_REASON = "{{ params.reason or ('manual run (' ~ dag_run.run_type ~ ')') }}"
 PASS_THROUGH = ("MLFLOW_TRACKING_URI", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL", "DVC_NO_ANALYTICS")
 # Workers without a shared project directory (docker-compose.scale.yml): each DVC task restores the
-# run's state from this S3 prefix first and saves it after (python -m accidents.stage_exchange).
+# run's state from this S3 prefix first and saves it after (python -m accidents.stack.stage_exchange).
 EXCHANGE = os.environ.get("ACCIDENTS_STAGE_EXCHANGE", "").strip()
 if EXCHANGE:
     PASS_THROUGH += ("ACCIDENTS_STAGE_EXCHANGE", "AWS_ENDPOINT_URL")
@@ -130,7 +130,7 @@ def exchanged(command: str, stage: str | None = None) -> str:
     """With ACCIDENTS_STAGE_EXCHANGE: the run's DVC state pulled before the command, pushed after."""
     if not EXCHANGE:
         return command
-    exchange = f"{shlex.quote(str(VENV_BIN / 'python'))} -m accidents.stage_exchange"
+    exchange = f"{shlex.quote(str(VENV_BIN / 'python'))} -m accidents.stack.stage_exchange"
     run = '"{{ run_id }}"'
     pushed = f"{exchange} push {run} {stage}" if stage else ""
     return f"set -e\n{exchange} pull {run}\n{command.rstrip()}\n{pushed}\n"

@@ -26,7 +26,7 @@ from accidents.config import (
     DEMO_AIRFLOW_PASSWORD,
     DEMO_AIRFLOW_USERNAME,
 )
-from accidents.prediction_log import file_url as prediction_log_file_url
+from accidents.store.prediction_log import file_url as prediction_log_file_url
 
 # What every username matches, ADMIN_USERNAME included: checked before any name reaches the
 # database (PostgreSQL rejects NUL bytes and names over the column's 64 characters with an error).
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     mlflow_timeout_seconds: int = Field(default=5, ge=1)
     model_poll_seconds: float = Field(default=30.0, ge=0)  # 0: no polling (POST /model/reload only)
 
-    # shadow challenger (api/shadow.py): the registry's `challenger` scores a share of live rows off
+    # shadow challenger (api/serving/shadow.py): the registry's `challenger` scores a share of live rows off
     # the request path; answers stay the champion's. Off by default here, on in `make run` and compose.
     shadow_enabled: bool = False
     shadow_share: float = Field(default=0.25, ge=0, le=1)  # share of served rows also scored by the challenger

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.monitoring.writer import LogMetrics
-from api.shadow import ShadowMetrics
+from api.serving.shadow import ShadowMetrics
 
 access_logger = logging.getLogger("api.access")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -49,7 +49,7 @@ class Metrics:
         )  # fmt: skip
         self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
         self.prediction_log = LogMetrics(self.registry)  # api.monitoring.writer
-        self.shadow = ShadowMetrics(self.registry)  # api.shadow
+        self.shadow = ShadowMetrics(self.registry)  # api.serving.shadow
         self.retrain_runs = Counter(
             "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
         )

@@ -254,7 +254,7 @@ async function drawDrift() {
     return;
   }
   if (!runs.length) {
-    empty("drift-features", "no drift run yet (python -m accidents.monitor, or the monitoring DAG)");
+    empty("drift-features", "no drift run yet (python -m accidents.monitoring.drift, or the monitoring DAG)");
     empty("drift-share", "no drift run yet");
     return;
   }
@@ -334,7 +334,7 @@ async function drawRealized() {
   const rows = await api("/monitoring/performance");
   const monthly = rows.filter((r) => r.month);
   if (!monthly.length) {
-    empty("realized", "no realized performance yet (python -m accidents.realized joins labels once published)");
+    empty("realized", "no realized performance yet (python -m accidents.monitoring.realized joins labels once published)");
     return;
   }
   const months = [...new Set(monthly.map((r) => r.month))].sort();

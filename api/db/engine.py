@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from accidents.database import database_engine
+from accidents.store.database import database_engine
 from api.db.models import Base, User
 
 
@@ -41,4 +41,4 @@ class Database:
 
 
 def _engine(url: str, busy_timeout_seconds: float) -> Engine:
-    return database_engine(url, busy_timeout_seconds)  # SQLite: WAL + busy timeout (accidents.database)
+    return database_engine(url, busy_timeout_seconds)  # SQLite: WAL + busy timeout (accidents.store.database)

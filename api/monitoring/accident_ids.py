@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from accidents.prediction_log import ACCIDENT_ID_MAX_LENGTH
+from accidents.store.prediction_log import ACCIDENT_ID_MAX_LENGTH
 
 ID_FIELD = "accident_id"
 ID_PATTERN = rf"^[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}$"  # for OpenAPI (where $ ends the string)

@@ -1,4 +1,4 @@
-"""Prometheus gauges of the latest drift result the drift job stored (accidents.monitor).
+"""Prometheus gauges of the latest drift result the drift job stored (accidents.monitoring.drift).
 
 The API never computes drift (Evidently, pandas and scipy stay out of the serving process): at
 each scrape it reads the newest row of `drift_results`, cached for a few seconds.
@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.drift_results import VERDICTS, recent
+from accidents.store.drift_results import VERDICTS, recent
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Prometheus gauges of the realized performance the label job stored (accidents.realized).
+"""Prometheus gauges of the realized performance the label job stored (accidents.monitoring.realized).
 
 The API never computes them (no pandas or metrics code in the serving process for this): at
 each scrape it reads the latest overall row per model version from `realized_performance`,
@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.prediction_log import realized
+from accidents.store.prediction_log import realized
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def latest_overall(engine: Engine) -> list[dict[str, Any]]:
     """The newest overall (all months) result of each model version."""
     query = (
         select(realized)
-        .where(realized.c.month.is_(None), realized.c.shadow_challenger.is_(None))  # shadow pairs: api/shadow.py
+        .where(
+            realized.c.month.is_(None), realized.c.shadow_challenger.is_(None)
+        )  # shadow pairs: api/serving/shadow.py
         .order_by(realized.c.computed_at.desc(), realized.c.id.desc())
         .limit(RECENT_ROWS)
     )

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.features import FEATURE_NAMES
-from accidents.prediction_log import create_log_engine, predictions
+from accidents.store.prediction_log import create_log_engine, predictions
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
-from accidents.prediction_log import create_log_engine, ensure_schema
+from accidents.store.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.drift_gauges import DriftCollector
 from api.monitoring.gauges import RealizedPerformanceCollector
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch

@@ -1,6 +1,6 @@
 """The shadow evidence per challenger version, read from the prediction log's store: agreement and
 positive rates over every logged shadow row (SQL aggregates, no pandas), and the label job's
-realized AUC/F1 of challenger and champion on the same labelled shadow rows (accidents.realized).
+realized AUC/F1 of challenger and champion on the same labelled shadow rows (accidents.monitoring.realized).
 What GET /monitoring/shadow answers and what POST /model/promote judges by."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 
-from accidents.prediction_log import predictions, realized
+from accidents.store.prediction_log import predictions, realized
 
 REALIZED_FIELDS = ("roc_auc", "f1", "precision", "recall", "rows_labelled", "rows_unlabelled", "computed_at")
 

@@ -36,7 +36,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.prediction_log import predictions
+from accidents.store.prediction_log import predictions
 from api.monitoring.drops import DropReport, wait_idle
 from api.monitoring.log_process import PackedRows
 
@@ -62,7 +62,7 @@ class ServedBatch:
     probabilities: np.ndarray
     classes: np.ndarray
     accident_ids: list[str | None] | None
-    # shadow rows (api/shadow.py): the challenger's predictions above, the champion's here
+    # shadow rows (api/serving/shadow.py): the challenger's predictions above, the champion's here
     shadow: bool = False
     champion_version: str | None = None
     champion_probabilities: np.ndarray | None = None

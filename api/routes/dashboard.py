@@ -4,7 +4,7 @@ and /model: the prediction distribution and volume (SQL aggregates over the pred
 the recent pipeline runs with the reason each one started (MLflow's REST API, read-only).
 
 Every number is computed by the database or stored by a job; the API only shapes it (no pandas,
-no metrics code in this process: api/lean_imports.py).
+no metrics code in this process: api/serving/lean_imports.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.elements import ColumnElement
 
 from accidents.config import EXPERIMENT_NAME
-from accidents.prediction_log import predictions
+from accidents.store.prediction_log import predictions
 from api.deps import AdminUser, PredictionLogDep, SettingsDep
-from api.registry_client import MlflowRegistry, RegistryError
 from api.routes.monitoring import STORE_UNAVAILABLE, VERSION_PATTERN, IsoDateTime, StoredTime, _store_error
+from api.serving.registry_client import MlflowRegistry, RegistryError
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["monitoring"])

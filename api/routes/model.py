@@ -12,13 +12,13 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Paths, load_params
-from accidents.promotion import COMPARED, decide
+from accidents.model.promotion import COMPARED, decide
 from api.deps import AdminUser, Caller, MetricsDep, ModelServiceDep, ServicesDep, serving_model
-from api.model_service import ModelService, Served
 from api.monitoring.shadow_report import shadow_report
-from api.registry_client import RegistryError
 from api.schemas import ChallengerInfo, DropResponse, ModelInfo, PromoteRequest, PromoteResponse
 from api.services import Services
+from api.serving.model_service import ModelService, Served
+from api.serving.registry_client import RegistryError
 
 router = APIRouter(prefix="/model", tags=["model"])
 SYNTHETIC_WARNING = (

@@ -14,9 +14,9 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents import drift_results
 from accidents.features import FEATURE_NAMES
-from accidents.prediction_log import predictions, realized
+from accidents.store import drift_results
+from accidents.store.prediction_log import predictions, realized
 from api.deps import AdminUser, PredictionLogDep
 from api.monitoring.accident_ids import ID_PATTERN
 from api.monitoring.shadow_report import shadow_report
@@ -183,7 +183,7 @@ def drift(
     log: PredictionLogDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> list[dict[str, Any]]:
-    """The drift job's results (`python -m accidents.monitor`), newest first."""
+    """The drift job's results (`python -m accidents.monitoring.drift`), newest first."""
     try:
         return drift_results.recent(log.engine, limit)
     except SQLAlchemyError as error:

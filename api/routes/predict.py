@@ -13,13 +13,13 @@ import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 
-from accidents.explain import ExplainError
+from accidents.model.explain import ExplainError
 from api.core.config import Settings
 from api.core.observability import Metrics
 from api.deps import Caller, ServicesDep, serving_model
-from api.explanations import check_explainable, explain_rows
-from api.prediction import parse_request
 from api.schemas import PredictResponse, predict_body_schema
+from api.serving.explanations import check_explainable, explain_rows
+from api.serving.prediction import parse_request
 
 
 class OrjsonResponse(JSONResponse):
@@ -68,7 +68,7 @@ def build_router(settings: Settings) -> APIRouter:
         served = serving_model(services.models)  # grabbed once: a swap during this request does not affect it
         bundle = served.bundle
         if bundle.uses_compiled(len(rows)):
-            # at most ~3 ms of compiled trees (api/inference.py): cheaper here than a thread hop
+            # at most ~3 ms of compiled trees (api/serving/inference.py): cheaper here than a thread hop
             probabilities = bundle.predict_proba(rows)
         else:
             probabilities = await services.inference.run(bundle.predict_proba, rows)

@@ -10,7 +10,7 @@ cd /app
 rc=0
 python3 - <<'PY' || rc=$?
 import sys
-from accidents import registry
+from accidents.model import registry
 sys.exit(0 if registry.champion_version(registry.client()) is not None else 3)
 PY
 case $rc in

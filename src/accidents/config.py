@@ -17,7 +17,7 @@ import yaml
 MODEL_NAME = "accidents-severity"
 CHAMPION_ALIAS = "champion"
 # A version that loaded, passed the contract check and was not promoted: the API scores a share of
-# live traffic with it in the shadow of the champion (api/shadow.py) until it is promoted or dropped.
+# live traffic with it in the shadow of the champion (api/serving/shadow.py) until it is promoted or dropped.
 CHALLENGER_ALIAS = "challenger"
 # MLflow experiment of the audit runs of promotions and drops made through the API (POST /model/promote)
 MONITORING_EXPERIMENT = "monitoring"

@@ -40,8 +40,8 @@ def test_shape_schedule_and_policy(dag):
 
 
 def test_jobs_run_the_projects_venvs_by_absolute_path(dag):
-    for task_id, python, module in (("drift", ".venv-monitoring", "accidents.monitor"),
-                                    ("realized", ".venv", "accidents.realized")):  # fmt: skip
+    for task_id, python, module in (("drift", ".venv-monitoring", "accidents.monitoring.drift"),
+                                    ("realized", ".venv", "accidents.monitoring.realized")):  # fmt: skip
         task = dag.get_task(task_id)
         command = jinja2.Template(task.bash_command).render()
         assert f"{REPO / python / 'bin' / 'python'} -m {module}" in command

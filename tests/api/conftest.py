@@ -16,8 +16,8 @@ import requests
 from fastapi.testclient import TestClient
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME, Paths
-from accidents.model_store import TRUSTED_TYPES, ModelBundle, read_bundle, write_bundle
-from accidents.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD, TAG_TRAINED_AT
+from accidents.model.model_store import TRUSTED_TYPES, ModelBundle, read_bundle, write_bundle
+from accidents.model.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD, TAG_TRAINED_AT
 from api.core.config import Settings
 from api.main import create_app
 from tests.support.processes import ManagedProcess, free_port, start_service

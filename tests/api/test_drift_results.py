@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from accidents import drift_results
+from accidents.store import drift_results
 from tests.api.conftest import create_user, login, project_with_champion
 from tests.support.monitoring import metric
 

@@ -10,10 +10,10 @@ import pytest
 import requests
 import shap
 
-from accidents.compiled_trees import probe_rows, with_known_categories
-from accidents.explain import TreeShap
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.model_store import ModelBundle
+from accidents.model.compiled_trees import probe_rows, with_known_categories
+from accidents.model.explain import TreeShap
+from accidents.model.model_store import ModelBundle
 from tests.api.conftest import closed_url, login, project_with_champion, start_api
 
 TOLERANCE = 1e-6

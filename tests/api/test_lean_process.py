@@ -14,12 +14,12 @@ import sys
 import requests
 
 from accidents.features import SEED_EXAMPLE
-from api.registry_client import MlflowRegistry, RegistryError
+from api.serving.registry_client import MlflowRegistry, RegistryError
 from tests.api.conftest import REPO, login, project_with_champion, start_api
 
 # Not needed to serve: MLflow's client with its GenAI, tracing and data modules (the registry is
-# read over REST: api/registry_client.py), pandas and pyarrow (requests are numpy arrays), pytest
-# (pulled in by skops' default allow-list). api/lean_imports.py refuses the last three.
+# read over REST: api/serving/registry_client.py), pandas and pyarrow (requests are numpy arrays), pytest
+# (pulled in by skops' default allow-list). api/serving/lean_imports.py refuses the last three.
 # (opentelemetry's API package does load: FastAPI's own telemetry hooks import it.)
 NOT_IN_SERVING = ("mlflow", "pandas", "pyarrow", "pytest")
 
@@ -45,7 +45,7 @@ def test_serving_process_imports_no_heavy_module_it_does_not_need(trained_projec
 
 def test_kept_out_modules_fail_with_a_clear_error_and_scikit_learn_still_imports():
     code = (
-        "from api.lean_imports import keep_heavy_modules_out\n"
+        "from api.serving.lean_imports import keep_heavy_modules_out\n"
         "keep_heavy_modules_out()\n"
         "import sklearn.utils.fixes\n"
         "assert sklearn.utils.fixes.pd is None\n"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
-from api.prediction import VECTORIZED_MIN_ROWS, _all_valid_matrix, parse_rows
+from api.serving.prediction import VECTORIZED_MIN_ROWS, _all_valid_matrix, parse_rows
 from tests.api.conftest import login
 
 SEED = list(SEED_EXAMPLE)

@@ -16,7 +16,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.prediction_log import read_window
+from accidents.store.prediction_log import read_window
 from tests.api.conftest import create_user, login, project_with_champion, register, set_champion
 from tests.support.monitoring import api_on_own_registry, metric, wait_for
 

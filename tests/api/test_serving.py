@@ -10,7 +10,7 @@ import requests
 
 from accidents.config import MODEL_NAME
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.registry import champion_version, client
+from accidents.model.registry import champion_version, client
 from tests.api.conftest import login
 
 # The line from the README (and the project brief), verbatim except for the port.

@@ -15,12 +15,12 @@ import requests
 from prometheus_client import CollectorRegistry
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from accidents.compiled_trees import probe_rows
 from accidents.config import CHALLENGER_ALIAS, MODEL_NAME
 from accidents.features import SEED_EXAMPLE
-from accidents.model_store import ModelBundle
-from api.model_service import SOURCE_REGISTRY, Served
-from api.shadow import DROP_SCORE_FAILED, ShadowMetrics, ShadowScorer
+from accidents.model.compiled_trees import probe_rows
+from accidents.model.model_store import ModelBundle
+from api.serving.model_service import SOURCE_REGISTRY, Served
+from api.serving.shadow import DROP_SCORE_FAILED, ShadowMetrics, ShadowScorer
 from tests.api.conftest import create_user, login, project_with_champion, register, register_broken, set_champion
 from tests.api.test_hot_swap import Load, wait_version
 from tests.support.monitoring import metric, wait_for

@@ -89,16 +89,32 @@ def test_dashboard_shows_replayed_traffic_in_chromium(api_server, champion_bundl
     assert MONITOR.exists(), "the drift job's venv is missing: make setup-monitoring"
 
     def replay_then_drift(*selection: str, logged: int) -> dict:
-        replay = run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
+        replay = run_cli("accidents.monitoring.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
                          "--source", "official", "--batch-size", "40", "--url", server.url, "--no-progress",
                          "--json", *selection, env=env)  # fmt: skip
         assert json.loads(replay.stdout.strip().splitlines()[-1])["accepted_rows"] == LIMIT
         wait_for(lambda: metric(requests.get(f"{server.url}/metrics", timeout=10).text, "prediction_log_rows_total")
                  == logged, what="every replayed row logged")  # fmt: skip
-        drift = subprocess.run([str(MONITOR), "-m", "accidents.monitor", "--log-url", log_url, "--rows", str(LIMIT),
-                                "--tracking-uri", mlflow_server, "--params", str(REPO / "params.yaml")],
-                               capture_output=True, text=True, env=env, cwd=REPO,
-                               timeout=300)  # fmt: skip
+        drift = subprocess.run(
+            [
+                str(MONITOR),
+                "-m",
+                "accidents.monitoring.drift",
+                "--log-url",
+                log_url,
+                "--rows",
+                str(LIMIT),
+                "--tracking-uri",
+                mlflow_server,
+                "--params",
+                str(REPO / "params.yaml"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+            timeout=300,
+        )
         assert drift.returncode == 0, drift.stdout + drift.stderr[-3000:]
         return json.loads(drift.stdout.strip().splitlines()[-1])
 
@@ -106,7 +122,7 @@ def test_dashboard_shows_replayed_traffic_in_chromium(api_server, champion_bundl
     # whether the test slice's small reference flags the night stream is the drift job's concern
     # (tests/monitoring); the dashboard must show whatever the job stored
     replay_then_drift("--night", "--seed", "1", logged=2 * LIMIT)
-    run_cli("accidents.realized", "--log-url", log_url, "--source", "official", "--no-mlflow", env=env)
+    run_cli("accidents.monitoring.realized", "--log-url", log_url, "--source", "official", "--no-mlflow", env=env)
 
     # what the panels must show, from the JSON endpoints
     admin = login(server.url)
@@ -197,7 +213,7 @@ def test_dashboard_shows_the_shadow_challengers_agreement_in_chromium(api_server
         admin = login(server.url)
         requests.post(f"{server.url}/model/reload", headers=admin, timeout=60).raise_for_status()
         env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(stack.project)}
-        run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(rows), "--source",
+        run_cli("accidents.monitoring.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(rows), "--source",
                 "official", "--batch-size", "50", "--url", server.url, "--no-progress", "--json", env=env)  # fmt: skip
 
         def report() -> list[dict]:

@@ -62,10 +62,23 @@ def wait_for_firing(prometheus_port: int, name: str, timeout: float = 120) -> No
 
 
 def replay(stack: Stack, *args: str) -> None:
-    command = [str(stack.project.root / ".venv" / "bin" / "python"), "-m", "accidents.replay", "--url", stack.api,
-               *WINDOW, "--limit", "5000", "--batch-size", "100", "--no-progress", *args]  # fmt: skip
-    result = subprocess.run(command, cwd=stack.project.root, env=stack.project.env(), capture_output=True, text=True,
-                            timeout=600)  # fmt: skip
+    command = [
+        str(stack.project.root / ".venv" / "bin" / "python"),
+        "-m",
+        "accidents.monitoring.replay",
+        "--url",
+        stack.api,
+        *WINDOW,
+        "--limit",
+        "5000",
+        "--batch-size",
+        "100",
+        "--no-progress",
+        *args,
+    ]
+    result = subprocess.run(
+        command, cwd=stack.project.root, env=stack.project.env(), capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -22,8 +22,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from accidents.config import CHAMPION_ALIAS, DAG_ID, EXPERIMENT_NAME, MODEL_NAME
-from accidents.evaluate import decide
 from accidents.features import SEED_EXAMPLE
+from accidents.pipeline.evaluate import decide
 from tests.support.processes import ManagedProcess, free_port
 from tests.support.project import Project, copy_project
 

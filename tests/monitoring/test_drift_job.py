@@ -1,8 +1,8 @@
-"""The drift job (`python -m accidents.monitor`, run in .venv-monitoring as the DAG runs it) on real
+"""The drift job (`python -m accidents.monitoring.drift`, run in .venv-monitoring as the DAG runs it) on real
 accidents: specific (a same-distribution window, small or large, raises nothing), sensitive (a
 night-only stream drifts on hour and lum), not_enough_data below the minimum, results stored.
 
-The reference is built by accidents.reference from the real 2020-01..2021-03 accidents (the
+The reference is built by accidents.model.reference from the real 2020-01..2021-03 accidents (the
 default split's training period) with the probabilities of the real trained champion; windows
 are real 2021-07..12 accidents scored by the same model, written through the API's log writer.
 The MLflow side (reference of the exact served version, report run) is covered end to end in
@@ -21,12 +21,13 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
-from accidents import drift_results, reference
+from accidents.data.labelled import load_accidents
 from accidents.features import ACCIDENT_ID, FEATURE_NAMES
-from accidents.labelled import load_accidents
-from accidents.monitor import Settings, matched_reference
-from accidents.prediction_log import create_log_engine, ensure_schema
+from accidents.model import reference
+from accidents.monitoring.drift import Settings, matched_reference
 from accidents.stage import PipelineError
+from accidents.store import drift_results
+from accidents.store.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 
 pytestmark = pytest.mark.timeout(600)
@@ -73,9 +74,21 @@ def monitor(url: str, reference_path: Path, *args: str) -> dict:
     if not MONITORING_PYTHON.exists():
         pytest.fail(f"{MONITORING_PYTHON} missing: run `make setup-monitoring`")
     result = subprocess.run(
-        [str(MONITORING_PYTHON), "-m", "accidents.monitor", "--log-url", url, "--reference", str(reference_path),
-         *args], cwd=REPO, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            str(MONITORING_PYTHON),
+            "-m",
+            "accidents.monitoring.drift",
+            "--log-url",
+            url,
+            "--reference",
+            str(reference_path),
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "[monitor] window:" in result.stderr  # progress on stderr, the result on stdout
     return json.loads(result.stdout.strip().splitlines()[-1])

@@ -20,9 +20,9 @@ from alembic.script import ScriptDirectory
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
-from accidents import drift_results  # noqa: F401  (its table is part of the migrated schema)
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.prediction_log import (
+from accidents.store import drift_results  # noqa: F401  (its table is part of the migrated schema)
+from accidents.store.prediction_log import (
     MIGRATIONS,
     SCHEMA_REVISION,
     VERSION_TABLE,
@@ -211,7 +211,7 @@ def test_insert_process_ends_with_the_api_process(store, tmp_path):
 import os, signal, sys
 sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
 from prometheus_client import CollectorRegistry
-from accidents.prediction_log import create_log_engine
+from accidents.store.prediction_log import create_log_engine
 from api.monitoring.writer import LogMetrics, PredictionLogWriter
 from tests.monitoring.test_prediction_log import served
 writer = PredictionLogWriter(create_log_engine({url!r}), LogMetrics(CollectorRegistry()), flush_seconds=0.05)

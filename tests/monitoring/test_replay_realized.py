@@ -16,10 +16,10 @@ import pytest
 import requests
 from sklearn.metrics import f1_score, roc_auc_score
 
+from accidents.data.labelled import load_accidents
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE, TARGET
-from accidents.labelled import load_accidents
-from accidents.realized import MONITORING_EXPERIMENT, TAG_MONITORING_RUN
-from accidents.replay import select_rows
+from accidents.monitoring.realized import MONITORING_EXPERIMENT, TAG_MONITORING_RUN
+from accidents.monitoring.replay import select_rows
 from tests.api.conftest import login
 from tests.support.monitoring import api_on_own_registry, metric, run_cli, wait_for
 from tests.support.project import data_dir
@@ -34,7 +34,7 @@ def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundl
         server, uri, version, log_url = stack.server, stack.uri, stack.version, stack.log_url
         env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(stack.project)}
 
-        replay = run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
+        replay = run_cli("accidents.monitoring.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT),
                          "--source", "official", "--batch-size", "50", "--concurrency", "4", "--url", server.url,
                          "--no-progress", "--json", env=env)  # fmt: skip
         summary = json.loads(replay.stdout.strip().splitlines()[-1])
@@ -47,8 +47,16 @@ def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundl
         wait_for(lambda: metric(requests.get(f"{server.url}/metrics", timeout=10).text, "prediction_log_rows_total")
                  == LIMIT + 3, what="every replayed row logged")  # fmt: skip
 
-        job = run_cli("accidents.realized", "--log-url", log_url, "--source", "official", "--tracking-uri", uri,
-                      env=env)  # fmt: skip
+        job = run_cli(
+            "accidents.monitoring.realized",
+            "--log-url",
+            log_url,
+            "--source",
+            "official",
+            "--tracking-uri",
+            uri,
+            env=env,
+        )
         (overall,) = json.loads(job.stdout.strip().splitlines()[-1])
         assert overall["model_version"] == version
         assert (overall["rows_logged"], overall["rows_labelled"], overall["rows_unlabelled"]) == (LIMIT + 3, LIMIT, 3)

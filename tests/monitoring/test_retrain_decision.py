@@ -1,4 +1,4 @@
-"""The retrain decision (accidents.retrain_decision): evidence, single flight and cooldown, as pure
+"""The retrain decision (accidents.monitoring.retrain_decision): evidence, single flight and cooldown, as pure
 functions on the values the monitoring DAG gathers."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from accidents.config import load_params
-from accidents.retrain_decision import PipelineRun, Thresholds, decide, evidence_of
+from accidents.monitoring.retrain_decision import PipelineRun, Thresholds, decide, evidence_of
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 THRESHOLDS = Thresholds(realized_auc_drop=0.05, cooldown_days=7)

@@ -17,10 +17,10 @@ import requests
 from sklearn.metrics import f1_score, roc_auc_score
 
 from accidents.config import CHALLENGER_ALIAS, MODEL_NAME, load_params
+from accidents.data.labelled import load_accidents
 from accidents.features import FEATURE_NAMES, TARGET
-from accidents.labelled import load_accidents
-from accidents.promotion import decide
-from accidents.replay import select_rows
+from accidents.model.promotion import decide
+from accidents.monitoring.replay import select_rows
 from tests.api.conftest import login, register
 from tests.monitoring.test_replay_realized import PERIOD, run_cli
 from tests.support.monitoring import api_on_own_registry, wait_for
@@ -44,19 +44,47 @@ def test_label_job_grades_both_on_the_same_shadow_rows_and_promotion_uses_it(api
             challenger
         )
         env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(stack.project)}
-        run_cli("accidents.replay", "--from", PERIOD[0], "--to", PERIOD[1], "--limit", str(LIMIT), "--source",
-                "official", "--batch-size", "50", "--concurrency", "2", "--url", server.url, "--no-progress",
-                "--json", env=env)  # fmt: skip
+        run_cli(
+            "accidents.monitoring.replay",
+            "--from",
+            PERIOD[0],
+            "--to",
+            PERIOD[1],
+            "--limit",
+            str(LIMIT),
+            "--source",
+            "official",
+            "--batch-size",
+            "50",
+            "--concurrency",
+            "2",
+            "--url",
+            server.url,
+            "--no-progress",
+            "--json",
+            env=env,
+        )
 
         def report() -> list[dict]:
             return requests.get(f"{server.url}/monitoring/shadow", headers=headers, timeout=10).json()
 
         wait_for(lambda: bool(report()) and report()[0]["rows"] == LIMIT, what="every replayed row shadowed")
-        job = run_cli("accidents.realized", "--log-url", stack.log_url, "--source", "official", "--tracking-uri",
-                      uri, env=env)  # fmt: skip
+        job = run_cli(
+            "accidents.monitoring.realized",
+            "--log-url",
+            stack.log_url,
+            "--source",
+            "official",
+            "--tracking-uri",
+            uri,
+            env=env,
+        )
         graded = json.loads(job.stdout.strip().splitlines()[-1])
         assert {(g["model_version"], g["shadow_challenger"]) for g in graded} == {
-            (champion, None), (champion, challenger), (challenger, challenger)}  # fmt: skip
+            (champion, None),
+            (champion, challenger),
+            (challenger, challenger),
+        }
 
         (entry,) = report()
         realized = entry["realized"]

@@ -11,10 +11,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from accidents import compiled_trees
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES
-from accidents.model_store import ModelBundle, ModelMetadata, read_bundle
-from accidents.modeling import fit_model, split_xy
+from accidents.model import compiled_trees
+from accidents.model.model_store import ModelBundle, ModelMetadata, read_bundle
+from accidents.model.modeling import fit_model, split_xy
 
 METADATA = ModelMetadata("m", "1", "run", 0.4, "real", "2026-01-01T00:00:00+00:00", "test")
 

@@ -12,11 +12,12 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "src" / "accidents"
-STAGE_COMMAND = re.compile(r"python -m (accidents\.\w+)")
+STAGE_COMMAND = re.compile(r"python -m (accidents(?:\.\w+)+)")
 
 
 def module_file(module: str) -> Path:
-    return PACKAGE / (module.split(".", 1)[1] + ".py")
+    """accidents.model.registry -> src/accidents/model/registry.py (a package has no module file here)."""
+    return PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
 
 
 def direct_imports(module: str) -> set[str]:
@@ -24,10 +25,9 @@ def direct_imports(module: str) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(module_file(module).read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "accidents":
-            if node.module == "accidents":  # from accidents import registry, synthetic
-                found |= {f"accidents.{alias.name}" for alias in node.names}
-            else:
-                found.add(node.module)
+            found.add(node.module)
+            # from accidents.model import registry: the name may be a module of that package
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("accidents.")}
     return {name for name in found if module_file(name).is_file()}
@@ -69,12 +69,14 @@ def test_every_imported_module_is_a_dependency_of_its_stage(stages):
 def test_the_check_catches_a_missing_module(stages):
     """The guard itself can fail: drop one imported module from train's deps."""
     broken = {name: {**stage, "deps": list(stage.get("deps", []))} for name, stage in stages.items()}
-    broken["train"]["deps"].remove("src/accidents/model_store.py")
-    assert dependency_problems(broken) == {"train": {"missing": ["src/accidents/model_store.py"], "not imported": []}}
+    broken["train"]["deps"].remove("src/accidents/model/model_store.py")
+    assert dependency_problems(broken) == {
+        "train": {"missing": ["src/accidents/model/model_store.py"], "not imported": []}
+    }
 
 
 def test_the_closure_follows_indirect_imports():
     """evaluate -> model_store -> compiled_trees: an edit to compiled_trees.py reruns evaluate."""
-    assert {"accidents.model_store", "accidents.compiled_trees", "accidents.features"} <= imported_closure(
-        "accidents.evaluate"
+    assert {"accidents.model.model_store", "accidents.model.compiled_trees", "accidents.features"} <= imported_closure(
+        "accidents.pipeline.evaluate"
     )

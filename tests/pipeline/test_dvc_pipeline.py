@@ -8,10 +8,10 @@ import shutil
 import pytest
 import yaml
 
-from accidents import registry
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME
-from accidents.evaluate import decide
-from accidents.model_store import read_bundle
+from accidents.model import registry
+from accidents.model.model_store import read_bundle
+from accidents.pipeline.evaluate import decide
 from tests.support.project import copy_project, start_mlflow
 
 pytestmark = pytest.mark.slow

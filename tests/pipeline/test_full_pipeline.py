@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from accidents import registry
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, EXPERIMENT_NAME, MODEL_NAME
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, TARGET
-from accidents.model_store import read_bundle
+from accidents.model import registry
+from accidents.model.model_store import read_bundle
 from tests.support.project import Project
 
 
@@ -102,7 +102,9 @@ def test_backtest_trains_at_each_cutoff_and_scores_the_next_months(trained_proje
     project = Project(tmp_path, trained_project.tracking_uri)  # reports go to a copy: the shared project stays as is
     shutil.copytree(trained_project.root / "data" / "processed", tmp_path / "data" / "processed")
     shutil.copy(trained_project.root / "params.yaml", tmp_path / "params.yaml")
-    output = project.run(str(trained_project.root / ".venv" / "bin" / "python"), "-m", "accidents.backtest").stdout
+    output = project.run(
+        str(trained_project.root / ".venv" / "bin" / "python"), "-m", "accidents.pipeline.backtest"
+    ).stdout
     result = json.loads((tmp_path / "reports" / "backtest.json").read_text())["cutoffs"]
     assert [row["cutoff"] for row in result] == ["2021-01-01", "2021-04-01", "2021-07-01", "2021-10-01"]
     for row in result:

@@ -9,9 +9,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from accidents import import_data as stage
-from accidents.preprocess import read_official_table
-from accidents.sources import RESOURCES, TABLES, Resource
+from accidents.data.sources import RESOURCES, TABLES, Resource
+from accidents.pipeline import import_data as stage
+from accidents.pipeline.preprocess import read_official_table
 from accidents.stage import PipelineError
 
 PARAMS = {"years": [2021], "allow_synthetic": False, "synthetic_rows": 500,

@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import FunctionTransformer
 
 from accidents.features import N_FEATURES, SEED_EXAMPLE
-from accidents.model_store import (
+from accidents.model.model_store import (
     METADATA_FILE,
     MODEL_FILE,
     ModelBundle,

@@ -11,8 +11,9 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from accidents import import_data, new_data
-from accidents.sources import TABLES, online_years
+from accidents.data.sources import TABLES, online_years
+from accidents.monitoring import new_data
+from accidents.pipeline import import_data
 from accidents.stage import write_json
 from tests.pipeline.test_import_data import sample_mirror
 from tests.support.project import REPO
@@ -53,7 +54,7 @@ def test_a_year_added_to_the_mirror_is_new_data(project, baac_dir, tmp_path, mon
 def test_the_cli_prints_one_json_answer(project, baac_dir, tmp_path):
     mirror = sample_mirror(baac_dir, tmp_path / "mirror", [2020, 2021, 2022])
     env = {"PATH": "/usr/bin:/bin", "ACCIDENTS_PROJECT_DIR": str(project), "BAAC_DATA_DIR": str(mirror)}
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "accidents.new_data"], env=env,
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "accidents.monitoring.new_data"], env=env,
                             capture_output=True, text=True, check=True, timeout=120)  # fmt: skip
     assert json.loads(result.stdout)["new_years"] == [2022]
 

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from accidents.data.sources import TABLES
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, row_violations
-from accidents.preprocess import (
+from accidents.pipeline.preprocess import (
     SEVERITY_RANK,
     accident_dates,
     clean,
@@ -16,7 +17,6 @@ from accidents.preprocess import (
     read_official_table,
     temporal_split,
 )
-from accidents.sources import TABLES
 from accidents.stage import PipelineError
 
 ACCIDENT_LEVEL = ["catr", "circ", "surf", "situ", "vma", "jour", "mois", "lum", "dep", "com", "agg_", "int", "atm",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from accidents.evaluate import decide
+from accidents.pipeline.evaluate import decide
 
 CHAMPION = {"roc_auc": 0.840, "f1": 0.700}
 

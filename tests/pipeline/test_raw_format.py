@@ -7,8 +7,8 @@ import shutil
 import pandas as pd
 import pytest
 
-from accidents.preprocess import department_code, numeric, parse_coordinate, parse_hour, read_official_table
-from accidents.sources import find_accident_table, find_year_tables, table_of
+from accidents.data.sources import find_accident_table, find_year_tables, table_of
+from accidents.pipeline.preprocess import department_code, numeric, parse_coordinate, parse_hour, read_official_table
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""accidents.stage_exchange: the S3 layout of a run's state, and which outputs it must carry
+"""accidents.stack.stage_exchange: the S3 layout of a run's state, and which outputs it must carry
 (the ones DVC does not cache). The S3 round trip itself runs in `make scale-test` (tests/scale)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from accidents.stage_exchange import main, run_prefix, uncached_outputs
+from accidents.stack.stage_exchange import main, run_prefix, uncached_outputs
 
 DVC = Path(sys.executable).with_name("dvc")
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from accidents import registry
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME
-from accidents.model_store import read_bundle
+from accidents.model import registry
+from accidents.model.model_store import read_bundle
 from tests.support.project import copy_project, start_mlflow
 
 pytestmark = pytest.mark.slow

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from accidents.features import SEED_EXAMPLE
-from accidents.prometheus_config import JOB
+from accidents.stack.prometheus_config import JOB
 from tests.api.conftest import closed_url, login, project_with_champion
 from tests.support.processes import free_port
 from tests.support.prometheus import start_prometheus

@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from accidents.config import Paths, load_params
-from accidents.prometheus_config import COMPOSE_CONFIG, COMPOSE_RULES, COMPOSE_TARGET, RULES_FILE, scrape_config
+from accidents.stack.prometheus_config import COMPOSE_CONFIG, COMPOSE_RULES, COMPOSE_TARGET, RULES_FILE, scrape_config
 from tests.support.prometheus import binary
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from accidents.config import Paths
-from accidents.model_store import ModelBundle, read_bundle
+from accidents.model.model_store import ModelBundle, read_bundle
 from tests.api.conftest import started_apps
 
 # What a leaked stack trace or internal detail looks like in a response body.

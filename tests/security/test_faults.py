@@ -33,7 +33,7 @@ import requests
 
 from accidents.config import Paths
 from accidents.features import SEED_EXAMPLE
-from accidents.registry import champion_version, client
+from accidents.model.registry import champion_version, client
 from tests.api.conftest import login, project_with_champion, register, set_champion, start_api, wait_retrain_done
 from tests.security.conftest import assert_no_leak
 from tests.support.postgres import start_postgres

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from accidents.model_store import ModelBundle
+from accidents.model.model_store import ModelBundle
 from tests.api.conftest import ApiServer, project_with_champion, register, set_champion
 from tests.support.project import REPO, start_mlflow
 

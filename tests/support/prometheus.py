@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from accidents.prometheus_config import write_config
+from accidents.stack.prometheus_config import write_config
 from tests.support.processes import ManagedProcess, free_port, start_service
 
 INSTALL_HINT = "install the Debian package `prometheus` (apt-get install prometheus; .ci/run does)"

@@ -1,0 +1,145 @@
+"""A compiled copy of the tree ensemble, for requests of a few rows.
+
+scikit-learn scores a HistGradientBoosting model one tree at a time from Python: about 13 us
+of interpreter overhead per tree, whatever the number of rows. Our champion has ~300 trees, so
+one row costs ~4 ms although the arithmetic is microseconds. Treelite's GTIL walks every tree in
+C++ in one call: ~0.13 ms for one row. Its per-row cost is higher than scikit-learn's vectorized
+loop, so above `MAX_ROWS` rows scikit-learn is faster and stays in charge (measured crossover:
+50-64 rows on these machines; both costs grow with the number of trees, so the crossover does not
+depend on the model's size).
+
+The compiled copy is built in memory from the model we already loaded with our allow-list (no
+new artifact, nothing else to trust) and must reproduce scikit-learn's probabilities on probe
+rows drawn from the feature contract, or it is not used.
+
+A Pipeline (target encoding, then the trees) is compiled as its final trees plus a numpy copy of
+the encoding: scikit-learn's ColumnTransformer costs ~0.5 ms per call whatever the number of
+rows, more than the compiled trees; a sorted-array lookup of the encoder's own categories and
+encodings gives the same matrix in microseconds. Probe rows then also carry categories the
+encoder has seen, so both the known and the unknown-category paths are compared.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import treelite
+import treelite.gtil
+
+from accidents.features import FEATURES, SEED_EXAMPLE
+
+if TYPE_CHECKING:
+    from sklearn.compose import ColumnTransformer
+
+# scikit-learn is imported where it is used, not at module import: the API imports this module
+# before it keeps pandas and pyarrow out of its process (api/serving/lean_imports.py), and importing
+# scikit-learn would pull them in first.
+
+logger = logging.getLogger(__name__)
+
+MAX_ROWS = 48  # at most this many rows go through the compiled copy (see the module docstring)
+TOLERANCE = 1e-9  # largest accepted probability difference from scikit-learn on the probe rows
+PROBE_ROWS = 256
+
+
+class TargetEncoding:
+    """numpy copy of our encoder step: TargetEncoder on some columns, then every raw column."""
+
+    def __init__(self, encoder: ColumnTransformer):
+        from sklearn.preprocessing import TargetEncoder
+
+        names = [name for name, _, _ in encoder.transformers_ if name != "remainder"]
+        if names != ["target", "raw"]:
+            raise ValueError(f"unsupported encoder layout {names}")
+        target = encoder.named_transformers_["target"]
+        raw = encoder.named_transformers_["raw"]
+        if not isinstance(target, TargetEncoder) or getattr(raw, "func", None) is not None:
+            raise ValueError("unsupported encoder steps")
+        self.columns = list(encoder.transformers_[0][2])
+        self._raw_columns = list(encoder.transformers_[1][2])
+        self.categories = [np.asarray(values, dtype=float) for values in target.categories_]
+        self._encodings = [np.asarray(values, dtype=float) for values in target.encodings_]
+        self._default = float(target.target_mean_)  # what TargetEncoder gives an unseen category
+        if any(np.isnan(values).any() or np.any(np.diff(values) <= 0) for values in self.categories):
+            raise ValueError("encoder categories are not sorted numbers without NaN")
+
+    @property
+    def input_columns(self) -> list[int]:
+        """For each column of `transform`'s output, the input column it comes from."""
+        return [*self.columns, *self._raw_columns]
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        encoded = []
+        for column, categories, encodings in zip(self.columns, self.categories, self._encodings, strict=True):
+            values = rows[:, column]
+            if np.isnan(values).any():
+                raise ValueError("missing value in a target-encoded column")
+            position = np.minimum(np.searchsorted(categories, values), len(categories) - 1)
+            known = categories[position] == values
+            encoded.append(np.where(known, encodings[position], self._default))
+        return np.column_stack([*encoded, rows[:, self._raw_columns]])
+
+
+class CompiledTrees:
+    def __init__(self, model: treelite.Model, encoding: TargetEncoding | None = None):
+        self._model = model
+        self.encoding = encoding
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        """Probability of the severe class for each row, single-threaded like the rest of serving."""
+        features = rows if self.encoding is None else self.encoding.transform(rows)
+        output = np.asarray(treelite.gtil.predict(self._model, features, nthread=1))
+        return output.reshape(len(rows), -1)[:, -1]  # (n, 1, 1) for boosting, (n, 1, 2) for forests
+
+
+def compile_trees(model: Any) -> CompiledTrees | None:
+    """The compiled copy of `model`, or None (with a warning) when it cannot be trusted to agree."""
+    from sklearn.pipeline import Pipeline
+
+    try:
+        if isinstance(model, Pipeline):
+            if len(model.steps) != 2:
+                raise ValueError(f"a pipeline of {len(model.steps)} steps")
+            encoding = TargetEncoding(model.steps[0][1])
+            compiled = CompiledTrees(treelite.sklearn.import_model(model.steps[-1][1]), encoding)
+        else:
+            encoding, compiled = None, CompiledTrees(treelite.sklearn.import_model(model))
+        probe = probe_rows() if encoding is None else with_known_categories(probe_rows(), encoding)
+        difference = float(np.max(np.abs(compiled.predict_proba(probe) - model.predict_proba(probe)[:, 1])))
+    except Exception as error:  # any model treelite cannot import keeps the plain scikit-learn path
+        logger.warning("no compiled copy of %s (scikit-learn serves every request): %s", type(model).__name__, error)
+        return None
+    if not difference <= TOLERANCE:
+        logger.warning("compiled copy differs from scikit-learn by %.3g: not used", difference)
+        return None
+    return compiled
+
+
+def probe_rows(count: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:
+    """The seed example, the seed example with every nullable feature missing, and random rows
+    from the contract's domains (some values missing where allowed)."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for feature in FEATURES:
+        if feature.codes is not None:
+            column = rng.choice(sorted(feature.codes), size=count).astype(float)
+        else:
+            column = rng.uniform(feature.minimum, feature.maximum, size=count)
+            column = np.round(column) if feature.integer else column
+        if feature.nullable:
+            column[rng.random(count) < 0.2] = np.nan
+        columns.append(column)
+    seed_row = np.asarray(SEED_EXAMPLE, dtype=float)
+    missing = np.where([feature.nullable for feature in FEATURES], np.nan, seed_row)
+    return np.vstack([seed_row, missing, np.column_stack(columns)])
+
+
+def with_known_categories(rows: np.ndarray, encoding: TargetEncoding, seed: int = 1) -> np.ndarray:
+    """`rows` twice: as given (mostly unseen codes) and with seen categories in encoded columns."""
+    rng = np.random.default_rng(seed)
+    known = rows.copy()
+    for column, categories in zip(encoding.columns, encoding.categories, strict=True):
+        known[:, column] = rng.choice(categories, size=len(rows))
+    return np.vstack([rows, known])

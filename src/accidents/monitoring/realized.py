@@ -1,0 +1,277 @@
+"""Label job: grade the logged predictions against the truth once the official year is published.
+
+    python -m accidents.monitoring.realized                       # every logged prediction with an accident_id
+    python -m accidents.monitoring.realized --from 2026-12-01     # logged since (UTC), --to until
+
+Reads the prediction log (accidents.store.prediction_log.read_window, no HTTP), keeps per model version
+the latest prediction of each accident id, joins the labels by accident id (accidents.data.labelled:
+the processed splits or the official tables of the years the ids belong to: a BAAC Num_Acc starts
+with its year) and computes, per model version and per month of the accidents, the realized ROC
+AUC, F1, precision, recall, calibration (Brier score, expected calibration error, mean
+probability against the observed rate) and positive rates, with the number of rows joined.
+Predictions with no label yet stay counted (`rows_unlabelled`). Results go to the log's database
+(`realized_performance`, which the API exports as Prometheus gauges) and to MLflow: one run per
+model version in the `monitoring` experiment, tagged with the model's name and version, and the
+model version itself tagged with that run and the realized AUC.
+
+Shadow rows (the challenger's predictions of served rows, api/serving/shadow.py) are graded apart: per
+(challenger, champion) pair, both models on the same labelled rows (rows with `shadow_challenger`
+and `shadow_champion` set), what GET /monitoring/shadow shows and POST /model/promote judges by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
+
+from accidents.config import MODEL_NAME, tracking_uri
+from accidents.data.labelled import SOURCES, load_accidents
+from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
+from accidents.stage import PipelineError, log, run_stage
+from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, read_window, realized
+
+MONITORING_EXPERIMENT = "monitoring"
+TAG_MONITORING_RUN = "monitoring_run_id"
+TAG_REALIZED_AUC = "realized_roc_auc"
+CALIBRATION_BINS = 10
+ALL_MONTHS = None  # the month column of the overall row
+ACCIDENT_ID_COLUMN = "accident_id"  # the log's column (the labels call it ACCIDENT_ID)
+
+
+@dataclass
+class Grade:
+    model_version: str
+    month: str | None
+    rows_logged: int
+    rows_labelled: int
+    rows_unlabelled: int
+    roc_auc: float | None = None
+    f1: float | None = None
+    precision: float | None = None
+    recall: float | None = None
+    positive_rate: float | None = None
+    predicted_positive_rate: float | None = None
+    mean_probability: float | None = None
+    brier: float | None = None
+    ece: float | None = None
+    # shadow comparisons: this model graded on the labelled shadow rows of the pair
+    shadow_champion: str | None = None
+    shadow_challenger: str | None = None
+
+
+def expected_calibration_error(truth: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """Share-weighted gap between mean probability and observed rate over equal-width bins."""
+    index = np.minimum((probability * bins).astype(int), bins - 1)
+    total = 0.0
+    for each in np.unique(index):
+        mask = index == each
+        total += mask.mean() * abs(probability[mask].mean() - truth[mask].mean())
+    return float(total)
+
+
+def grade(rows: pd.DataFrame, version: str, month: str | None, logged: int, unlabelled: int) -> Grade:
+    result = Grade(version, month, logged, len(rows), unlabelled)
+    if rows.empty:
+        return result
+    truth = rows[TARGET].to_numpy(dtype=int)
+    predicted = rows["predicted_class"].to_numpy(dtype=int)
+    probability = rows["probability"].to_numpy(dtype=float)
+    both_classes = len(np.unique(truth)) == 2
+    result.roc_auc = float(roc_auc_score(truth, probability)) if both_classes else None
+    result.f1 = float(f1_score(truth, predicted, zero_division=0))
+    result.precision = float(precision_score(truth, predicted, zero_division=0))
+    result.recall = float(recall_score(truth, predicted, zero_division=0))
+    result.positive_rate = float(truth.mean())
+    result.predicted_positive_rate = float(predicted.mean())
+    result.mean_probability = float(probability.mean())
+    result.brier = float(brier_score_loss(truth, probability))
+    result.ece = expected_calibration_error(truth, probability)
+    return result
+
+
+def latest_per_accident(logged: pd.DataFrame) -> pd.DataFrame:
+    """One prediction per (model version, accident id): the latest (an accident replayed twice
+    counts once per version)."""
+    ordered = logged.sort_values("id", kind="stable")
+    return ordered.drop_duplicates(["model_version", ACCIDENT_ID_COLUMN], keep="last")
+
+
+def labels_for(accident_ids: pd.Series, source: str) -> tuple[pd.DataFrame, list[str]]:
+    """Labels (id, date, grav) of the years the ids belong to; years with no data are reported."""
+    years = sorted({int(text[:4]) for text in accident_ids.unique() if len(text) >= 4 and text[:4].isdigit()})
+    frames, origins = [], []
+    for year in years:
+        try:
+            frame, origin = load_accidents(date(year, 1, 1), date(year, 12, 31), source)
+        except PipelineError as error:
+            log.warning("no labels for %d yet: %s", year, error)
+            continue
+        frames.append(frame[[ACCIDENT_ID, ACCIDENT_DATE, TARGET]])
+        origins.append(origin)
+    if not frames:
+        return pd.DataFrame(columns=[ACCIDENT_ID, ACCIDENT_DATE, TARGET]), origins
+    labels = pd.concat(frames, ignore_index=True).drop_duplicates(ACCIDENT_ID, keep="first")
+    return labels, origins
+
+
+def grade_log(logged: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
+    """Per model version: one overall grade (month None) and one per month of the accidents."""
+    served = latest_per_accident(logged)
+    joined = served.merge(labels, left_on=ACCIDENT_ID_COLUMN, right_on=ACCIDENT_ID, how="left")
+    grades = []
+    for version, rows in joined.groupby(joined["model_version"].fillna("unknown"), sort=True):
+        labelled = rows[rows[TARGET].notna()]
+        unlabelled = len(rows) - len(labelled)
+        grades.append(grade(labelled, str(version), ALL_MONTHS, len(rows), unlabelled))
+        months = labelled[ACCIDENT_DATE].dt.strftime("%Y-%m")
+        for month, in_month in labelled.groupby(months, sort=True):
+            grades.append(grade(in_month, str(version), str(month), len(in_month), 0))
+    return grades
+
+
+def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
+    """Per (challenger, champion) pair of the shadow rows: both models graded on the same labelled
+    rows (the latest shadow row of each accident), overall only. The champion's prediction of each
+    row is the one logged beside the challenger's (api/serving/shadow.py)."""
+    grades = []
+    pairs = shadow.groupby([shadow["model_version"].fillna("unknown"), shadow["champion_version"].fillna("unknown")])
+    for (challenger, champion), rows in pairs:
+        latest = rows.sort_values("id", kind="stable").drop_duplicates(ACCIDENT_ID_COLUMN, keep="last")
+        joined = latest.merge(labels, left_on=ACCIDENT_ID_COLUMN, right_on=ACCIDENT_ID, how="left")
+        labelled = joined[joined[TARGET].notna()]
+        unlabelled = len(joined) - len(labelled)
+        theirs = labelled.assign(
+            probability=labelled["champion_probability"], predicted_class=labelled["champion_class"]
+        )
+        for version, graded in ((challenger, labelled), (champion, theirs)):
+            result = grade(graded, str(version), ALL_MONTHS, len(joined), unlabelled)
+            result.shadow_challenger, result.shadow_champion = str(challenger), str(champion)
+            grades.append(result)
+    return grades
+
+
+def store(engine: Any, grades: list[Grade], job_id: str, label_source: str, runs: dict[str, str]) -> None:
+    computed_at = datetime.now(UTC)
+    rows = [{**asdict(g), "computed_at": computed_at, "job_id": job_id, "label_source": label_source[:200],
+             "mlflow_run_id": None if g.shadow_challenger else runs.get(g.model_version)} for g in grades]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(realized.insert(), rows)
+
+
+def log_to_mlflow(uri: str, grades: list[Grade], job_id: str, window: dict[str, str | None]) -> dict[str, str]:
+    """One run per model version in the `monitoring` experiment; the version is tagged with it."""
+    import mlflow
+
+    from accidents.model import registry
+
+    reason = registry.unreachable_reason(uri)
+    if reason is not None:
+        log.warning("MLflow unreachable (%s): results stored, not logged to MLflow", reason)
+        return {}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment(MONITORING_EXPERIMENT)
+    mlflow_client = registry.client(uri)
+    runs = {}
+    for version in sorted({g.model_version for g in grades}):
+        mine = [g for g in grades if g.model_version == version]
+        overall = next(g for g in mine if g.month is ALL_MONTHS)
+        tags = {"model_name": MODEL_NAME, "model_version": version, "job_id": job_id, "kind": "realized_performance",
+                **{f"window_{key}": str(value) for key, value in window.items()}}  # fmt: skip
+        with mlflow.start_run(run_name=f"realized v{version}", tags=tags) as run:
+            mlflow.log_metrics({f"realized_{key}": value for key, value in _numbers(overall).items()})
+            for each in mine:
+                if each.month is not ALL_MONTHS:
+                    month = each.month.replace("-", "_")
+                    mlflow.log_metrics({f"realized_{key}_{month}": value for key, value in _numbers(each).items()})
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "realized_performance.json"
+                path.write_text(json.dumps([asdict(g) for g in mine], indent=2))
+                mlflow.log_artifact(str(path))
+        runs[version] = run.info.run_id
+        if version.isdigit():
+            try:
+                mlflow_client.set_model_version_tag(MODEL_NAME, version, TAG_MONITORING_RUN, run.info.run_id)
+                if overall.roc_auc is not None:
+                    mlflow_client.set_model_version_tag(MODEL_NAME, version, TAG_REALIZED_AUC, f"{overall.roc_auc:.4f}")
+            except Exception as error:  # a version of another registry (e.g. served from a local copy)
+                log.warning("could not tag model version %s: %s", version, error)
+    return runs
+
+
+def _numbers(g: Grade) -> dict[str, float]:
+    values = asdict(g)
+    return {key: float(value) for key, value in values.items()
+            if key not in ("model_version", "month", "shadow_champion", "shadow_challenger")
+            and value is not None}  # fmt: skip
+
+
+def run_job(log_url: str, since: datetime | None, until: datetime | None, source: str, mlflow_uri: str | None
+            ) -> list[Grade]:  # fmt: skip
+    engine = create_log_engine(log_url)
+    try:
+        ensure_schema(engine, log_url)
+        logged = read_window(engine, since, until, with_accident_id=True)
+        shadow = read_window(engine, since, until, with_accident_id=True, shadow=True)
+        log.info("%d logged predictions with an accident id (%d shadow rows)", len(logged), len(shadow))
+        if logged.empty and shadow.empty:
+            return []
+        ids = pd.concat([logged[ACCIDENT_ID_COLUMN], shadow[ACCIDENT_ID_COLUMN]], ignore_index=True)
+        labels, origins = labels_for(ids, source)
+        grades = grade_log(logged, labels) if not logged.empty else []
+        compared = grade_shadow(shadow, labels) if not shadow.empty else []
+        job_id = uuid.uuid4().hex
+        window = {"from": since.isoformat() if since else None, "to": until.isoformat() if until else None}
+        runs = log_to_mlflow(mlflow_uri, grades, job_id, window) if mlflow_uri and grades else {}
+        grades += compared
+        store(engine, grades, job_id, "; ".join(origins) or "no labels", runs)
+        for g in compared:
+            log.info("shadow %s vs champion %s: model %s realized AUC %s, F1 %s on %d labelled rows",
+                     g.shadow_challenger, g.shadow_champion, g.model_version, _fmt(g.roc_auc), _fmt(g.f1),
+                     g.rows_labelled)  # fmt: skip
+    finally:
+        engine.dispose()
+    for g in grades:
+        if g.month is ALL_MONTHS and g.shadow_challenger is None:
+            log.info("model %s: %d logged, %d labelled, %d unlabelled; realized AUC %s, F1 %s", g.model_version,
+                     g.rows_logged, g.rows_labelled, g.rows_unlabelled, _fmt(g.roc_auc), _fmt(g.f1))  # fmt: skip
+    return grades
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m accidents.monitoring.realized", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--log-url", default=None, help="the prediction log's SQLAlchemy URL (default: as the API)")
+    parser.add_argument("--from", dest="since", type=datetime.fromisoformat, help="logged since (UTC)")
+    parser.add_argument("--to", dest="until", type=datetime.fromisoformat, help="logged before (UTC)")
+    parser.add_argument("--source", choices=SOURCES, default="auto", help="where the labels come from")
+    parser.add_argument("--tracking-uri", default=None, help="MLflow (default: MLFLOW_TRACKING_URI)")
+    parser.add_argument("--no-mlflow", action="store_true")
+    args = parser.parse_args(argv)
+    mlflow_uri = None if args.no_mlflow else (args.tracking_uri or tracking_uri())
+    grades: list[Grade] = []
+
+    def body() -> None:
+        grades.extend(run_job(args.log_url or default_url(), args.since, args.until, args.source, mlflow_uri))
+
+    status = run_stage("realized", body)
+    print(json.dumps([asdict(g) for g in grades if g.month is ALL_MONTHS]))
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,214 @@
+"""DVC stage `import_data`: get the official BAAC tables for `data.years` into data/raw/.
+
+`data.source: official_tables` (default): the four official tables of each year, from a local
+mirror's year folders (env BAAC_DATA_DIR: `<dir>/2020/`, `<dir>/2021/`...; never a sample
+folder holding the same file names), else data.gouv.fr (unless BAAC_OFFLINE=1), else, if
+`data.allow_synthetic`, synthetic demo data with a loud warning. With `data.newer_years`,
+every complete year later than `data.years` found there is imported too (the new-data check,
+`accidents.monitoring.new_data`, starts a run when one appears). `data.source: accident_table`: the seed's
+joined 2021 table from the mirror, its own train/test split kept (compares with the seed).
+data/raw/manifest.json records what was used, including the years actually imported; the
+model trained on it carries the same labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from accidents.config import ENV_BASE_URL, ENV_DATA_DIR, ENV_OFFLINE, load_params, paths
+from accidents.data import synthetic
+from accidents.data.sources import (
+    ACCIDENT_TABLE_FILES,
+    ACCIDENT_TABLE_FOLDER,
+    DEFAULT_BASE_URL,
+    LAYOUT_ACCIDENT_TABLE,
+    LAYOUT_SYNTHETIC,
+    LAYOUT_TABLES,
+    RESOURCES,
+    TABLES,
+    Resource,
+    find_accident_table,
+    find_year_tables,
+    local_years,
+    online_resources,
+    online_years,
+)
+from accidents.stage import PipelineError, log, run_stage, warn_loudly, write_json
+
+SOURCE_OFFICIAL = "official_tables"  # the four official tables of each year (default)
+SOURCE_ACCIDENT_TABLE = "accident_table"  # the seed's joined 2021 table, with its own split
+SOURCES = (SOURCE_OFFICIAL, SOURCE_ACCIDENT_TABLE)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def import_accident_table(folder: Path, out: Path) -> dict[str, Any]:
+    """Copy the seed's joined 2021 accident table (`data.source: accident_table`)."""
+    table_dir = find_accident_table(folder) if folder.is_dir() else None
+    if table_dir is None:
+        raise PipelineError(
+            f"data.source is accident_table but {ENV_DATA_DIR}={folder} holds no {ACCIDENT_TABLE_FOLDER}/ "
+            f"({', '.join(ACCIDENT_TABLE_FILES)})"
+        )
+    target = out / "accident-table"
+    target.mkdir(parents=True)
+    for name in ACCIDENT_TABLE_FILES:
+        shutil.copyfile(table_dir / name, target / name)
+    log.info("using the seed's joined 2021 accident table in %s (its train/test split is kept)", table_dir)
+    return {"source": "local", "layout": LAYOUT_ACCIDENT_TABLE, "origin": str(table_dir), "years": [2021]}
+
+
+def import_local(folder: Path, years: list[int], out: Path) -> dict[str, Any]:
+    """Copy the official tables of `years` from the mirror's year folders `folder/<year>/`."""
+    if not folder.is_dir():
+        raise PipelineError(f"{ENV_DATA_DIR}={folder} is not a folder")
+    for year in years:
+        found = find_year_tables(folder, year)
+        if found is None:
+            raise PipelineError(
+                f"{ENV_DATA_DIR}={folder} has no complete {year}/ folder with the four official {year} tables "
+                f"({', '.join(TABLES)}-{year}.csv; caracteristiques may be spelt carcteristiques or caract)"
+            )
+        target = out / "tables" / str(year)
+        target.mkdir(parents=True)
+        for table, source in found.items():
+            shutil.copyfile(source, target / f"{table}.csv")
+            log.info("%s %s <- %s", year, table, source)
+    return {"layout": LAYOUT_TABLES, "origin": str(folder)}
+
+
+def years_to_import(params: dict[str, Any], available: list[int]) -> list[int]:
+    """`data.years`, plus every later year `available` when `data.newer_years` is on."""
+    years = sorted({int(year) for year in params["years"]})
+    if params.get("newer_years"):
+        years = sorted({*years, *(year for year in available if year > max(years))})
+    return years
+
+
+def download_file(url: str, dest: Path, resource: Resource, settings: dict[str, Any]) -> None:
+    """Download with retries and exponential backoff, progress output and size/sha1 checks."""
+    retries = int(settings["retries"])
+    last_error: Exception | None = None
+    for attempt in range(1, retries + 1):
+        try:
+            _download_once(url, dest, resource, float(settings["timeout_seconds"]))
+            return
+        except (requests.RequestException, OSError) as error:
+            last_error = error
+            if attempt < retries:
+                delay = float(settings["backoff_seconds"]) * 2 ** (attempt - 1)
+                log.warning("download of %s failed (%s); retry %d/%d in %.0f s", url, error, attempt, retries, delay)
+                time.sleep(delay)
+    raise PipelineError(f"could not download {url} after {retries} attempts: {last_error}")
+
+
+def _download_once(url: str, dest: Path, resource: Resource, timeout: float) -> None:
+    partial = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha1()  # noqa: S324 - the producer publishes sha1; integrity check, not security
+    received = 0
+    next_report = time.monotonic()
+    with requests.get(url, stream=True, timeout=timeout) as response:
+        response.raise_for_status()
+        total = int(response.headers.get("content-length") or 0) or resource.size
+        with open(partial, "wb") as out:
+            for chunk in response.iter_content(chunk_size=1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                if time.monotonic() >= next_report:
+                    share = f" ({100 * received / total:.0f} %)" if total else ""
+                    log.info("  %s: %.1f MB%s", dest.name, received / 1e6, share)
+                    next_report = time.monotonic() + 5
+    if resource.size is not None and received != resource.size:
+        partial.unlink(missing_ok=True)
+        raise PipelineError(f"{url}: got {received} bytes, the published size is {resource.size}")
+    if resource.sha1 is not None and digest.hexdigest() != resource.sha1:
+        partial.unlink(missing_ok=True)
+        raise PipelineError(f"{url}: sha1 {digest.hexdigest()} differs from the published {resource.sha1}")
+    os.replace(partial, dest)
+    log.info("  %s: %.1f MB, verified", dest.name, received / 1e6)
+
+
+def import_online(years: list[int], out: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    base = os.environ.get(ENV_BASE_URL) or DEFAULT_BASE_URL
+    unknown = [year for year in years if year not in RESOURCES]
+    published = online_resources(float(settings["timeout_seconds"])) if unknown else {}
+    for year in years:
+        resources = RESOURCES.get(year) or published.get(year)
+        if resources is None:
+            raise PipelineError(f"no data.gouv.fr resources for {year} (known: {sorted({*RESOURCES, *published})})")
+        target = out / "tables" / str(year)
+        target.mkdir(parents=True)
+        for table, resource in resources.items():
+            url = base.rstrip("/") + "/" + resource.resource_id
+            log.info("downloading %s %s from %s", year, table, url)
+            download_file(url, target / f"{table}.csv", resource, settings)
+    return {"layout": LAYOUT_TABLES, "origin": base}
+
+
+def import_data(params: dict[str, Any], out: Path) -> dict[str, Any]:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    local = os.environ.get(ENV_DATA_DIR)
+    source = params.get("source", SOURCE_OFFICIAL)
+    if source not in SOURCES:
+        raise PipelineError(f"data.source must be one of {SOURCES}, got {source!r}")
+    if source == SOURCE_ACCIDENT_TABLE:
+        if not local:
+            raise PipelineError(f"data.source is accident_table: set {ENV_DATA_DIR} to the mirror holding it")
+        manifest = import_accident_table(Path(local), out)
+    elif local:
+        years = years_to_import(params, local_years(Path(local)))
+        manifest = {"source": "local", **import_local(Path(local), years, out), "years": years}
+    elif os.environ.get(ENV_OFFLINE) != "1":
+        try:
+            years = years_to_import(params, online_years() if params.get("newer_years") else [])
+            manifest = {"source": "download", **import_online(years, out, params["download"]), "years": years}
+        except PipelineError as error:
+            if not params["allow_synthetic"]:
+                raise
+            manifest = _synthetic(out, params, reason=str(error))
+    elif params["allow_synthetic"]:
+        manifest = _synthetic(out, params, reason=f"{ENV_OFFLINE}=1 and no {ENV_DATA_DIR}")
+    else:
+        raise PipelineError(f"{ENV_OFFLINE}=1, no {ENV_DATA_DIR}, and data.allow_synthetic is false")
+    manifest["data_source"] = source if manifest["source"] != "synthetic" else "synthetic"
+    manifest["files"] = {str(path.relative_to(out)): sha256_of(path) for path in sorted(out.rglob("*.csv"))}
+    return manifest
+
+
+def _synthetic(out: Path, params: dict[str, Any], reason: str) -> dict[str, Any]:
+    warn_loudly(
+        f"NO REAL DATA ({reason}).\nFalling back to SYNTHETIC demo data: the model trained on it is "
+        "tagged data_source=synthetic and must not be used for real decisions.\n"
+        f"Set {ENV_DATA_DIR} to a local copy of the BAAC files, or allow downloads."
+    )
+    target = out / "synthetic"
+    target.mkdir(parents=True)
+    synthetic.generate(int(params["synthetic_rows"]), seed=42).to_csv(target / "accidents.csv", index=False)
+    return {"source": "synthetic", "layout": LAYOUT_SYNTHETIC, "origin": reason, "years": [synthetic.YEAR]}
+
+
+def main() -> None:
+    project = paths()
+    manifest = import_data(load_params(project.params)["data"], project.raw)
+    write_json(project.raw_manifest, manifest)
+    log.info("imported %d files (%s, %s)", len(manifest["files"]), manifest["source"], manifest["layout"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage("import_data", main))

@@ -1,0 +1,1 @@
+"""The monitoring database: the prediction log, the drift results and their Alembic migrations."""

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
 from api.core.config import USERNAME_PATTERN
 from api.db.models import Role
-from api.monitoring.accident_ids import ID_FIELD, ID_PATTERN, MAX_INTEGER_ID
+from api.serving.accident_ids import ID_FIELD, ID_PATTERN, MAX_INTEGER_ID
 
 
 class Token(BaseModel):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import pickle
 import signal
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,23 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.features import FEATURE_NAMES
 from accidents.store.prediction_log import create_log_engine, predictions
-
-
-@dataclass(frozen=True, slots=True)
-class PackedRows:
-    """Many served batches as a few arrays (what the API's thread builds: no per-row Python)."""
-
-    shared: list[tuple[Any, ...]]  # per batch: InsertStatement.SHARED values, then PER_BATCH ones
-    sizes: np.ndarray  # rows per batch
-    accident_ids: list[str | None]  # per row
-    features: np.ndarray  # (rows, 28) float64, NaN = null
-    probabilities: np.ndarray
-    classes: np.ndarray
-    champion_probabilities: np.ndarray  # NaN on served rows (shadow rows carry the champion's)
-    champion_classes: np.ndarray  # float, NaN on served rows
-
-    def __len__(self) -> int:
-        return len(self.probabilities)
+from api.monitoring.packed_rows import PackedRows
 
 
 class InsertStatement:

@@ -38,7 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.store.prediction_log import predictions
 from api.monitoring.drops import DropReport, wait_idle
-from api.monitoring.log_process import PackedRows
+from api.monitoring.packed_rows import PackedRows
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Three payloads, all validated against the feature contract (accidents.features):
   {"place": 10, "catu": 3, ...}                         one row, by name (all 28 names)
   {"instances": [row, row, ...]}                        a batch; each row a list or a named object
 Each shape may carry the rows' accident ids ("accident_id", or "accident_ids" beside "instances"):
-see api.monitoring.accident_ids.
+see api.serving.accident_ids.
 Nullable features accept null (-> NaN). No DataFrame: the rows go straight into numpy.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 
 from accidents.features import FEATURE_NAMES, FEATURES, FEATURES_BY_NAME, N_FEATURES, MatrixCheck
-from api.monitoring.accident_ids import IdProblem, take_accident_ids
+from api.serving.accident_ids import IdProblem, take_accident_ids
 
 Loc = tuple[str | int, ...]
 
@@ -53,7 +53,7 @@ CONTRACT = MatrixCheck()
 @dataclass(frozen=True)
 class ParsedRequest:
     matrix: np.ndarray  # (n, 28) float64, NaN = null
-    accident_ids: list[str | None] | None  # one per row when the caller gave any (api.monitoring.accident_ids)
+    accident_ids: list[str | None] | None  # one per row when the caller gave any (api.serving.accident_ids)
 
 
 def parse_request(body: bytes, max_rows: int) -> ParsedRequest:

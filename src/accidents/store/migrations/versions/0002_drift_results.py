@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-12-02
 
-Columns spelt out (a migration is history); tests/monitoring checks that the migrated schema
+Columns spelt out (a migration is history); tests/api/monitoring/test_log_writer.py checks that the migrated schema
 equals accidents.store.drift_results.
 """
 

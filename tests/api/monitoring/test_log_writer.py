@@ -209,11 +209,11 @@ def test_insert_process_ends_with_the_api_process(store, tmp_path):
     url, _ = store
     script = f"""
 import os, signal, sys
-sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+sys.path.insert(0, {str(Path(__file__).resolve().parents[3])!r})
 from prometheus_client import CollectorRegistry
 from accidents.store.prediction_log import create_log_engine
 from api.monitoring.writer import LogMetrics, PredictionLogWriter
-from tests.monitoring.test_prediction_log import served
+from tests.api.monitoring.test_log_writer import served
 writer = PredictionLogWriter(create_log_engine({url!r}), LogMetrics(CollectorRegistry()), flush_seconds=0.05)
 writer.start()
 writer.submit(served(3))

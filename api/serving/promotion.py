@@ -1,0 +1,125 @@
+"""Promote the shadow challenger to champion, or drop it: the logic behind POST /model/promote and
+DELETE /model/challenger (api/routes/model.py maps its errors to HTTP).
+
+The promotion rule is the pipeline's (accidents.model.promotion, margin from params.yaml), judged
+on the shadow evidence: realized AUC/F1 of both models on the same labelled live rows. Without
+such evidence, or when the rule says no, only an explicit override promotes. Who, when, the
+evidence, the rule's verdict and the override are tagged on the promoted version in MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Paths, load_params
+from accidents.model.promotion import COMPARED, decide
+from api.monitoring.shadow_report import shadow_report
+from api.services import Services
+from api.serving.model_service import ModelService, Served
+
+NO_SHADOW = "the shadow is off (SHADOW_ENABLED=false): no challenger is loaded"
+NOT_LOADED = "no challenger is loaded (the registry has none, or it failed to load: GET /model shows the last check)"
+EVIDENCE_TAG_LIMIT = 5000  # MLflow keeps tag values up to 5,000 characters on every backend
+
+
+class RefusedError(Exception):
+    """The request cannot be carried out as things stand (the route answers 409)."""
+
+
+class RuleUnavailableError(Exception):
+    """params.yaml's promotion margin cannot be read (the route answers 503)."""
+
+
+def loaded_challenger(services: Services) -> tuple[ModelService, Served]:
+    challenger = services.challenger
+    if challenger is None:
+        raise RefusedError(NO_SHADOW)
+    served = challenger.current
+    if served is None or served.version is None:
+        raise RefusedError(NOT_LOADED)
+    return challenger, served
+
+
+def promote(services: Services, admin: str, override: bool, reason: str | None) -> dict[str, Any]:
+    """Move `champion` to the loaded challenger if the rule (or `override`) says so, tag the audit
+    trail, and swap now. Raises RefusedError, RuleUnavailableError, RegistryError or SQLAlchemyError."""
+    challenger, served = loaded_challenger(services)
+    champion = services.models.current
+    champion_version = champion.version if champion else None
+    evidence = shadow_evidence(services, served.version, champion_version)
+    grades = (evidence or {}).get("realized") or {}
+    scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
+    applicable = all(scores[role].get(metric) is not None for role in scores for metric in COMPARED)
+    if applicable:
+        verdict, rule_reason = decide(scores["challenger"], scores["champion"], promotion_margin(services))
+    else:
+        verdict, rule_reason = None, "no realized AUC/F1 of both models on labelled shadow rows yet (run the label job)"
+    if not verdict and not override:
+        raise RefusedError(f"challenger {served.version} not promoted: {rule_reason}; "
+                      'send {"override": true} to promote anyway (recorded)')  # fmt: skip
+    tags = {
+        "promotion": "promoted",
+        "promoted_by": admin,
+        "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "promotion_via": "api",
+        "promotion_override": str(override and not verdict).lower(),
+        "promotion_reason": (reason or rule_reason)[:500],
+        "promotion_rule": rule_reason[:500],
+        "promotion_previous_champion": str(champion_version),
+        "promotion_evidence": json.dumps(evidence, default=str)[:EVIDENCE_TAG_LIMIT],
+    }
+    registry = challenger.registry
+    registry.set_alias(CHAMPION_ALIAS, served.version)
+    registry.delete_alias(CHALLENGER_ALIAS)
+    registry.set_version_tags(served.version, tags)
+    if champion_version and champion_version != served.version:
+        registry.set_version_tags(champion_version, {"replaced_by": served.version, "replaced_at": tags["promoted_at"]})
+    recheck(services)
+    return {
+        "promoted_version": served.version,
+        "previous_champion": champion_version,
+        "rule_applied": applicable,
+        "rule_promotes": verdict,
+        "rule_reason": rule_reason,
+        "override": override,
+        "evidence": evidence,
+        "audit_tags": tags,
+    }
+
+
+def drop(services: Services, admin: str) -> dict[str, Any]:
+    """Stop shadowing the challenger: its alias is removed (the version stays in the registry, tagged)."""
+    challenger, served = loaded_challenger(services)
+    tags = {"shadow_dropped_by": admin, "shadow_dropped_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    challenger.registry.delete_alias(CHALLENGER_ALIAS)
+    challenger.registry.set_version_tags(served.version, tags)
+    recheck(services)
+    return {"dropped_version": served.version, "audit_tags": tags}
+
+
+def shadow_evidence(services: Services, challenger: str, champion: str | None) -> dict[str, Any] | None:
+    """The shadow report of this challenger against this champion (None: no log, or no such pair)."""
+    engine = services.prediction_log.engine
+    if engine is None:
+        return None
+    report = shadow_report(engine, challenger)
+    return next((entry for entry in report if entry["champion_version"] == champion), None)
+
+
+def promotion_margin(services: Services) -> float:
+    """promotion.min_improvement of the project's params.yaml (the rule's one source of truth)."""
+    path = Paths(services.settings.project_dir).params
+    try:
+        return float(load_params(path)["promotion"]["min_improvement"])
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise RuleUnavailableError(f"promotion rule unavailable: cannot read promotion.min_improvement from {path} "
+                              f"({type(error).__name__})") from None  # fmt: skip
+
+
+def recheck(services: Services) -> None:
+    """Swap to the new champion and unload the challenger now, not at the next poll."""
+    services.metrics.model_checks.labels(services.models.check().action).inc()
+    if services.challenger is not None:
+        services.metrics.shadow.checks.labels(services.challenger.check().action).inc()

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -25,31 +21,33 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import requests
 from threadpoolctl import threadpool_limits
 
-from accidents.config import CHAMPION_ALIAS, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, MODEL_NAME
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.model_store import read_bundle
-from bench import rss_profile
+from bench import drift, prediction_log, rss_profile, shadow
+from bench.common import (
+    RESULTS,
+    RSS_REQUESTS,
+    SCENARIOS,
+    child_pids,
+    machine,
+    median_of,
+    percentiles_ms,
+    rss_after_requests,
+    rss_mb,
+    start_api,
+    time_calls,
+    timed_command,
+    token_of,
+    wrk,
+)
 from bench.report import write_section
 from tests.support.processes import ManagedProcess, free_port, start_service
 from tests.support.project import REPO, Project, copy_project, start_mlflow
 
-RESULTS = REPO / "bench" / "results"
-LUA = REPO / "bench" / "wrk_post.lua"
 STAGES = ("import_data", "preprocess", "train", "evaluate")
-
-
-def timed_command(cmd: list[str], project: Project) -> dict[str, float]:
-    """Wall time and peak RSS (largest process of the tree, GNU time) of one command."""
-    result = project.run("/usr/bin/time", "-f", "BENCH_TIME %e %M", *cmd)
-    seconds, max_kb = re.search(r"BENCH_TIME ([\d.]+) (\d+)", result.stderr).groups()
-    return {"seconds": float(seconds), "peak_rss_mb": int(max_kb) / 1024}
-
-
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
 
 
 def bench_pipeline(project: Project, repeats: int) -> dict[str, Any]:
@@ -59,11 +57,6 @@ def bench_pipeline(project: Project, repeats: int) -> dict[str, Any]:
     dvc = str(project.root / ".venv" / "bin" / "dvc")
     whole = median_of([timed_command([dvc, "repro", "--force"], project) for _ in range(repeats)])
     return {"stages": stages, "dvc_repro": whole}
-
-
-def percentiles_ms(samples: list[float]) -> dict[str, float]:
-    values = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.median(values)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3)}
 
 
 def bench_floor(champion: Path, batch: np.ndarray) -> dict[str, Any]:
@@ -82,92 +75,22 @@ def bench_floor(champion: Path, batch: np.ndarray) -> dict[str, Any]:
     for prefix, (predict, threads) in engines.items():
         with threadpool_limits(limits=threads):
             for name, rows, count in (("one_row", one, 2000), ("batch_1000", batch, 200)):
-                result[prefix + name] = percentiles_ms(_time_calls(predict, rows, count))
+                result[prefix + name] = percentiles_ms(time_calls(predict, rows, count))
     return result
-
-
-def _time_calls(function: Any, argument: Any, count: int) -> list[float]:
-    function(argument)  # warm-up
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        function(argument)
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def wrk(url: str, body: Path, connections: int, seconds: int, token: str | None = None) -> dict[str, float]:
-    env = {**os.environ, "WRK_BODY_FILE": str(body), "WRK_TOKEN": token or ""}
-    threads = min(connections, 2)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA), url],
-        capture_output=True, text=True, env=env, check=True, timeout=seconds + 60,
-    ).stdout  # fmt: skip
-    data = json.loads(out.split("WRK_JSON ", 1)[1].splitlines()[0])
-    return {
-        "rps": round(data["requests"] / (data["duration_us"] / 1e6), 1),
-        "p50_ms": data["p50_us"] / 1000,
-        "p99_ms": data["p99_us"] / 1000,
-        "errors": data["socket_errors"] + data["non_2xx"],
-    }
 
 
 def load_profile(url: str, bodies: dict[str, Path], token: str | None, repeats: int, seconds: int) -> dict[str, Any]:
     """Single row at 1 and 16 connections, a 1,000-row batch at 1: medians of `repeats` runs."""
-    scenarios = {"single_c1": ("single", 1), "single_c16": ("single", 16), "batch_c1": ("batch", 1)}
     result = {}
-    for name, (body, connections) in scenarios.items():
+    for name, (body, connections) in SCENARIOS.items():
         wrk(url, bodies[body], connections, 2, token)  # warm-up
         result[name] = median_of([wrk(url, bodies[body], connections, seconds, token) for _ in range(repeats)])
     return result
 
 
-def child_pids(pid: int) -> list[int]:
-    return [
-        int(child) for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    ]
-
-
-def rss_mb(pid: int, children: bool = True) -> float:
-    """Resident memory of a process and, with `children`, of its children (gunicorn workers)."""
-    total = 0
-    pids = [pid, *(child_pids(pid) if children else [])]
-    for each in pids:
-        status = Path(f"/proc/{each}/status").read_text()
-        total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    return round(total / 1024, 1)
-
-
-# --- resident memory (issue #14 item 6) -------------------------------------------------------
-# The goal's measure: VmRSS of the serving process once the model is loaded and RSS_REQUESTS
-# single-row requests are served, read before the load runs (which only add allocator slack).
-RSS_REQUESTS = 1000
-
-
-def rss_after_requests(pid: int, url: str, body: Path, token: str | None = None, children: bool = True) -> float:
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    payload = body.read_bytes()
-    with requests.Session() as session:
-        for _ in range(RSS_REQUESTS):
-            session.post(url, data=payload, headers=headers, timeout=30).raise_for_status()
-    return rss_mb(pid, children)
-
-
 def bench_rss_profile(project: Project, log_dir: Path) -> list[tuple[str, float, float]]:
     """bench/rss_profile.py on the bench's project and registry: the API's memory, import by import."""
     return rss_profile.run(project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "profile-state")), project.root)
-
-
-# --- end of resident memory ----------------------------------------------------------------------
-
-
-def start_api(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "api-state"))
-    cmd = [str(project.root / ".venv" / "bin" / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    return start_service(cmd, log_dir / "api.log", f"{url}/ready", env=env, cwd=project.root), url
 
 
 def start_mlflow_scoring(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
@@ -257,14 +180,13 @@ def main() -> None:
         print("training the champion on the default data (params.yaml: both official years) ...", flush=True)
         project.retrain()
         results: dict[str, Any] = {"machine": machine()}
-        from bench import drift  # the drift job's budget (bench/drift.py): 100,000 logged rows
-
+        # the drift job's budget (bench/drift.py): 100,000 logged rows
         if args.drift_only:
-            results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
+            results["drift"] = drift.bench_drift(project, work, args.repeats)
             write_section(results, RESULTS, "drift", "drift", drift.markdown)
             return
         if not (args.skip_drift or args.prediction_log_only or args.shadow_only):
-            results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
+            results["drift"] = drift.bench_drift(project, work, args.repeats)
         if not args.skip_pipeline and not args.prediction_log_only and not args.shadow_only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = bench_pipeline(project, args.repeats)
@@ -272,15 +194,12 @@ def main() -> None:
         test_split = pd.read_csv(project.root / "data" / "processed" / "test.csv", nrows=1000)
         batch = test_split[list(FEATURE_NAMES)].to_numpy(dtype=float)
         bodies = write_bodies(work, batch)
-        from bench import shadow  # shadow challenger and explanations (issue #15)
-
+        # shadow challenger and explanations (issue #15, bench/shadow.py)
         if args.shadow_only:
             results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
             write_section(results, RESULTS, "shadow", "shadow", shadow.markdown)
             return
         # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
-        from bench import prediction_log
-
         if args.prediction_log_only:
             results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
                                                                             args.seconds)  # fmt: skip
@@ -294,10 +213,9 @@ def main() -> None:
         results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
 
         print("our API ...", flush=True)
-        api, api_url = start_api(project, work)
+        api, api_url = start_api(project, work / "api-state")
         processes.append(api)
-        login = {"username": DEMO_ADMIN_USERNAME, "password": DEMO_ADMIN_PASSWORD}
-        token = requests.post(f"{api_url}/auth/token", data=login, timeout=10).json()["access_token"]
+        token = token_of(api_url)
         # the goal is the serving process's; its one child, the prediction log's insert process, apart
         api_rss = rss_after_requests(api.pid, f"{api_url}/predict", bodies["api"]["single"], token, children=False)
         insert_rss = sum(rss_mb(child) for child in child_pids(api.pid))
@@ -328,14 +246,6 @@ def main() -> None:
         for process in processes:
             process.stop()
         shutil.rmtree(work, ignore_errors=True)
-
-
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_kb / 1024**2, 1),
-            "python": platform.python_version(), "date": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -389,17 +299,11 @@ def markdown(results: dict[str, Any]) -> str:
         whole = results["pipeline"]["dvc_repro"]
         lines.append(f"| whole `dvc repro --force` | {whole['seconds']:.1f} s | {whole['peak_rss_mb']:.0f} MB |")
     if "prediction_log" in results:  # bench/prediction_log.py
-        from bench.prediction_log import markdown as prediction_log_markdown
-
-        lines += prediction_log_markdown(results["prediction_log"])
+        lines += prediction_log.markdown(results["prediction_log"])
     if "drift" in results:  # bench/drift.py
-        from bench.drift import markdown as drift_markdown
-
-        lines += drift_markdown(results["drift"])
+        lines += drift.markdown(results["drift"])
     if "shadow" in results:  # bench/shadow.py
-        from bench.shadow import markdown as shadow_markdown
-
-        lines += shadow_markdown(results["shadow"])
+        lines += shadow.markdown(results["shadow"])
     return "\n".join(lines) + "\n"
 
 

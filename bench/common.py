@@ -3,7 +3,8 @@ API started as uvicorn serves it, its login token, and the machine the run is on
 
 Load comes from wrk (C, one process, bench/wrk_post.lua) so that the load generator does not
 compete with the servers through the GIL. Imports no other bench module: the budget modules
-(prediction_log, shadow, drift, scale_lb) and bench/run.py import it.
+(serving, pipeline, stack, prediction_log, shadow, drift, scale_lb) import it, and bench/run.py
+runs them.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ Evidently report logged back, the result stored. Median of `repeats` runs.
 
 from __future__ import annotations
 
-import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from accidents.features import ACCIDENT_ID, FEATURE_NAMES
 from accidents.model.model_store import read_bundle
 from accidents.store.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
+from bench.common import median_of, timed_command
 from tests.support.project import Project
 
 SIZES = (5_000, 100_000)
@@ -54,7 +54,7 @@ def fill_log(project: Project, url: str, rows: int, seed: int = 0) -> None:
     engine.dispose()
 
 
-def bench_drift(project: Project, work: Path, repeats: int, timed_command: Any) -> dict[str, Any]:
+def bench_drift(project: Project, work: Path, repeats: int) -> dict[str, Any]:
     python = str(project.root / ".venv-monitoring" / "bin" / "python")
     results: dict[str, Any] = {"goal": {"seconds": GOAL_SECONDS, "peak_rss_mb": GOAL_MB}}
     for size in SIZES:
@@ -64,7 +64,7 @@ def bench_drift(project: Project, work: Path, repeats: int, timed_command: Any) 
             timed_command([python, "-m", "accidents.monitoring.drift", "--log-url", url, "--rows", str(size)], project)
             for _ in range(repeats)
         ]
-        results[f"rows_{size}"] = {key: round(statistics.median(run[key] for run in runs), 2) for key in runs[0]}
+        results[f"rows_{size}"] = median_of(runs, digits=2)
         print(f"drift job over {size:,} rows: {results[f'rows_{size}']}", flush=True)
     big = results[f"rows_{SIZES[-1]}"]
     results["goal_met"] = big["seconds"] < GOAL_SECONDS and big["peak_rss_mb"] < GOAL_MB

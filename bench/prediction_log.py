@@ -28,41 +28,13 @@ import numpy as np
 import requests
 from prometheus_client import CollectorRegistry
 
-from accidents.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
 from accidents.features import SEED_EXAMPLE
 from accidents.store.prediction_log import create_log_engine, ensure_schema
 from api.monitoring.service import LogOptions, PredictionLog
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
-from bench.run import child_pids, rss_mb, wrk
-from tests.support.processes import ManagedProcess, free_port, start_service
+from bench.common import SCENARIOS, child_pids, median_of, rss_mb, start_api, token_of, wrk
+from tests.support.processes import ManagedProcess, free_port
 from tests.support.project import Project
-
-SCENARIOS = {"single_c1": ("single", 1), "single_c16": ("single", 16), "batch_c1": ("batch", 1)}
-
-
-def start_api(project: Project, state: Path, logging_on: bool) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(state), PREDICTION_LOG_ENABLED=str(logging_on).lower())
-    cmd = [
-        str(project.root / ".venv" / "bin" / "uvicorn"),
-        "api.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    return start_service(cmd, state / "api.log", f"{url}/ready", env=env, cwd=project.root), url
-
-
-def token_of(url: str) -> str:
-    form = {"username": DEMO_ADMIN_USERNAME, "password": DEMO_ADMIN_PASSWORD}
-    return requests.post(f"{url}/auth/token", data=form, timeout=10).json()["access_token"]
 
 
 def write_bodies(folder: Path, batch: np.ndarray) -> dict[str, Path]:
@@ -90,7 +62,8 @@ def on_off(project: Project, work: Path, bodies: dict[str, Path], repeats: int, 
         servers: dict[str, tuple[ManagedProcess, str]] = {}
         try:
             for mode in ("off", "on"):
-                servers[mode] = start_api(project, work / f"log-bench-{mode}-{repeat}", mode == "on")
+                state, logging_on = work / f"log-bench-{mode}-{repeat}", str(mode == "on").lower()
+                servers[mode] = start_api(project, state, PREDICTION_LOG_ENABLED=logging_on)
             tokens = {mode: token_of(url) for mode, (_, url) in servers.items()}
             for name, (body, connections) in SCENARIOS.items():
                 measured: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
@@ -108,13 +81,7 @@ def on_off(project: Project, work: Path, bodies: dict[str, Path], repeats: int, 
         finally:
             for process, _ in servers.values():
                 process.stop()
-    medians = {
-        mode: {
-            name: {key: round(statistics.median(run[key] for run in values), 3) for key in values[0]}
-            for name, values in scenarios.items()
-        }
-        for mode, scenarios in runs.items()
-    }
+    medians = {mode: {name: median_of(values) for name, values in by_name.items()} for mode, by_name in runs.items()}
     off, on = medians["off"], medians["on"]
     c1_deltas = pair_deltas["single_c1"]
     return {
@@ -168,7 +135,7 @@ def metric_value(url: str, name: str) -> float:
 def nothing_lost(project: Project, work: Path, body: Path, seconds: int = 60, connections: int = 32) -> dict[str, Any]:
     """A long load with logging on: every 2xx row must be in the log once the queue has drained."""
     state = work / "log-bench-load"
-    process, url = start_api(project, state, True)
+    process, url = start_api(project, state, PREDICTION_LOG_ENABLED="true")
     try:
         load = wrk(f"{url}/predict", body, connections, seconds, token_of(url))
         deadline = time.monotonic() + 60

@@ -6,7 +6,9 @@ importing. The second imports those packages one at a time in a fixed order, rea
 (/proc/self/status: C extensions included, unlike tracemalloc) after each, then builds the
 app, runs its lifespan (model load and compiled copy) and serves 1,000 requests. A package the
 serving process does not load is not imported, so the table shows what the process really pays.
-The project, MLflow and state folders come from the environment, as for uvicorn.
+The project, MLflow and state folders come from the environment, as for uvicorn. `make bench`
+runs it on its own project (bench_rss_profile); this module imports no other bench module, so
+the profiled interpreters load nothing the serving process would not.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.support.project import Project
 
 # Heavy dependencies in the order they are imported and attributed: each row is what it pulls in
 # that no earlier row did (MLflow last: its row is what dropping it saves). Anything else lands
@@ -101,10 +106,21 @@ def run(env: dict[str, str] | None = None, cwd: Path | None = None) -> list[tupl
     return [(name, rss, round(rss - (rows[i - 1][1] if i else 0.0), 1)) for i, (name, rss) in enumerate(rows)]
 
 
+def bench_rss_profile(project: Project, log_dir: Path) -> list[tuple[str, float, float]]:
+    """The profile on the bench's project and registry (`make bench`): the API's memory, import by import."""
+    return run(project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "profile-state")), project.root)
+
+
 def markdown(rows: list[tuple[str, float, float]]) -> str:
     lines = ["| step (serving order) | VmRSS after | + |", "|---|---|---|"]
     lines += [f"| {name} | {rss:.1f} MB | {delta:+.1f} |" for name, rss, delta in rows]
     return "\n".join(lines) + "\n"
+
+
+def section(rows: list[tuple[str, float, float]]) -> list[str]:
+    """The table as a section of the `make bench` report."""
+    return ["", "Our API's resident memory, import by import (`python -m bench.rss_profile`):", "",
+            markdown(rows).rstrip("\n")]  # fmt: skip
 
 
 def main() -> None:

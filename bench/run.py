@@ -11,223 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import shutil
-import statistics
-import subprocess
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import requests
-from threadpoolctl import threadpool_limits
 
-from accidents.config import CHAMPION_ALIAS, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, MODEL_NAME
-from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.model.model_store import read_bundle
-from bench import rss_profile
+from accidents.features import FEATURE_NAMES
+from bench import drift, pipeline, prediction_log, rss_profile, serving, shadow, stack
+from bench.common import RESULTS, machine
 from bench.report import write_section
-from tests.support.processes import ManagedProcess, free_port, start_service
-from tests.support.project import REPO, Project, copy_project, start_mlflow
-
-RESULTS = REPO / "bench" / "results"
-LUA = REPO / "bench" / "wrk_post.lua"
-STAGES = ("import_data", "preprocess", "train", "evaluate")
-
-
-def timed_command(cmd: list[str], project: Project) -> dict[str, float]:
-    """Wall time and peak RSS (largest process of the tree, GNU time) of one command."""
-    result = project.run("/usr/bin/time", "-f", "BENCH_TIME %e %M", *cmd)
-    seconds, max_kb = re.search(r"BENCH_TIME ([\d.]+) (\d+)", result.stderr).groups()
-    return {"seconds": float(seconds), "peak_rss_mb": int(max_kb) / 1024}
-
-
-def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
-
-
-def bench_pipeline(project: Project, repeats: int) -> dict[str, Any]:
-    python = str(project.root / ".venv" / "bin" / "python")
-    stages = {stage: median_of([timed_command([python, "-m", f"accidents.{stage}"], project) for _ in range(repeats)])
-              for stage in STAGES}  # fmt: skip
-    dvc = str(project.root / ".venv" / "bin" / "dvc")
-    whole = median_of([timed_command([dvc, "repro", "--force"], project) for _ in range(repeats)])
-    return {"stages": stages, "dvc_repro": whole}
-
-
-def percentiles_ms(samples: list[float]) -> dict[str, float]:
-    values = np.asarray(samples) * 1000
-    return {"p50_ms": round(float(np.median(values)), 3), "p99_ms": round(float(np.percentile(values, 99)), 3)}
-
-
-def bench_floor(champion: Path, batch: np.ndarray) -> dict[str, Any]:
-    """In-process scoring: the floor any server adds its overhead to.
-
-    `one_row` / `batch_1000`: what the API calls (ModelBundle.predict_proba: the compiled trees
-    for a few rows, scikit-learn for big batches), one thread as the API runs it. The
-    `sklearn_*` figures are the model's own predict_proba, with one thread and with the
-    library's default threads (as `mlflow models serve` runs it).
-    """
-    bundle = read_bundle(champion)
-    one = np.asarray([SEED_EXAMPLE], dtype=float)
-    engines = {"": (bundle.predict_proba, 1), "sklearn_": (bundle.model.predict_proba, 1),
-               "sklearn_default_threads_": (bundle.model.predict_proba, None)}  # fmt: skip
-    result: dict[str, Any] = {"compiled_trees": bundle.compiled is not None}
-    for prefix, (predict, threads) in engines.items():
-        with threadpool_limits(limits=threads):
-            for name, rows, count in (("one_row", one, 2000), ("batch_1000", batch, 200)):
-                result[prefix + name] = percentiles_ms(_time_calls(predict, rows, count))
-    return result
-
-
-def _time_calls(function: Any, argument: Any, count: int) -> list[float]:
-    function(argument)  # warm-up
-    samples = []
-    for _ in range(count):
-        started = time.perf_counter()
-        function(argument)
-        samples.append(time.perf_counter() - started)
-    return samples
-
-
-def wrk(url: str, body: Path, connections: int, seconds: int, token: str | None = None) -> dict[str, float]:
-    env = {**os.environ, "WRK_BODY_FILE": str(body), "WRK_TOKEN": token or ""}
-    threads = min(connections, 2)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(LUA), url],
-        capture_output=True, text=True, env=env, check=True, timeout=seconds + 60,
-    ).stdout  # fmt: skip
-    data = json.loads(out.split("WRK_JSON ", 1)[1].splitlines()[0])
-    return {
-        "rps": round(data["requests"] / (data["duration_us"] / 1e6), 1),
-        "p50_ms": data["p50_us"] / 1000,
-        "p99_ms": data["p99_us"] / 1000,
-        "errors": data["socket_errors"] + data["non_2xx"],
-    }
-
-
-def load_profile(url: str, bodies: dict[str, Path], token: str | None, repeats: int, seconds: int) -> dict[str, Any]:
-    """Single row at 1 and 16 connections, a 1,000-row batch at 1: medians of `repeats` runs."""
-    scenarios = {"single_c1": ("single", 1), "single_c16": ("single", 16), "batch_c1": ("batch", 1)}
-    result = {}
-    for name, (body, connections) in scenarios.items():
-        wrk(url, bodies[body], connections, 2, token)  # warm-up
-        result[name] = median_of([wrk(url, bodies[body], connections, seconds, token) for _ in range(repeats)])
-    return result
-
-
-def child_pids(pid: int) -> list[int]:
-    return [
-        int(child) for child in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    ]
-
-
-def rss_mb(pid: int, children: bool = True) -> float:
-    """Resident memory of a process and, with `children`, of its children (gunicorn workers)."""
-    total = 0
-    pids = [pid, *(child_pids(pid) if children else [])]
-    for each in pids:
-        status = Path(f"/proc/{each}/status").read_text()
-        total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))
-    return round(total / 1024, 1)
-
-
-# --- resident memory (issue #14 item 6) -------------------------------------------------------
-# The goal's measure: VmRSS of the serving process once the model is loaded and RSS_REQUESTS
-# single-row requests are served, read before the load runs (which only add allocator slack).
-RSS_REQUESTS = 1000
-
-
-def rss_after_requests(pid: int, url: str, body: Path, token: str | None = None, children: bool = True) -> float:
-    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
-    payload = body.read_bytes()
-    with requests.Session() as session:
-        for _ in range(RSS_REQUESTS):
-            session.post(url, data=payload, headers=headers, timeout=30).raise_for_status()
-    return rss_mb(pid, children)
-
-
-def bench_rss_profile(project: Project, log_dir: Path) -> list[tuple[str, float, float]]:
-    """bench/rss_profile.py on the bench's project and registry: the API's memory, import by import."""
-    return rss_profile.run(project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "profile-state")), project.root)
-
-
-# --- end of resident memory ----------------------------------------------------------------------
-
-
-def start_api(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(log_dir / "api-state"))
-    cmd = [str(project.root / ".venv" / "bin" / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    return start_service(cmd, log_dir / "api.log", f"{url}/ready", env=env, cwd=project.root), url
-
-
-def start_mlflow_scoring(project: Project, log_dir: Path) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    env = project.env(MLFLOW_ALLOW_PICKLE_DESERIALIZATION="true")  # mlflow 3 gates skops/pickle loads
-    cmd = [str(project.root / ".venv" / "bin" / "mlflow"), "models", "serve", "-m",
-           f"models:/{MODEL_NAME}@{CHAMPION_ALIAS}", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
-           "--workers", "1"]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    return start_service(cmd, log_dir / "mlflow-serve.log", f"{url}/ping", env=env, cwd=project.root, timeout=180), url
-
-
-def time_stack_start(project: Project, log_dir: Path) -> float:
-    """Seconds from launching scripts/run_stack.py (what `make run` runs) to "stack ready"."""
-    ports = {name: str(free_port()) for name in ("API_PORT", "MLFLOW_PORT", "AIRFLOW_PORT")}
-    env = project.env(**ports, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{ports['MLFLOW_PORT']}")
-    cmd = [str(project.root / ".venv" / "bin" / "python"), str(project.root / "scripts" / "run_stack.py"), "--no-color"]
-    started = time.monotonic()
-    process = ManagedProcess(cmd, log_dir / f"stack-{ports['API_PORT']}.log", env=env, cwd=project.root)
-    try:
-        while "stack ready" not in process.log_tail(400):
-            if not process.alive() or time.monotonic() - started > 600:
-                raise RuntimeError(f"run_stack.py did not come up:\n{process.log_tail(60)}")
-            time.sleep(0.2)
-        return round(time.monotonic() - started, 1)
-    finally:
-        process.stop(timeout=60)
-
-
-def bench_stack(project: Project, log_dir: Path, repeats: int) -> dict[str, Any]:
-    """First start (Airflow DB created, first model trained), then warm restarts."""
-    (project.root / ".venv-airflow").symlink_to(REPO / ".venv-airflow")
-    first = time_stack_start(project, log_dir)
-    warm = [time_stack_start(project, log_dir) for _ in range(repeats)]
-    return {"first_start_seconds": first, "warm_start_seconds": statistics.median(warm), "warm_runs": warm}
-
-
-def write_bodies(folder: Path, batch: np.ndarray) -> dict[str, dict[str, Path]]:
-    rows = batch.tolist()
-    bodies = {
-        "api": {"single": {"features": list(SEED_EXAMPLE)}, "batch": {"instances": rows}},
-        "mlflow": {"single": {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": [list(SEED_EXAMPLE)]}},
-                   "batch": {"dataframe_split": {"columns": list(FEATURE_NAMES), "data": rows}}},
-    }  # fmt: skip
-    paths: dict[str, dict[str, Path]] = {}
-    for server, payloads in bodies.items():
-        for name, payload in payloads.items():
-            path = folder / f"{server}-{name}.json"
-            path.write_text(json.dumps(payload))
-            paths.setdefault(server, {})[name] = path
-    return paths
-
-
-def ratios(floor: dict, api: dict, peer: dict) -> dict[str, float]:
-    return {
-        "api_p50_over_mlflow_p50_single": round(api["single_c1"]["p50_ms"] / peer["single_c1"]["p50_ms"], 3),
-        "api_rps_over_mlflow_rps_c16": round(api["single_c16"]["rps"] / peer["single_c16"]["rps"], 2),
-        "api_overhead_ms_single_p50": round(api["single_c1"]["p50_ms"] - floor["one_row"]["p50_ms"], 3),
-        "api_batch_over_floor_batch": round(api["batch_c1"]["p50_ms"] / floor["batch_1000"]["p50_ms"], 2),
-    }
+from tests.support.project import REPO, copy_project, start_mlflow
 
 
 def main() -> None:
@@ -250,37 +46,32 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="accidents-bench-"))
     mlflow, uri = start_mlflow(work / "mlflow")
-    processes: list[ManagedProcess] = [mlflow]
     try:
         project = copy_project(work / "project", uri, max_rows=None)
         (project.root / ".venv-monitoring").symlink_to(REPO / ".venv-monitoring")  # the drift job's venv
         print("training the champion on the default data (params.yaml: both official years) ...", flush=True)
         project.retrain()
         results: dict[str, Any] = {"machine": machine()}
-        from bench import drift  # the drift job's budget (bench/drift.py): 100,000 logged rows
-
+        # the drift job's budget (bench/drift.py): 100,000 logged rows
         if args.drift_only:
-            results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
+            results["drift"] = drift.bench_drift(project, work, args.repeats)
             write_section(results, RESULTS, "drift", "drift", drift.markdown)
             return
         if not (args.skip_drift or args.prediction_log_only or args.shadow_only):
-            results["drift"] = drift.bench_drift(project, work, args.repeats, timed_command)
+            results["drift"] = drift.bench_drift(project, work, args.repeats)
         if not args.skip_pipeline and not args.prediction_log_only and not args.shadow_only:
             print("pipeline timings ...", flush=True)
-            results["pipeline"] = bench_pipeline(project, args.repeats)
+            results["pipeline"] = pipeline.bench_pipeline(project, args.repeats)
         # the 28 contract columns by name: the processed splits also carry Num_Acc, date and grav
         test_split = pd.read_csv(project.root / "data" / "processed" / "test.csv", nrows=1000)
         batch = test_split[list(FEATURE_NAMES)].to_numpy(dtype=float)
-        bodies = write_bodies(work, batch)
-        from bench import shadow  # shadow challenger and explanations (issue #15)
-
+        bodies = serving.write_bodies(work, batch)
+        # shadow challenger and explanations (issue #15, bench/shadow.py)
         if args.shadow_only:
             results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
             write_section(results, RESULTS, "shadow", "shadow", shadow.markdown)
             return
         # --- prediction log budget (bench/prediction_log.py): its own servers, logging on and off
-        from bench import prediction_log
-
         if args.prediction_log_only:
             results["prediction_log"] = prediction_log.bench_prediction_log(project, work, batch, args.repeats,
                                                                             args.seconds)  # fmt: skip
@@ -291,115 +82,41 @@ def main() -> None:
                                                                             args.seconds)  # fmt: skip
         # --- end of the prediction log section
         print("in-process floor ...", flush=True)
-        results["floor"] = bench_floor(project.root / "models" / "champion.zip", batch)
+        results["floor"] = serving.bench_floor(project.root / "models" / "champion.zip", batch)
 
         print("our API ...", flush=True)
-        api, api_url = start_api(project, work)
-        processes.append(api)
-        login = {"username": DEMO_ADMIN_USERNAME, "password": DEMO_ADMIN_PASSWORD}
-        token = requests.post(f"{api_url}/auth/token", data=login, timeout=10).json()["access_token"]
-        # the goal is the serving process's; its one child, the prediction log's insert process, apart
-        api_rss = rss_after_requests(api.pid, f"{api_url}/predict", bodies["api"]["single"], token, children=False)
-        insert_rss = sum(rss_mb(child) for child in child_pids(api.pid))
-        results["api"] = load_profile(f"{api_url}/predict", bodies["api"], token, args.repeats, args.seconds)
-        results["api"].update(rss_mb=api_rss, rss_after_load_runs_mb=rss_mb(api.pid, children=False),
-                              insert_process_rss_mb=insert_rss)  # fmt: skip
-        api.stop()
+        results["api"] = serving.bench_api(project, work, bodies["api"], args.repeats, args.seconds)
         print("API memory profile ...", flush=True)
-        results["api_rss_profile"] = bench_rss_profile(project, work)
+        results["api_rss_profile"] = rss_profile.bench_rss_profile(project, work)
 
         print("MLflow scoring server ...", flush=True)
-        peer, peer_url = start_mlflow_scoring(project, work)
-        processes.append(peer)
-        peer_rss = rss_after_requests(peer.pid, f"{peer_url}/invocations", bodies["mlflow"]["single"])
-        results["mlflow_serve"] = load_profile(f"{peer_url}/invocations", bodies["mlflow"], None, args.repeats,
-                                               args.seconds)  # fmt: skip
-        results["mlflow_serve"].update(rss_mb=peer_rss, rss_after_load_runs_mb=rss_mb(peer.pid))
-        peer.stop()
-        results["ratios"] = ratios(results["floor"], results["api"], results["mlflow_serve"])
+        results["mlflow_serve"] = serving.bench_mlflow_serve(project, work, bodies["mlflow"], args.repeats,
+                                                             args.seconds)  # fmt: skip
+        results["ratios"] = serving.ratios(results["floor"], results["api"], results["mlflow_serve"])
         results["shadow"] = shadow.bench_shadow(
             project, work, args.repeats, args.seconds
         )  # after: it adds a challenger
         if not args.skip_stack:
             print("make run: first and warm starts ...", flush=True)
-            results["stack"] = bench_stack(project, work, args.repeats)
+            results["stack"] = stack.bench_stack(project, work, args.repeats)
         write_results(results)
     finally:
-        for process in processes:
-            process.stop()
+        mlflow.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    memory_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(memory_kb / 1024**2, 1),
-            "python": platform.python_version(), "date": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
-
-
 def markdown(results: dict[str, Any]) -> str:
-    floor, api, peer, ratio = results["floor"], results["api"], results["mlflow_serve"], results["ratios"]
+    """The run's report: the machine, then each budget's section in a fixed order."""
     m = results["machine"]
-    lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; {m['date']}.",
-        "",
-        "| measure | our API | MLflow `models serve` | in-process floor (what the API calls, 1 thread) |",
-        "|---|---|---|---|",
-        f"| 1 row, 1 connection: p50 / p99 | {api['single_c1']['p50_ms']:.2f} / {api['single_c1']['p99_ms']:.2f} ms "
-        f"| {peer['single_c1']['p50_ms']:.2f} / {peer['single_c1']['p99_ms']:.2f} ms "
-        f"| {floor['one_row']['p50_ms']:.2f} / {floor['one_row']['p99_ms']:.2f} ms |",
-        f"| 1 row, 16 connections: req/s (p99) | {api['single_c16']['rps']:.0f} ({api['single_c16']['p99_ms']:.1f} ms) "
-        f"| {peer['single_c16']['rps']:.0f} ({peer['single_c16']['p99_ms']:.1f} ms) | |",
-        f"| 1,000 rows, 1 connection: p50 | {api['batch_c1']['p50_ms']:.1f} ms | {peer['batch_c1']['p50_ms']:.1f} ms "
-        f"| {floor['batch_1000']['p50_ms']:.1f} ms |",
-        "| floor, scikit-learn's own predict_proba, 1 thread: 1 row / 1,000 rows p50 | | "
-        f"| {floor['sklearn_one_row']['p50_ms']:.2f} / {floor['sklearn_batch_1000']['p50_ms']:.1f} ms |",
-        "| floor, scikit-learn, library's default threads: 1 row / 1,000 rows p50 | | "
-        f"| {floor['sklearn_default_threads_one_row']['p50_ms']:.2f} / "
-        f"{floor['sklearn_default_threads_batch_1000']['p50_ms']:.1f} ms |",
-        f"| resident memory, model loaded + {RSS_REQUESTS:,} requests served (goal <= 250 MB) | {api['rss_mb']:.0f} MB "
-        f"| {peer['rss_mb']:.0f} MB | |",
-        f"| resident memory after all the load runs above | {api['rss_after_load_runs_mb']:.0f} MB "
-        f"| {peer['rss_after_load_runs_mb']:.0f} MB | |",
-        f"| its prediction log's insert process (a child, apart from the goal) | "
-        f"{api.get('insert_process_rss_mb', 0):.0f} MB | | |",
-        "",
-        "| ratio (same run) | measured | goal |",
-        "|---|---|---|",
-        f"| API p50 / MLflow p50, 1 row | {ratio['api_p50_over_mlflow_p50_single']:.3f} | <= 0.15 |",
-        f"| API req/s / MLflow req/s, 16 connections | {ratio['api_rps_over_mlflow_rps_c16']:.1f} | >= 5 |",
-        f"| API p50 - floor p50, 1 row | {ratio['api_overhead_ms_single_p50']:.2f} ms | <= 1.5 ms |",
-        f"| API 1,000 rows / floor 1,000 rows | {ratio['api_batch_over_floor_batch']:.2f} | <= 3 |",
-    ]
-    if "api_rss_profile" in results:
-        lines += ["", "Our API's resident memory, import by import (`python -m bench.rss_profile`):", ""]
-        lines.append(rss_profile.markdown(results["api_rss_profile"]).rstrip("\n"))
-    if "stack" in results:
-        stack = results["stack"]
-        lines += [
-            "",
-            f"`make run` to all services healthy: first start {stack['first_start_seconds']:.0f} s "
-            f"(trains the first model), warm start {stack['warm_start_seconds']:.0f} s (goal <= 60 s).",
-        ]
-    if "pipeline" in results:
-        lines += ["", "| pipeline step | wall time | peak RSS |", "|---|---|---|"]
-        for stage, figures in results["pipeline"]["stages"].items():
-            lines.append(f"| `{stage}` | {figures['seconds']:.1f} s | {figures['peak_rss_mb']:.0f} MB |")
-        whole = results["pipeline"]["dvc_repro"]
-        lines.append(f"| whole `dvc repro --force` | {whole['seconds']:.1f} s | {whole['peak_rss_mb']:.0f} MB |")
-    if "prediction_log" in results:  # bench/prediction_log.py
-        from bench.prediction_log import markdown as prediction_log_markdown
-
-        lines += prediction_log_markdown(results["prediction_log"])
-    if "drift" in results:  # bench/drift.py
-        from bench.drift import markdown as drift_markdown
-
-        lines += drift_markdown(results["drift"])
-    if "shadow" in results:  # bench/shadow.py
-        from bench.shadow import markdown as shadow_markdown
-
-        lines += shadow_markdown(results["shadow"])
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}; {m['date']}.", ""]
+    lines += serving.markdown(results)
+    if "api_rss_profile" in results:  # bench/rss_profile.py
+        lines += rss_profile.section(results["api_rss_profile"])
+    sections = {"stack": stack.markdown, "pipeline": pipeline.markdown, "prediction_log": prediction_log.markdown,
+                "drift": drift.markdown, "shadow": shadow.markdown}  # fmt: skip
+    for key, section in sections.items():
+        if key in results:
+            lines += section(results[key])
     return "\n".join(lines) + "\n"
 
 

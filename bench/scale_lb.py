@@ -27,9 +27,8 @@ from pathlib import Path
 import requests
 
 from accidents.features import SEED_EXAMPLE
-from bench.run import wrk
-
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import RESULTS, wrk
+from tests.support.project import REPO
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -67,7 +66,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     env = read_env(args.env_file)
     compose = compose_command(args.env_file, args.project)

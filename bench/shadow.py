@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +22,12 @@ from accidents.config import CHALLENGER_ALIAS, MODEL_NAME
 from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import read_bundle
 from api.core.config import Settings
-from bench.prediction_log import token_of
-from bench.run import wrk
+from bench.common import median_of, start_api, time_calls, token_of, wrk
 from tests.api.conftest import register
-from tests.support.processes import ManagedProcess, free_port, start_service
 from tests.support.project import Project
 
 CHALLENGER_THRESHOLD = 0.3
 DEFAULT_SHARE = Settings.model_fields["shadow_share"].default
-
-
-def start_api(project: Project, state: Path, **env: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    cmd = [str(project.root / ".venv" / "bin" / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port",
-           str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    full_env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(state), **env)
-    return start_service(cmd, state / "api.log", f"{url}/ready", env=full_env, cwd=project.root), url
-
-
-def _median(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: round(statistics.median(run[key] for run in runs), 3) for key in runs[0]}
 
 
 def bench_shadow(project: Project, work: Path, repeats: int, seconds: int) -> dict[str, Any]:
@@ -67,7 +51,7 @@ def bench_shadow(project: Project, work: Path, repeats: int, seconds: int) -> di
                 shadowed[mode] = max(shadowed.get(mode, 0.0), _shadow_rows(url))
             finally:
                 process.stop()
-    medians = {mode: _median(values) for mode, values in runs.items()}
+    medians = {mode: median_of(values) for mode, values in runs.items()}
     off = medians["off"]
 
     print("explanations ...", flush=True)
@@ -75,18 +59,13 @@ def bench_shadow(project: Project, work: Path, repeats: int, seconds: int) -> di
     try:
         token = token_of(url)
         wrk(f"{url}/predict?explain=true", body, 1, 2, token)  # warm-up (builds the explainer)
-        explain = _median([wrk(f"{url}/predict?explain=true", body, 1, seconds, token) for _ in range(repeats)])
-        plain = _median([wrk(f"{url}/predict", body, 1, seconds, token) for _ in range(repeats)])
+        explain = median_of([wrk(f"{url}/predict?explain=true", body, 1, seconds, token) for _ in range(repeats)])
+        plain = median_of([wrk(f"{url}/predict", body, 1, seconds, token) for _ in range(repeats)])
     finally:
         process.stop()
     explainer = champion.explainer()
     row = np.asarray([SEED_EXAMPLE], dtype=float)
-    explainer.shap_values(row)
-    samples = []
-    for _ in range(200):
-        started = time.perf_counter()
-        explainer.shap_values(row)
-        samples.append(time.perf_counter() - started)
+    samples = time_calls(explainer.shap_values, row, 200)
     return {
         "challenger_version": challenger,
         "default_share": DEFAULT_SHARE,

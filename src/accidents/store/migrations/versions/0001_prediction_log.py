@@ -5,7 +5,8 @@ Revises:
 Create Date: 2026-12-01
 
 Columns are spelt out here (a migration is history: later changes of the tables get their own
-revision); tests/api/monitoring/test_log_writer.py checks that the migrated schema equals accidents.store.prediction_log.
+revision); tests/api/monitoring/test_log_writer.py checks that the migrated schema equals
+accidents.store.prediction_log.
 """
 
 from __future__ import annotations

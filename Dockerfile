@@ -12,7 +12,7 @@
 #                                                                # scripts/docker/build_base_image.sh
 #
 # Both runtime images start from one `runtime` stage (base, user, pipeline venv), so on a host
-# they share those layers. The venvs hold only what runs: requirements-runtime.txt (no test or
+# they share those layers. The venvs hold only what runs: requirements/runtime.txt (no test or
 # dev tools; same versions as the dev lock) and the Airflow locks, trimmed by
 # docker/slim-venv.sh. The project lives at /app exactly as in a checkout (src/, api/, dvc.yaml,
 # params.yaml, retraining_run.sh); pipeline outputs (data/, models/, the DVC cache) are meant to
@@ -44,14 +44,14 @@ COPY docker/slim-venv.sh /usr/local/bin/slim-venv
 # ---------------------------------------------------------------------------- pipeline venv
 FROM build-tools AS pipeline-venv
 WORKDIR /app
-# requirements-s3.txt: the DVC S3 remote and boto3 for MLflow's S3 artifacts (the scale-out
-# stack, docker-compose.scale.yml), with its override (docker/requirements-s3-overrides.txt).
-COPY requirements-runtime.txt docker/requirements-postgres.txt docker/requirements-s3.txt \
-     docker/requirements-s3-overrides.txt /tmp/requirements/
+# requirements/s3.txt: the DVC S3 remote and boto3 for MLflow's S3 artifacts (the scale-out
+# stack, docker-compose.scale.yml), with its override (requirements/s3-overrides.txt).
+COPY requirements/runtime.txt requirements/postgres.txt requirements/s3.txt \
+     requirements/s3-overrides.txt /tmp/requirements/
 RUN /opt/uv/bin/uv venv --quiet --python python3 /app/.venv \
  && /opt/uv/bin/uv pip install --quiet --python /app/.venv/bin/python \
-      -r /tmp/requirements/requirements-runtime.txt -r /tmp/requirements/requirements-postgres.txt \
-      -r /tmp/requirements/requirements-s3.txt --override /tmp/requirements/requirements-s3-overrides.txt \
+      -r /tmp/requirements/runtime.txt -r /tmp/requirements/postgres.txt \
+      -r /tmp/requirements/s3.txt --override /tmp/requirements/s3-overrides.txt \
  && slim-venv /app/.venv mlflow mlflow.server dvc.repo sklearn.ensemble pyarrow.parquet \
       matplotlib.pyplot skops.io treelite fastapi uvicorn psycopg boto3 dvc_s3 s3fs
 # ------------------------------------------------------------------------- project install
@@ -69,8 +69,8 @@ RUN /opt/uv/bin/uv pip install --quiet --python /app/.venv/bin/python --no-deps 
 
 # ----------------------------------------------------------------------------- airflow venv
 FROM build-tools AS airflow-venv
-COPY airflow/requirements.txt /tmp/requirements/airflow.txt
-COPY docker/airflow-extras.txt /tmp/requirements/airflow-extras.txt
+COPY requirements/airflow.txt /tmp/requirements/airflow.txt
+COPY requirements/airflow-extras.txt /tmp/requirements/airflow-extras.txt
 RUN /opt/uv/bin/uv venv --quiet --python python3 /opt/airflow/venv \
  && /opt/uv/bin/uv pip install --quiet --python /opt/airflow/venv/bin/python \
       -r /tmp/requirements/airflow.txt -r /tmp/requirements/airflow-extras.txt \
@@ -80,11 +80,11 @@ RUN /opt/uv/bin/uv venv --quiet --python python3 /opt/airflow/venv \
 
 # ---------------------------------------------------------------------------------- runtime
 # What both images share: the base, the service user, the pipeline venv.
-# The drift job's own venv (Evidently 0.7 needs pandas < 3; see requirements-monitoring.in): only
+# The drift job's own venv (Evidently 0.7 needs pandas < 3; see requirements/monitoring.in): only
 # the Airflow image runs it. The project's sources are put on its path by a .pth file, as the
 # editable install of `make setup-monitoring` does.
 FROM build-tools AS monitoring-venv
-COPY requirements-monitoring.txt /tmp/requirements/monitoring.txt
+COPY requirements/monitoring.txt /tmp/requirements/monitoring.txt
 RUN /opt/uv/bin/uv venv --quiet --python python3 /app/.venv-monitoring \
  && /opt/uv/bin/uv pip install --quiet --python /app/.venv-monitoring/bin/python -r /tmp/requirements/monitoring.txt \
  && echo /app/src > "$(echo /app/.venv-monitoring/lib/python3*/site-packages)/accidents-mlops-src.pth" \

@@ -24,9 +24,9 @@ uv:
 
 setup: $(VENV)/.installed .dvc/config.local $(DVC_SITE_CACHE) ## create .venv from the lock file and prepare DVC (idempotent)
 
-$(VENV)/.installed: requirements.txt pyproject.toml | uv
+$(VENV)/.installed: requirements/dev.txt pyproject.toml | uv
 	@test -x $(PY) || uv venv --quiet --python 3.11 $(VENV)
-	uv pip install --quiet --python $(PY) -r requirements.txt
+	uv pip install --quiet --python $(PY) -r requirements/dev.txt
 	uv pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
 
@@ -49,9 +49,9 @@ setup-airflow: | uv ## create .venv-airflow (Airflow alone, pinned)
 # The drift job's own venv: Evidently 0.7 needs pandas < 3, the rest of the project runs on pandas 3.
 setup-monitoring: $(MONITORING_VENV)/.installed ## create .venv-monitoring (Evidently, pandas 2, pinned) for the drift job
 
-$(MONITORING_VENV)/.installed: requirements-monitoring.txt pyproject.toml | uv
+$(MONITORING_VENV)/.installed: requirements/monitoring.txt pyproject.toml | uv
 	@test -x $(MONITORING_VENV)/bin/python || uv venv --quiet --python 3.11 $(MONITORING_VENV)
-	uv pip install --quiet --python $(MONITORING_VENV)/bin/python -r requirements-monitoring.txt
+	uv pip install --quiet --python $(MONITORING_VENV)/bin/python -r requirements/monitoring.txt
 	uv pip install --quiet --python $(MONITORING_VENV)/bin/python --no-deps -e .
 	@touch $@
 
@@ -91,13 +91,13 @@ lint: setup ## ruff
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 lock: | uv ## regenerate the pinned lock files from the *.in files
-	uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
-	uv pip compile --quiet --python-version 3.11 requirements-runtime.in -c requirements.txt -o requirements-runtime.txt
-	uv pip compile --quiet --python-version 3.11 airflow/requirements.in -o airflow/requirements.txt
-	uv pip compile --quiet --python-version 3.11 requirements-monitoring.in -o requirements-monitoring.txt
-	uv pip compile --quiet --python-version 3.11 docker/requirements-postgres.in -c requirements-runtime.txt -o docker/requirements-postgres.txt
-	uv pip compile --quiet --python-version 3.11 docker/airflow-extras.in -c airflow/requirements.txt -o docker/airflow-extras.txt
-	uv pip compile --quiet --python-version 3.11 docker/requirements-s3.in -c requirements-runtime.txt -c docker/requirements-postgres.txt --override docker/requirements-s3-overrides.txt -o docker/requirements-s3.txt
+	uv pip compile --quiet --python-version 3.11 requirements/dev.in -o requirements/dev.txt
+	uv pip compile --quiet --python-version 3.11 requirements/runtime.in -c requirements/dev.txt -o requirements/runtime.txt
+	uv pip compile --quiet --python-version 3.11 requirements/airflow.in -o requirements/airflow.txt
+	uv pip compile --quiet --python-version 3.11 requirements/monitoring.in -o requirements/monitoring.txt
+	uv pip compile --quiet --python-version 3.11 requirements/postgres.in -c requirements/runtime.txt -o requirements/postgres.txt
+	uv pip compile --quiet --python-version 3.11 requirements/airflow-extras.in -c requirements/airflow.txt -o requirements/airflow-extras.txt
+	uv pip compile --quiet --python-version 3.11 requirements/s3.in -c requirements/runtime.txt -c requirements/postgres.txt --override requirements/s3-overrides.txt -o requirements/s3.txt
 
 clean: ## remove pipeline outputs and local stack state (keeps venvs)
 	rm -rf data/raw data/processed models reports metrics.json state logs

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Creates <project>/.venv-airflow from the pinned airflow/requirements.txt (idempotent).
+# Creates <project>/.venv-airflow from the pinned requirements/airflow.txt (idempotent).
 # Airflow lives in its own venv: it pins FastAPI, SQLAlchemy and others to versions the API's
 # venv does not use. The DAG imports nothing from the project, so nothing else goes in here.
 # A second call returns at once while the lock file is unchanged (stamp file inside the venv).
 set -euo pipefail
 project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${AIRFLOW_VENV:-$project_dir/.venv-airflow}"
-lock="$project_dir/airflow/requirements.txt"
+lock="$project_dir/requirements/airflow.txt"
 stamp="$venv/.installed"
 # Bytecode compiled at install time: on machines with PYTHONDONTWRITEBYTECODE=1 Airflow
 # otherwise takes 90-100 s to start instead of ~12 s.

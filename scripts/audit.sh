@@ -13,7 +13,7 @@ set -uo pipefail
 project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$project_dir"
 venv_bin="$project_dir/.venv/bin"
-lock_files=(requirements.txt requirements-runtime.txt requirements-monitoring.txt airflow/requirements.txt docker/requirements-postgres.txt docker/airflow-extras.txt docker/requirements-s3.txt)
+lock_files=(requirements/dev.txt requirements/runtime.txt requirements/monitoring.txt requirements/airflow.txt requirements/postgres.txt requirements/airflow-extras.txt requirements/s3.txt)
 snapshot="${AUDIT_OSV_SNAPSHOT:-$project_dir/../shared/advisories/pypa-osv.jsonl.gz}"
 offline_locks=()
 failed=()

@@ -301,7 +301,7 @@ def write_passwords(s: Settings) -> None:
 
 def migrate_needed(s: Settings) -> tuple[bool, Path, str]:
     stamp = s.airflow_home / ".db-migrated"
-    lock = hashlib.sha256((s.project / "airflow" / "requirements.txt").read_bytes()).hexdigest()
+    lock = hashlib.sha256((s.project / "requirements" / "airflow.txt").read_bytes()).hexdigest()
     fresh = (s.airflow_home / "airflow.db").is_file() and stamp.is_file() and stamp.read_text().strip() == lock
     return not fresh, stamp, lock
 

@@ -13,8 +13,10 @@ DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 DVC_SITE_CACHE := .dvc/tmp/site-cache
 
 MONITORING_VENV := .venv-monitoring
+DOCS_VENV := .venv-docs
+DOCS_ADDRESS ?= 127.0.0.1:8008
 
-.PHONY: help setup setup-airflow setup-monitoring monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized
+.PHONY: help setup setup-airflow setup-monitoring setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,8 +57,22 @@ $(MONITORING_VENV)/.installed: requirements/monitoring.txt pyproject.toml | uv
 	uv pip install --quiet --python $(MONITORING_VENV)/bin/python --no-deps -e .
 	@touch $@
 
+# The documentation site (docs/, mkdocs.yml): MkDocs + Material in a venv of their own.
+setup-docs: $(DOCS_VENV)/.installed ## create .venv-docs (MkDocs, Material, pinned)
+
+$(DOCS_VENV)/.installed: requirements/docs.txt | uv
+	@test -x $(DOCS_VENV)/bin/python || uv venv --quiet --python 3.11 $(DOCS_VENV)
+	uv pip install --quiet --python $(DOCS_VENV)/bin/python -r requirements/docs.txt
+	@touch $@
+
+docs: setup-docs ## serve the documentation site on http://$(DOCS_ADDRESS) (live reload)
+	$(DOCS_VENV)/bin/mkdocs serve --dev-addr $(DOCS_ADDRESS)
+
+docs-build: setup-docs ## build the documentation site into site/ (--strict: a broken link fails)
+	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
+
 monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
-	$(MONITORING_VENV)/bin/python -m accidents.monitoring.drift $(ARGS)
+	$(MONITORING_VENV)/bin/accidents drift $(ARGS)
 
 run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
 	$(PY) scripts/run_stack.py
@@ -67,7 +83,7 @@ mlflow: setup ## run the MLflow tracking server on 127.0.0.1:5000 (foreground)
 pipeline: setup ## dvc repro (needs MLflow: MLFLOW_TRACKING_URI or `make mlflow` in another shell)
 	./retraining_run.sh
 
-test: setup setup-airflow setup-monitoring ## run every test suite (pytest exit 5, no tests, is a failure)
+test: setup setup-airflow setup-monitoring setup-docs ## run every test suite (pytest exit 5, no tests, is a failure)
 	bash scripts/run_tests.sh $(ARGS)
 
 bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memory (writes bench/results/)
@@ -76,10 +92,10 @@ bench: setup ## benchmarks: API vs MLflow scoring server, pipeline time and memo
 
 REPLAY_ARGS ?= --from 2021-07-01 --to 2021-12-31 --limit 5000
 replay: setup ## send real accidents through the running API (REPLAY_ARGS="--from ... --to ... --limit N --night")
-	$(PY) -m accidents.monitoring.replay $(REPLAY_ARGS)
+	$(VENV)/bin/accidents replay $(REPLAY_ARGS)
 
 realized: setup ## label job: realized AUC/F1/calibration of the logged predictions -> store, /metrics, MLflow
-	$(PY) -m accidents.monitoring.realized $(ARGS)
+	$(VENV)/bin/accidents realized $(ARGS)
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh
@@ -97,7 +113,8 @@ lock: | uv ## regenerate the pinned lock files from the *.in files
 	uv pip compile --quiet --python-version 3.11 requirements/monitoring.in -o requirements/monitoring.txt
 	uv pip compile --quiet --python-version 3.11 requirements/postgres.in -c requirements/runtime.txt -o requirements/postgres.txt
 	uv pip compile --quiet --python-version 3.11 requirements/airflow-extras.in -c requirements/airflow.txt -o requirements/airflow-extras.txt
+	uv pip compile --quiet --python-version 3.11 requirements/docs.in -o requirements/docs.txt
 	uv pip compile --quiet --python-version 3.11 requirements/s3.in -c requirements/runtime.txt -c requirements/postgres.txt --override requirements/s3-overrides.txt -o requirements/s3.txt
 
 clean: ## remove pipeline outputs and local stack state (keeps venvs)
-	rm -rf data/raw data/processed models reports metrics.json state logs
+	rm -rf data/raw data/processed models reports metrics.json state logs site

@@ -28,6 +28,11 @@ run_suite format .venv/bin/ruff format --check .
 run_suite audit bash scripts/audit.sh
 # Prometheus' alert rules: valid, and their unit tests (series in, alerts out) pass (promtool,
 # Debian package `prometheus`; .ci/run installs it).
+# The documentation site builds with no warning: a broken link, a missing page or a page left out
+# of the nav fails (mkdocs.yml's validation settings, --strict).
+docs_site="$(mktemp -d)"
+run_suite docs .venv-docs/bin/mkdocs build --strict --quiet --site-dir "$docs_site"
+rm -rf "$docs_site"
 run_suite prometheus-rules promtool check rules monitoring/prometheus/alerts.yml
 run_suite prometheus-rule-tests promtool test rules monitoring/prometheus/alerts_test.yml
 run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose --ignore=tests/scale -p no:cacheprovider "$@"

@@ -18,7 +18,7 @@ Settings (environment, or the project's .env file; the environment wins):
     ACCIDENTS_RETRAIN_SCHEDULE            unconditional schedule of dvc_pipeline (default none: new-data check, manual)
     PROMETHEUS=1 (off)  PROMETHEUS_PORT (9090)
                                           also run the host's Prometheus (Debian package `prometheus`) scraping
-                                          the API with the alert rules of monitoring/prometheus (state/prometheus)
+                                          the API with the alert rules of deploy/prometheus (state/prometheus)
     BAAC_DATA_DIR, BAAC_OFFLINE, ...      passed to the pipeline (see .env.example)
 """
 
@@ -372,7 +372,7 @@ def banner(s: Settings, seconds: float) -> str:
     )
     data = s.env.get(config.ENV_DATA_DIR) or "not set (download, else synthetic demo data)"
     prometheus = (
-        f"\n   Prometheus {s.prometheus_url}/alerts   rules monitoring/prometheus/alerts.yml" if s.prometheus else ""
+        f"\n   Prometheus {s.prometheus_url}/alerts   rules deploy/prometheus/alerts.yml" if s.prometheus else ""
     )
     return f"""
 ================================================================================

@@ -33,8 +33,8 @@ run_suite audit bash scripts/audit.sh
 docs_site="$(mktemp -d)"
 run_suite docs .venv-docs/bin/mkdocs build --strict --quiet --site-dir "$docs_site"
 rm -rf "$docs_site"
-run_suite prometheus-rules promtool check rules monitoring/prometheus/alerts.yml
-run_suite prometheus-rule-tests promtool test rules monitoring/prometheus/alerts_test.yml
+run_suite prometheus-rules promtool check rules deploy/prometheus/alerts.yml
+run_suite prometheus-rule-tests promtool test rules deploy/prometheus/alerts_test.yml
 run_suite main-suite .venv/bin/pytest tests --ignore=tests/airflow --ignore=tests/compose --ignore=tests/scale -p no:cacheprovider "$@"
 run_suite airflow-dags .venv-airflow/bin/pytest tests/airflow -p no:cacheprovider
 # Containers: built and checked end to end when an engine is available (in CI one is installed;

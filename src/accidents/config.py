@@ -123,8 +123,8 @@ class Paths:
 
     @property
     def prometheus(self) -> Path:
-        """Prometheus' alert rules, their unit tests and the compose scrape config (monitoring/prometheus)."""
-        return self.root / "monitoring" / "prometheus"
+        """Prometheus' alert rules, their unit tests and the compose scrape config (deploy/prometheus)."""
+        return self.root / "deploy" / "prometheus"
 
 
 def paths() -> Paths:

@@ -114,7 +114,7 @@ def test_services_answer(stack):
 
 def test_prometheus_scrapes_the_api_with_the_alert_rules(stack):
     """The compose `prometheus` service: ready, its one target (api:8000) healthy, every rule of
-    monitoring/prometheus/alerts.yml loaded, the serving model seen and NoModelLoaded quiet."""
+    deploy/prometheus/alerts.yml loaded, the serving model seen and NoModelLoaded quiet."""
     assert stack.prometheus, "COMPOSE_BASE_URLS lacks prometheus=..."
     assert requests.get(f"{stack.prometheus}/-/ready", timeout=10).status_code == 200
 

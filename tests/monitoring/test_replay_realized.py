@@ -16,9 +16,10 @@ import pytest
 import requests
 from sklearn.metrics import f1_score, roc_auc_score
 
+from accidents.config import MONITORING_EXPERIMENT
 from accidents.data.labelled import load_accidents
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE, TARGET
-from accidents.monitoring.realized import MONITORING_EXPERIMENT, TAG_MONITORING_RUN
+from accidents.monitoring.realized import TAG_MONITORING_RUN
 from accidents.monitoring.replay import select_rows
 from tests.api.conftest import login
 from tests.support.monitoring import api_on_own_registry, metric, run_cli, wait_for

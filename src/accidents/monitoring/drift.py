@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from accidents.config import MODEL_NAME, load_params, tracking_uri
+from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, load_params, tracking_uri
 from accidents.features import FEATURES, FEATURES_BY_NAME
 from accidents.model import reference
 from accidents.stage import PipelineError, log, run_stage
@@ -50,7 +50,6 @@ if TYPE_CHECKING:
     import pandas as pd
     from sqlalchemy.engine import Engine
 
-MONITORING_EXPERIMENT = "monitoring"  # shared with accidents.monitoring.realized
 TAG_DRIFT_RUN = "drift_run_id"
 TAG_DRIFT_VERDICT = "drift_verdict"
 REPORT_FILE = "drift_report.html"

@@ -34,13 +34,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
 
-from accidents.config import MODEL_NAME, tracking_uri
+from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, tracking_uri
 from accidents.data.labelled import SOURCES, load_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
 from accidents.stage import PipelineError, log, run_stage
 from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, read_window, realized
 
-MONITORING_EXPERIMENT = "monitoring"
 TAG_MONITORING_RUN = "monitoring_run_id"
 TAG_REALIZED_AUC = "realized_roc_auc"
 CALIBRATION_BINS = 10

@@ -1,6 +1,6 @@
 """Prometheus' configuration for the accidents API: one scrape job and the repo's alert rules.
 
-The compose stack ships it as a file (monitoring/prometheus/prometheus.yml, checked against
+The compose stack ships it as a file (deploy/prometheus/prometheus.yml, checked against
 `scrape_config` by tests/prometheus); `make run PROMETHEUS=1` and the tests write their own copy
 pointing at a loopback API:
 

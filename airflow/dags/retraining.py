@@ -186,8 +186,10 @@ with DAG(
     tags=["accidents", "dvc", "mlflow"],
     doc_md=__doc__,
 ) as dag:
-    stages = [
-        BashOperator(
+    # One task per DVC stage, in dvc.yaml's order; the branches hang off stages by name, so a stage
+    # added to STAGES joins the chain without moving them (tests/airflow checks both).
+    stages = {
+        stage: BashOperator(
             task_id=stage,
             bash_command=stage_command(stage),
             cwd=str(PROJECT_DIR),
@@ -195,9 +197,8 @@ with DAG(
             execution_timeout=TIMEOUTS[stage],
         )
         for stage in STAGES
-    ]
-    chain(*stages)
-    evaluate, predict = stages[-2], stages[-1]
+    }
+    chain(*stages.values())
 
     push_artifacts = BashOperator(
         task_id="push_artifacts",
@@ -210,5 +211,5 @@ with DAG(
         env=stage_env(),
         execution_timeout=timedelta(minutes=30),
     )
-    evaluate >> reload_api_model()
-    predict >> push_artifacts
+    stages["evaluate"] >> reload_api_model()
+    stages["predict"] >> push_artifacts

@@ -15,19 +15,21 @@ import pytest
 pytest.importorskip("airflow", reason="DAG tests run in .venv-airflow (.venv-airflow/bin/pytest tests/airflow)")
 
 import airflow.settings
+from airflow.dag_processing.dagbag import DagBag
 
 REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "airflow" / "dags"
 PLUGINS = REPO / "airflow" / "plugins"
 HELPERS = PLUGINS / "accidents_dags.py"
 
 
-def test_airflow_puts_the_plugins_folder_on_sys_path():
-    """As in every deployment: core.plugins_folder is airflow/plugins, which Airflow put on sys.path."""
-    import accidents_dags
-
+def test_the_dags_reach_the_helpers_through_airflows_plugins_folder():
+    """As in every deployment: core.plugins_folder is airflow/plugins and Airflow put it on sys.path."""
     assert Path(airflow.settings.PLUGINS_FOLDER) == PLUGINS
     assert str(PLUGINS) in sys.path
-    assert Path(accidents_dags.__file__) == HELPERS
+    bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
+    assert bag.import_errors == {}
+    assert Path(sys.modules["accidents_dags"].__file__) == HELPERS
 
 
 def test_the_helpers_import_only_stdlib_and_airflow():
@@ -49,6 +51,16 @@ def test_the_plugin_manager_finds_no_plugin_in_the_helpers(monkeypatch):
     plugins, import_errors = _load_plugins_from_plugin_directory(plugins_folder=airflow.settings.PLUGINS_FOLDER)
     assert (plugins, import_errors) == ([], {})
     assert Path(sys.modules["accidents_dags"].__file__) == HELPERS, "the plugin manager imported it"
+
+
+def test_no_dag_file_defines_a_helper_another_dag_file_defines():
+    """Shared helpers live once, in airflow/plugins/accidents_dags.py."""
+    owners: dict[str, list[str]] = {}
+    for path in sorted(DAGS.glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef | ast.ClassDef):
+                owners.setdefault(node.name, []).append(path.name)
+    assert {name: files for name, files in owners.items() if len(files) > 1} == {}
 
 
 def test_run_json_cli_answers_the_last_stdout_line_and_fails_on_an_error(tmp_path):

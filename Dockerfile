@@ -113,6 +113,7 @@ FROM runtime AS airflow
 ENV PATH=/opt/airflow/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/app/airflow/dags \
+    AIRFLOW__CORE__PLUGINS_FOLDER=/app/airflow/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
     HOME=/opt/airflow
 COPY --from=airflow-venv /opt/airflow/venv /opt/airflow/venv
@@ -121,7 +122,7 @@ COPY --chown=app:app . /app
 # Volumes' mount points, DVC's private dirs and settings (docker/prepare-project.sh); the DAGs'
 # bytecode; Airflow's home (passwords file, airflow.cfg) writable, not its venv.
 RUN bash docker/prepare-project.sh /opt/airflow/logs /opt/airflow/state \
- && /opt/airflow/venv/bin/python -m compileall -q airflow/dags \
+ && /opt/airflow/venv/bin/python -m compileall -q airflow/dags airflow/plugins \
  && chown app:app /opt/airflow
 USER app
 EXPOSE 8080

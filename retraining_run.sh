@@ -7,7 +7,7 @@ project_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$project_dir"
 dvc="$project_dir/.venv/bin/dvc"
 [ -x "$dvc" ] || { echo "retraining_run.sh: $dvc missing; run 'make setup' first" >&2; exit 2; }
-# The venv's python first: dvc stages run `python -m accidents.<stage>`.
+# The venv's python first: dvc stages run `python -m accidents.pipeline.<stage>`.
 export PATH="$project_dir/.venv/bin:$PATH"
 export MLFLOW_TRACKING_URI="${MLFLOW_TRACKING_URI:-http://127.0.0.1:5000}"
 

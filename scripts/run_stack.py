@@ -179,6 +179,7 @@ def airflow_env(s: Settings, secret: dict[str, str]) -> dict[str, str]:
         "PATH": f"{venv_bin}:{s.env.get('PATH', '/usr/bin:/bin')}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(s.project / "airflow" / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(s.project / "airflow" / "plugins"),  # the DAGs' helpers
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

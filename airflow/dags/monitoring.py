@@ -22,72 +22,48 @@ This file imports nothing from the project; every task calls a venv binary by ab
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
-import subprocess
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
+import accidents_dags as helpers  # airflow/plugins: Airflow puts the plugins folder on sys.path
 from airflow.providers.standard.operators.bash import BashOperator
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import DAG, task
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(os.environ.get("ACCIDENTS_PROJECT_DIR") or Path(__file__).resolve().parents[2])
+PROJECT_DIR = helpers.project_dir(__file__)
 PYTHON = PROJECT_DIR / ".venv" / "bin" / "python"
 MONITORING_PYTHON = PROJECT_DIR / ".venv-monitoring" / "bin" / "python"
 MONITORING_DAG_ID = os.environ.get("ACCIDENTS_MONITORING_DAG_ID") or "monitoring"
-RETRAIN_DAG_ID = os.environ.get("ACCIDENTS_DAG_ID") or "dvc_pipeline"
 PASS_THROUGH = (
     "MLFLOW_TRACKING_URI", "PREDICTION_LOG_URL", "STATE_DIR", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL",
     "ACCIDENTS_AIRFLOW_URL", "ACCIDENTS_AIRFLOW_USERNAME", "ACCIDENTS_AIRFLOW_PASSWORD", "AIRFLOW__API__BASE_URL",
     "ACCIDENTS_DAG_ID", "HOME", "LANG",
 )  # fmt: skip
-DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def _schedule() -> str | None:
-    value = os.environ.get("ACCIDENTS_MONITORING_SCHEDULE", "@daily").strip()
-    return None if value.lower() in ("", "none", "null", "manual") else value
-
-
-def _start_date() -> datetime:
-    value = os.environ.get("ACCIDENTS_SCHEDULE_START")
-    try:
-        start = datetime.fromisoformat(value) if value else DEFAULT_START
-    except ValueError:
-        start = DEFAULT_START
-    return start if start.tzinfo else start.replace(tzinfo=UTC)
 
 
 def job_env(python: Path) -> dict[str, str]:
-    env = {name: os.environ[name] for name in PASS_THROUGH if os.environ.get(name)}
-    env.update({"ACCIDENTS_PROJECT_DIR": str(PROJECT_DIR), "PATH": f"{python.parent}:/usr/bin:/bin",
-                "PYTHONUNBUFFERED": "1"})  # fmt: skip
-    return env
+    return {**helpers.cli_env(python, PROJECT_DIR, PASS_THROUGH), "PYTHONUNBUFFERED": "1"}
 
 
 def job_command(python: Path, module: str) -> str:
-    # PATH again after bash's start-up files, which may put another Python first.
-    return f'export PATH={shlex.quote(str(python.parent))}:"$PATH"\n{shlex.quote(str(python))} -m {module}\n'
+    return helpers.venv_first(python.parent, f"{shlex.quote(str(python))} -m {module}\n")
+
+
+def job(task_id: str, python: Path, module: str) -> BashOperator:
+    """`python -m module` from that venv, in the project folder, as a task of the DAG being built."""
+    return BashOperator(
+        task_id=task_id, bash_command=job_command(python, module), cwd=str(PROJECT_DIR), env=job_env(python),
+        execution_timeout=timedelta(minutes=30), retries=0,
+    )  # fmt: skip
 
 
 def run_decision() -> dict:
     """The project's answer (JSON on stdout of `python -m accidents.monitoring.retrain_decision`)."""
-    result = subprocess.run(
-        [str(PYTHON), "-m", "accidents.monitoring.retrain_decision"], cwd=PROJECT_DIR, env=job_env(PYTHON),
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    if result.stderr:
-        log.info("%s", result.stderr.strip()[-4000:])
-    if result.returncode != 0:
-        raise RuntimeError(
-            f"accidents.monitoring.retrain_decision exited {result.returncode}: {result.stderr.strip()[-2000:]}"
-        )
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return helpers.run_json_cli(PYTHON, "accidents.monitoring.retrain_decision", PROJECT_DIR, job_env(PYTHON))
 
 
 @task.short_circuit(trigger_rule="all_done", retries=1, execution_timeout=timedelta(minutes=10))
@@ -102,34 +78,15 @@ def decide() -> dict | bool:
 with DAG(
     dag_id=MONITORING_DAG_ID,
     description="Drift and realized performance of the served traffic; retrain when they cross thresholds",
-    schedule=_schedule(),
-    start_date=_start_date(),
+    schedule=helpers.schedule("ACCIDENTS_MONITORING_SCHEDULE", "@daily"),
+    start_date=helpers.start_date(),
     catchup=False,
     max_active_runs=1,
     tags=["accidents", "monitoring"],
     doc_md=__doc__,
 ) as dag:
-    drift = BashOperator(
-        task_id="drift",
-        bash_command=job_command(MONITORING_PYTHON, "accidents.monitoring.drift"),
-        cwd=str(PROJECT_DIR),
-        env=job_env(MONITORING_PYTHON),
-        execution_timeout=timedelta(minutes=30),
-        retries=0,
-    )
-    realized = BashOperator(
-        task_id="realized",
-        bash_command=job_command(PYTHON, "accidents.monitoring.realized"),
-        cwd=str(PROJECT_DIR),
-        env=job_env(PYTHON),
-        execution_timeout=timedelta(minutes=30),
-        retries=0,
-    )
+    drift = job("drift", MONITORING_PYTHON, "accidents.monitoring.drift")
+    realized = job("realized", PYTHON, "accidents.monitoring.realized")
     decision = decide()
-    trigger = TriggerDagRunOperator(
-        task_id="trigger_retraining",
-        trigger_dag_id=RETRAIN_DAG_ID,
-        conf={"reason": "{{ ti.xcom_pull(task_ids='decide')['reason'] }}"},
-        wait_for_completion=False,
-    )
+    trigger = helpers.trigger_retraining(reason_from="decide")
     [drift, realized] >> decision >> trigger

@@ -8,7 +8,9 @@ for a new official year every day and starts this one only when there is one, wi
 in the run's conf. Manual runs (UI, REST, the API's POST /retrain) always retrain.
 
 This file imports nothing from the project (Airflow's venv has no ML libraries): each task runs
-the project's own `dvc` by absolute path from the project's venv, in the project directory.
+the project's own `dvc` by absolute path from the project's venv, in the project directory. The
+helpers the DAG files share (schedule, start date, paths, CLI runs) are airflow/plugins/
+accidents_dags.py, on sys.path through Airflow's plugins folder (core.plugins_folder).
 Configuration comes from the environment `scripts/run_stack.py` (or docker-compose) sets:
 
     ACCIDENTS_PROJECT_DIR       project checkout (default: two folders above this file)
@@ -46,20 +48,19 @@ import shlex
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
+import accidents_dags as helpers  # airflow/plugins: Airflow puts the plugins folder on sys.path
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.sdk import DAG, Param, chain, task
 
 log = logging.getLogger(__name__)
 
-PROJECT_DIR = Path(os.environ.get("ACCIDENTS_PROJECT_DIR") or Path(__file__).resolve().parents[2])
-DAG_ID = os.environ.get("ACCIDENTS_DAG_ID") or "dvc_pipeline"
+PROJECT_DIR = helpers.project_dir(__file__)
+DAG_ID = helpers.retrain_dag_id()
 VENV_BIN = PROJECT_DIR / ".venv" / "bin"
 DVC = VENV_BIN / "dvc"
 API_URL = os.environ.get("ACCIDENTS_API_URL") or "http://127.0.0.1:8000"
-DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
 
 STAGES = ("import_data", "preprocess", "train", "evaluate", "predict")
 # Per-stage limits: downloads and training get more time than the rest.
@@ -78,23 +79,6 @@ PASS_THROUGH = ("MLFLOW_TRACKING_URI", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BA
 EXCHANGE = os.environ.get("ACCIDENTS_STAGE_EXCHANGE", "").strip()
 if EXCHANGE:
     PASS_THROUGH += ("ACCIDENTS_STAGE_EXCHANGE", "AWS_ENDPOINT_URL")
-
-
-def _start_date() -> datetime:
-    """When the stack was set up (run_stack.py): the first scheduled run is the next schedule point
-    after it. A date in the past would make Airflow 3 run the latest past point at once."""
-    value = os.environ.get("ACCIDENTS_SCHEDULE_START")
-    try:
-        start = datetime.fromisoformat(value) if value else DEFAULT_START
-    except ValueError:
-        log.warning("ACCIDENTS_SCHEDULE_START=%r is not an ISO date: using %s", value, DEFAULT_START)
-        start = DEFAULT_START
-    return start if start.tzinfo else start.replace(tzinfo=UTC)
-
-
-def _schedule() -> str | None:
-    value = os.environ.get("ACCIDENTS_RETRAIN_SCHEDULE", "none").strip()
-    return None if value.lower() in ("", "none", "null", "manual") else value
 
 
 def stage_env() -> dict[str, str]:
@@ -118,8 +102,7 @@ def stage_command(stage: str) -> str:
     force = "{{ '-f' if params.force else '' }}"
     if stage == "import_data":
         force = "{{ '-f' if (params.force or params.refresh_data) else '' }}"
-    # PATH again after bash's start-up files, which may put another Python first.
-    command = f'export PATH={shlex.quote(str(VENV_BIN))}:"$PATH"\nset -e\n{dvc} repro {force} -s {stage}\n'
+    command = helpers.venv_first(VENV_BIN, f"set -e\n{dvc} repro {force} -s {stage}\n")
     if stage == "evaluate":
         # Every metric of the run, one per line (the stage itself prints the decision).
         command += f"{dvc} metrics show --json | {shlex.quote(str(VENV_BIN / 'python'))} -m json.tool\n"
@@ -167,8 +150,8 @@ def reload_api_model() -> dict | None:
 with DAG(
     dag_id=DAG_ID,
     description="Retrain the accident-severity model (DVC pipeline) and refresh the API's champion",
-    schedule=_schedule(),
-    start_date=_start_date(),
+    schedule=helpers.schedule("ACCIDENTS_RETRAIN_SCHEDULE", "none"),
+    start_date=helpers.start_date(),
     catchup=False,
     max_active_runs=1,
     max_active_tasks=1,
@@ -186,8 +169,10 @@ with DAG(
     tags=["accidents", "dvc", "mlflow"],
     doc_md=__doc__,
 ) as dag:
-    stages = [
-        BashOperator(
+    # One task per DVC stage, in dvc.yaml's order; the branches hang off stages by name, so a stage
+    # added to STAGES joins the chain without moving them (tests/airflow checks both).
+    stages = {
+        stage: BashOperator(
             task_id=stage,
             bash_command=stage_command(stage),
             cwd=str(PROJECT_DIR),
@@ -195,9 +180,8 @@ with DAG(
             execution_timeout=TIMEOUTS[stage],
         )
         for stage in STAGES
-    ]
-    chain(*stages)
-    evaluate, predict = stages[-2], stages[-1]
+    }
+    chain(*stages.values())
 
     push_artifacts = BashOperator(
         task_id="push_artifacts",
@@ -210,5 +194,5 @@ with DAG(
         env=stage_env(),
         execution_timeout=timedelta(minutes=30),
     )
-    evaluate >> reload_api_model()
-    predict >> push_artifacts
+    stages["evaluate"] >> reload_api_model()
+    stages["predict"] >> push_artifacts

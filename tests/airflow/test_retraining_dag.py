@@ -62,6 +62,29 @@ def test_one_task_per_dvc_stage_in_order(dag):
     assert set(dag.task_ids) == {*STAGES, "reload_api_model", "push_artifacts"}
 
 
+def test_a_stage_appended_to_the_pipeline_does_not_rewire_the_branches(tmp_path, monkeypatch):
+    """The reload hangs off `evaluate` and the DVC push off `predict` by name: a stage added at the
+    end of STAGES joins the chain after predict and moves neither."""
+    source = (DAGS / "retraining.py").read_text()
+    stages = 'STAGES = ("import_data", "preprocess", "train", "evaluate", "predict")'
+    timeouts = "TIMEOUTS = {\n"
+    assert stages in source and timeouts in source, "retraining.py changed: update this test's edit"
+    source = source.replace(stages, stages.replace('"predict")', '"predict", "report")'))
+    source = source.replace(timeouts, timeouts + '    "report": timedelta(minutes=5),\n')
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "retraining.py").write_text(source)
+    monkeypatch.setenv("ACCIDENTS_PROJECT_DIR", str(REPO))
+    bag = DagBag(dag_folder=dags, bundle_path=dags, bundle_name="dags-folder")
+    assert bag.import_errors == {}
+    dag = bag.dags["dvc_pipeline"]
+    assert dag.get_task("report").upstream_task_ids == {"predict"}
+    assert dag.get_task("reload_api_model").upstream_task_ids == {"evaluate"}
+    assert dag.get_task("push_artifacts").upstream_task_ids == {"predict"}
+    assert dag.get_task("evaluate").downstream_task_ids == {"predict", "reload_api_model"}
+    assert dag.get_task("predict").downstream_task_ids == {"report", "push_artifacts"}
+
+
 def test_stages_match_dvc_yaml(dag):
     """The DAG's stage tasks are exactly dvc.yaml's stages, in the file's order."""
     yaml = pytest.importorskip("yaml")

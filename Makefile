@@ -65,7 +65,7 @@ $(DOCS_VENV)/.installed: requirements/docs.txt | uv
 	uv pip install --quiet --python $(DOCS_VENV)/bin/python -r requirements/docs.txt
 	@touch $@
 
-docs: setup-docs ## serve the documentation site on http://$(DOCS_ADDRESS) (live reload)
+docs: setup-docs ## serve the documentation site on http://127.0.0.1:8008 (DOCS_ADDRESS=host:port; live reload)
 	$(DOCS_VENV)/bin/mkdocs serve --dev-addr $(DOCS_ADDRESS)
 
 docs-build: setup-docs ## build the documentation site into site/ (--strict: a broken link fails)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from accidents.cli import COMMANDS
@@ -54,3 +56,31 @@ def test_an_unknown_command_is_a_usage_error():
     result = accidents("no-such-command")
     assert result.returncode == 2
     assert "unknown command 'no-such-command'" in result.stderr
+
+
+class RefusingApi(BaseHTTPRequestHandler):
+    """An API that refuses every login (401)."""
+
+    def do_POST(self) -> None:
+        self.send_response(401)
+        self.end_headers()
+        self.wfile.write(b"no")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_modules_exit_message_reaches_stderr():
+    """A module that stops with SystemExit("why") prints why and exits 1, under the short name too
+    (replay's failed login, against a real HTTP server on 127.0.0.1)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusingApi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = accidents("replay", "--from", "2021-07-01", "--to", "2021-07-01", "--limit", "1", "--source",
+                           "official", "--url", url, "--no-progress")  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode == 1
+    assert f"login to {url} as 'admin' failed: 401" in result.stderr

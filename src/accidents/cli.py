@@ -48,12 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"accidents: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = COMMANDS[command][0]
     sys.argv = [f"accidents {command}", *rest]
-    try:
-        runpy.run_module(module, run_name="__main__", alter_sys=True)
-    except SystemExit as done:
-        return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    # The module's own SystemExit (its exit code, or its message on stderr and 1) passes through.
+    runpy.run_module(COMMANDS[command][0], run_name="__main__", alter_sys=True)
     return 0
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, InternalError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InternalError, OperationalError, SQLAlchemyError
 
 from api.orchestrators import OrchestratorUnavailableError, RetrainConflictError, RunNotFoundError
 from api.serving.prediction import PayloadError
 
 logger = logging.getLogger("api")
 READ_ONLY_SQL_TRANSACTION = "25006"  # PostgreSQL's SQLSTATE for a write in a read-only transaction
+
+
+def store_unavailable(error: SQLAlchemyError) -> HTTPException:
+    """The prediction log's store failed a read: 503 with Retry-After (the monitoring routes, the
+    promotion's shadow evidence)."""
+    logger.error("prediction log store unavailable: %s", getattr(error, "orig", error))
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "prediction log store unavailable: retry later",
+                         headers={"Retry-After": "5"})  # fmt: skip
 
 
 def add_exception_handlers(app: FastAPI) -> None:

@@ -21,6 +21,19 @@ BUCKET_CHARS = {"minute": 16, "hour": 13, "day": 10}  # ISO prefix length: 2026-
 BUCKET_FORMATS = {"minute": "YYYY-MM-DD HH24:MI", "hour": "YYYY-MM-DD HH24", "day": "YYYY-MM-DD"}
 
 
+def _served_rows(since: datetime | None, until: datetime | None, model_version: str | None) -> list[Any]:
+    """The filter of both reads of served rows: logged in [since, until), of one version (shadow
+    rows are the shadow report's)."""
+    conditions = [predictions.c.shadow.is_(False)]
+    if since is not None:
+        conditions.append(predictions.c.logged_at >= since)
+    if until is not None:
+        conditions.append(predictions.c.logged_at < until)
+    if model_version is not None:
+        conditions.append(predictions.c.model_version == model_version)
+    return conditions
+
+
 def logged_predictions(
     engine: Engine,
     *,
@@ -33,14 +46,11 @@ def logged_predictions(
 ) -> dict[str, Any]:
     """Served predictions, newest first (times in UTC), one page and the cursor to the next."""
     query = (
-        select(predictions).where(predictions.c.shadow.is_(False)).order_by(predictions.c.id.desc()).limit(limit + 1)
+        select(predictions)
+        .where(*_served_rows(since, until, model_version))
+        .order_by(predictions.c.id.desc())
+        .limit(limit + 1)
     )
-    if since is not None:
-        query = query.where(predictions.c.logged_at >= since)
-    if until is not None:
-        query = query.where(predictions.c.logged_at < until)
-    if model_version is not None:
-        query = query.where(predictions.c.model_version == model_version)
     if accident_id is not None:
         query = query.where(predictions.c.accident_id == accident_id)
     if before_id is not None:
@@ -90,12 +100,7 @@ def prediction_stats(
 ) -> dict[str, Any]:
     """What was served: per model version the rows, the positive rate and the histogram of the
     served probabilities, and the volume per period; aggregated by the database."""
-    start, end = since, until
-    conditions = [predictions.c.logged_at >= start, predictions.c.shadow.is_(False)]  # served rows (shadow: its panel)
-    if end is not None:
-        conditions.append(predictions.c.logged_at < end)
-    if model_version is not None:
-        conditions.append(predictions.c.model_version == model_version)
+    conditions = _served_rows(since, until, model_version)
     version = predictions.c.model_version
     with engine.connect() as connection:
         dialect = connection.dialect.name
@@ -133,8 +138,8 @@ def prediction_stats(
         for row in sorted(summary, key=lambda row: -row[1])
     ]  # fmt: skip
     return {
-        "since": start,
-        "until": end,
+        "since": since,
+        "until": until,
         "bins": bins,
         "rows": sum(item["rows"] for item in versions),
         "versions": versions,

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import AdminUser, Caller, MetricsDep, ModelServiceDep, ServicesDep, serving_model
+from api.errors import store_unavailable
 from api.schemas import ChallengerInfo, DropResponse, ModelInfo, PromoteRequest, PromoteResponse
 from api.serving import promotion
 from api.serving.model_service import ModelService, Served
@@ -117,8 +118,7 @@ def _as_http() -> Iterator[None]:
     except promotion.RuleUnavailableError as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(error)) from None
     except SQLAlchemyError as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "prediction log store unavailable: retry later",
-                            headers={"Retry-After": "5"}) from error  # fmt: skip
+        raise store_unavailable(error) from error
     except RegistryError as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"MLflow registry unavailable: {error}",
                             headers={"Retry-After": "10"}) from None  # fmt: skip

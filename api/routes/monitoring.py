@@ -10,11 +10,12 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.store import drift_results
 from api.deps import AdminUser, PredictionLogDep, SettingsDep
+from api.errors import store_unavailable
 from api.monitoring import queries
 from api.monitoring.schemas import (
     VERSION_PATTERN,
@@ -34,12 +35,7 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 STORE_UNAVAILABLE = {503: {"description": "prediction log store unavailable (retry later)"}}
 Version = Annotated[str | None, Query(pattern=VERSION_PATTERN)]
-
-
-def _store_error(error: SQLAlchemyError) -> HTTPException:
-    logger.error("prediction log store unavailable: %s", getattr(error, "orig", error))
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "prediction log store unavailable: retry later",
-                         headers={"Retry-After": "5"})  # fmt: skip
+Until = Annotated[IsoDateTime | None, Query(description="logged before")]
 
 
 @router.get("/predictions", response_model=PredictionPage, responses=STORE_UNAVAILABLE)
@@ -47,7 +43,7 @@ def logged_predictions(
     _: AdminUser,
     log: PredictionLogDep,
     since: Annotated[IsoDateTime | None, Query(description="logged at or after (ISO 8601; UTC if no offset)")] = None,
-    until: Annotated[IsoDateTime | None, Query(description="logged before")] = None,
+    until: Until = None,
     model_version: Version = None,
     accident_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     before_id: Annotated[int | None, Query(ge=1, le=2**62, description="page cursor (next_before_id)")] = None,
@@ -58,7 +54,7 @@ def logged_predictions(
         return queries.logged_predictions(log.engine, since=since, until=until, model_version=model_version,
                                           accident_id=accident_id, before_id=before_id, limit=limit)  # fmt: skip
     except SQLAlchemyError as error:
-        raise _store_error(error) from None
+        raise store_unavailable(error) from None
 
 
 @router.get("/performance", response_model=list[RealizedResult], responses=STORE_UNAVAILABLE)
@@ -67,7 +63,7 @@ def realized_performance(_: AdminUser, log: PredictionLogDep, model_version: Ver
     try:
         return queries.latest_realized(log.engine, model_version)
     except SQLAlchemyError as error:
-        raise _store_error(error) from None
+        raise store_unavailable(error) from None
 
 
 @router.get("/drift", response_model=list[DriftResult], responses=STORE_UNAVAILABLE)
@@ -80,7 +76,7 @@ def drift(
     try:
         return drift_results.recent(log.engine, limit)
     except SQLAlchemyError as error:
-        raise _store_error(error) from None
+        raise store_unavailable(error) from None
 
 
 @router.get("/shadow", response_model=list[ShadowComparison], responses=STORE_UNAVAILABLE)
@@ -90,7 +86,7 @@ def shadow_comparison(_: AdminUser, log: PredictionLogDep, challenger_version: V
     try:
         return shadow_report(log.engine, challenger_version)
     except SQLAlchemyError as error:
-        raise _store_error(error) from None
+        raise store_unavailable(error) from None
 
 
 @router.get("/prediction-stats", response_model=PredictionStats, responses=STORE_UNAVAILABLE)
@@ -98,7 +94,7 @@ def prediction_stats(
     _: AdminUser,
     log: PredictionLogDep,
     since: Annotated[IsoDateTime | None, Query(description="logged at or after (default: 30 days ago)")] = None,
-    until: Annotated[IsoDateTime | None, Query(description="logged before")] = None,
+    until: Until = None,
     model_version: Version = None,
     bins: Annotated[int, Query(ge=2, le=100, description="probability histogram bins")] = 20,
     bucket: Annotated[Literal["minute", "hour", "day"], Query(description="volume period")] = "hour",
@@ -110,7 +106,7 @@ def prediction_stats(
         return queries.prediction_stats(log.engine, since=start, until=until, model_version=model_version, bins=bins,
                                         bucket=bucket)  # fmt: skip
     except SQLAlchemyError as error:
-        raise _store_error(error) from None
+        raise store_unavailable(error) from None
 
 
 @router.get("/retrains", response_model=PipelineRuns)

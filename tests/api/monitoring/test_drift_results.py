@@ -62,3 +62,31 @@ def test_drift_results_are_served_to_admins_newest_first_and_exported_as_gauges(
     assert metric(text, "drift_verdict", verdict="no_drift", version="4") == 0
     assert metric(text, "drift_last_run_timestamp_seconds", version="4") == NOW.timestamp()
     assert 'version="3"' not in text.split("feature_drift_score", 1)[1]  # only the newest result
+
+
+def test_every_monitoring_read_answers_503_with_retry_after_when_the_store_fails(app_factory, champion_bundle,
+                                                                                  tmp_path: Path):  # fmt: skip
+    """The store's tables gone (a broken or half-migrated log database): each /monitoring read is a
+    503 the client may retry, not a 500, and answers again once the tables are back."""
+    client: TestClient = app_factory(project_with_champion(tmp_path / "project", champion_bundle))
+    admin = login(client)
+    reads = ["/monitoring/predictions", "/monitoring/performance", "/monitoring/drift", "/monitoring/shadow",
+             "/monitoring/prediction-stats"]  # fmt: skip
+    assert [client.get(path, headers=admin).status_code for path in reads] == [200] * len(reads)
+    engine = client.app.state.services.prediction_log.engine
+    tables = ("prediction_log", "realized_performance", "drift_results")
+
+    def rename(suffix_from: str, suffix_to: str) -> None:
+        with engine.begin() as connection:
+            for table in tables:
+                connection.exec_driver_sql(f"ALTER TABLE {table}{suffix_from} RENAME TO {table}{suffix_to}")
+
+    rename("", "_away")
+    try:
+        answers = [client.get(path, headers=admin) for path in reads]
+    finally:
+        rename("_away", "")
+    assert [answer.status_code for answer in answers] == [503] * len(reads)
+    assert {answer.json()["detail"] for answer in answers} == {"prediction log store unavailable: retry later"}
+    assert {answer.headers.get("retry-after") for answer in answers} == {"5"}
+    assert [client.get(path, headers=admin).status_code for path in reads] == [200] * len(reads)

@@ -101,6 +101,10 @@ replay: setup ## send real accidents through the running API (REPLAY_ARGS="--fro
 realized: setup ## label job: realized AUC/F1/calibration of the logged predictions -> store, /metrics, MLflow
 	$(VENV)/bin/accidents realized $(ARGS)
 
+.PHONY: setup-test-tools
+setup-test-tools: ## install what make test needs beyond make run (wrk, prometheus, chromium, PostgreSQL; apt, as root)
+	bash scripts/install_test_tools.sh
+
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh
 

@@ -4,7 +4,11 @@ SHELL := /bin/bash
 
 VENV := .venv
 PY := $(VENV)/bin/python
-UV := $(shell command -v uv 2>/dev/null)
+# uv: the one on PATH, else the one `make` installs into a private venv (scripts/install_uv.sh: pip
+# refuses a PEP 668 system Python, Debian 12 / Ubuntu 24.04 / Homebrew); its bin/ comes first on
+# make's PATH, so every recipe and script finds it whatever the user's PATH.
+UV_HOME ?= $(HOME)/.cache/accidents-mlops/uv
+export PATH := $(UV_HOME)/bin:$(PATH)
 # Bytecode compiled at install time: MLflow and Airflow start in ~12 s instead of 90-100 s
 # on machines with PYTHONDONTWRITEBYTECODE=1.
 export UV_COMPILE_BYTECODE := 1
@@ -22,7 +26,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 uv:
-	@command -v uv >/dev/null || { echo "installing uv (pip)"; python3 -m pip install --quiet uv; }
+	@command -v uv >/dev/null || bash scripts/install_uv.sh "$(UV_HOME)"
 
 setup: $(VENV)/.installed .dvc/config.local $(DVC_SITE_CACHE) ## create .venv from the lock file and prepare DVC (idempotent)
 
@@ -96,6 +100,10 @@ replay: setup ## send real accidents through the running API (REPLAY_ARGS="--fro
 
 realized: setup ## label job: realized AUC/F1/calibration of the logged predictions -> store, /metrics, MLflow
 	$(VENV)/bin/accidents realized $(ARGS)
+
+.PHONY: setup-test-tools
+setup-test-tools: ## install what make test needs beyond make run (wrk, prometheus, chromium, PostgreSQL; apt, as root)
+	bash scripts/install_test_tools.sh
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down
 	bash scripts/docker/compose_test.sh

@@ -7,6 +7,8 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 const PALETTE = ["#2f6fde", "#d9822b", "#2e9d62", "#9b59b6", "#d64545", "#17a2b8", "#7f8c8d", "#c0a000"];
 const TOKEN_KEY = "accidents-dashboard-token";
 const REFRESH_MS = 60000;
+const AXIS_FONT_PX = 11;  // svg text's font-size in dashboard.css
+const AXIS_GAP = 6;  // between a tick label and the plot
 let refreshTimer = null;
 
 // ------------------------------------------------------------------------------------- helpers
@@ -88,23 +90,57 @@ async function api(path) {
   return response.json();
 }
 
+// --------------------------------------------------------------------------------------- axes
+
+// Round y-axis ticks from 0: a step of 1, 2, 2.5 or 5 x 10^k, about `count` steps, the last tick
+// the first one at or above `max` (never above `cap`: a share axis ends at 100 %).
+function niceTicks(max, { count = 4, cap = Infinity, integer = false } = {}) {
+  const raw = Math.max(max, Number.MIN_VALUE) / count;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const candidates = [1, 2, 2.5, 5, 10].map((m) => m * power).filter((s) => !integer || Number.isInteger(s));
+  const step = candidates.find((s) => s >= raw * (1 - 1e-9)) ?? 1;  // counts: never a step below 1
+  const intervals = Math.ceil(max / step - 1e-9);
+  const ticks = Array.from({ length: intervals + 1 }, (_, k) => Number((k * step).toPrecision(12)));
+  return ticks.filter((v) => v <= cap * (1 + 1e-9));
+}
+
+// Tick labels with as many decimals as the step needs (0, 2.5, 5 -> one decimal), times `scale`.
+function tickFormat(ticks, scale = 1, suffix = "") {
+  const step = scale * (ticks.length > 1 ? ticks[1] - ticks[0] : 1);
+  const digits = [0, 1, 2, 3].find((d) => Math.abs(step * 10 ** d - Math.round(step * 10 ** d)) < 1e-6) ?? 3;
+  return (v) => `${(scale * v).toFixed(digits)}${suffix}`;
+}
+
+// The left margin (SVG units) that the longest tick label needs, measured in the page's font:
+// a fixed 44 cut the first digit off "110.0 %" and "171,723".
+function axisMargin(ticks, format) {
+  const context = document.createElement("canvas").getContext("2d");
+  const style = getComputedStyle(document.body);
+  context.font = `${AXIS_FONT_PX}px ${style.fontFamily}`;
+  const widest = Math.max(...ticks.map((v) => context.measureText(format(v)).width));
+  return Math.ceil(widest) + AXIS_GAP + 4;
+}
+
+function yAxis(svg, { ticks, y, L, right, format }) {
+  for (const v of ticks) {
+    svg.append(sv("line", { x1: L, x2: right, y1: y(v), y2: y(v), stroke: "#e3e7ef" }));
+    svg.append(sv("text", { x: L - AXIS_GAP, y: y(v) + 4, "text-anchor": "end", class: "y-tick" }, format(v)));
+  }
+}
+
 // --------------------------------------------------------------------------------------- charts
 
 // Line chart: series [{name, color, values: [y or null per x]}], xLabels: strings.
-function lineChart({ series, xLabels, yMax = null, thresholds = [], height = 220, yLabel = "" }) {
-  const W = 560, H = height, L = 44, R = 28, T = 12, B = 34;
+function lineChart({ series, xLabels, yMax = null, thresholds = [], height = 220 }) {
   const all = series.flatMap((s) => s.values).filter((v) => v != null);
-  const top = yMax ?? Math.max(0.1, ...all, ...thresholds.map((t) => t.y)) * 1.1;
-  const bottom = series.some((s) => s.yMin != null) ? Math.min(...series.map((s) => s.yMin ?? top)) : 0;
+  const ticks = niceTicks(yMax ?? Math.max(0.1, ...all, ...thresholds.map((t) => t.y)));
+  const yFormat = tickFormat(ticks);
+  const W = 560, H = height, L = axisMargin(ticks, yFormat), R = 28, T = 12, B = 34;
+  const top = ticks.at(-1);
   const x = (i) => L + (xLabels.length <= 1 ? (W - L - R) / 2 : (i * (W - L - R)) / (xLabels.length - 1));
-  const y = (v) => T + (H - T - B) * (1 - (v - bottom) / (top - bottom || 1));
+  const y = (v) => T + (H - T - B) * (1 - v / top);
   const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
-  for (let k = 0; k <= 4; k++) {
-    const v = bottom + ((top - bottom) * k) / 4;
-    svg.append(sv("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#e3e7ef" }));
-    svg.append(sv("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, v.toFixed(2)));
-  }
-  if (yLabel) svg.append(sv("text", { x: 4, y: T + 4 }, yLabel));
+  yAxis(svg, { ticks, y, L, right: W - R, format: yFormat });
   const step = Math.max(1, Math.ceil(xLabels.length / 8));
   xLabels.forEach((label, i) => {
     if (i % step === 0 || i === xLabels.length - 1) {
@@ -133,18 +169,16 @@ function lineChart({ series, xLabels, yMax = null, thresholds = [], height = 220
 }
 
 // Bar chart of one or more aligned series (grouped bars), values as shares.
-function barChart({ groups, labels, height = 220, yFormat = (v) => pct(v) }) {
-  const W = 560, H = height, L = 44, R = 10, T = 10, B = 30;
-  const top = Math.max(0.01, ...groups.flatMap((g) => g.values)) * 1.1;
+function barChart({ groups, labels, height = 220 }) {
+  const ticks = niceTicks(Math.max(0.01, ...groups.flatMap((g) => g.values)), { cap: 1 });
+  const yFormat = tickFormat(ticks, 100, " %");
+  const W = 560, H = height, L = axisMargin(ticks, yFormat), R = 10, T = 10, B = 30;
+  const top = ticks.at(-1);
   const slot = (W - L - R) / labels.length;
   const barW = Math.max(2, (slot * 0.8) / groups.length);
   const y = (v) => T + (H - T - B) * (1 - v / top);
   const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
-  for (let k = 0; k <= 4; k++) {
-    const v = (top * k) / 4;
-    svg.append(sv("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#e3e7ef" }));
-    svg.append(sv("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, yFormat(v)));
-  }
+  yAxis(svg, { ticks, y, L, right: W - R, format: yFormat });
   const step = Math.max(1, Math.ceil(labels.length / 10));
   labels.forEach((label, i) => {
     if (i % step === 0) svg.append(sv("text", { x: L + slot * i + slot / 2, y: H - 10, "text-anchor": "middle" }, label));
@@ -153,7 +187,7 @@ function barChart({ groups, labels, height = 220, yFormat = (v) => pct(v) }) {
     g.values.forEach((v, i) => {
       const bx = L + slot * i + slot * 0.1 + gi * barW;
       const bar = sv("rect", { x: bx, y: y(v), width: barW - 1, height: Math.max(0, y(0) - y(v)), fill: g.color, rx: 1.5 });
-      bar.append(sv("title", {}, `${g.name} · ${labels[i]}: ${yFormat(v)}`));
+      bar.append(sv("title", {}, `${g.name} · ${labels[i]}: ${pct(v)}`));
       svg.append(bar);
     });
   });
@@ -162,17 +196,15 @@ function barChart({ groups, labels, height = 220, yFormat = (v) => pct(v) }) {
 
 // Stacked bars: buckets (x labels) x series; counts.
 function stackedBars({ buckets, series, height = 220 }) {
-  const W = 560, H = height, L = 44, R = 10, T = 10, B = 30;
   const totals = buckets.map((_, i) => series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
-  const top = Math.max(1, ...totals) * 1.1;
+  const ticks = niceTicks(Math.max(1, ...totals), { integer: true });
+  const yFormat = (v) => v.toLocaleString("en");
+  const W = 560, H = height, L = axisMargin(ticks, yFormat), R = 10, T = 10, B = 30;
+  const top = ticks.at(-1);
   const slot = (W - L - R) / Math.max(1, buckets.length);
   const y = (v) => T + (H - T - B) * (1 - v / top);
   const svg = sv("svg", { viewBox: `0 0 ${W} ${H}`, role: "img" });
-  for (let k = 0; k <= 4; k++) {
-    const v = (top * k) / 4;
-    svg.append(sv("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#e3e7ef" }));
-    svg.append(sv("text", { x: L - 6, y: y(v) + 4, "text-anchor": "end" }, Math.round(v).toLocaleString("en")));
-  }
+  yAxis(svg, { ticks, y, L, right: W - R, format: yFormat });
   const step = Math.max(1, Math.ceil(buckets.length / 6));
   buckets.forEach((label, i) => {
     if (i % step === 0) svg.append(sv("text", { x: L + slot * i + slot / 2, y: H - 10, "text-anchor": "middle" }, label));

@@ -48,6 +48,8 @@ engine_and_base_image() {  # the make target named in the SKIPPED message
   if [ $rc = 3 ]; then
     if [ "${CI:-}" = true ]; then fail "no Docker engine (CI=true: an unavailable engine is a failure)"; fi
     say "SKIPPED: no Docker engine is running (start one, or ENGINE_INSTALL=1 as root, then: make $1)"
+    # make test's summary (scripts/run_tests.sh) names the skip and why
+    [ -z "${SKIP_REASON_FILE:-}" ] || echo "no usable Docker engine (none answers, or compose v2 is missing)" >"$SKIP_REASON_FILE"
     exit 0
   fi
   [ $rc = 0 ] || fail "could not get a Docker engine (ensure_engine.sh exit $rc)"

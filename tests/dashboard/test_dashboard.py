@@ -16,8 +16,11 @@ The endpoints' own contract (roles, validation, the page's security headers) run
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import os
+import re
 import subprocess
 
 import mlflow
@@ -35,6 +38,9 @@ ARTIFACTS = REPO / "state" / "test-artifacts"
 PERIOD = ("2021-07-01", "2021-12-31")
 LIMIT = 1200  # rows per replay (the drift job's min_window_rows is 1,000)
 MONITOR = REPO / ".venv-monitoring" / "bin" / "python"
+WIDTHS = (1000, 1400, 1920)  # the usual desktop widths the axes must fit
+CHARTS = ("drift-share", "prediction-distribution", "realized", "volume")  # the panels with a y axis
+SHARE_CHARTS = ("prediction-distribution",)  # share of a version's rows per bin: at most 100 %
 PANELS = ("drift-features", "drift-share", "prediction-distribution", "realized", "volume", "retrains", "shadow")
 
 
@@ -66,6 +72,65 @@ def test_the_page_and_its_endpoints_are_admin_only_and_validated(client):
     }
     empty = client.get("/monitoring/prediction-stats", headers=admin).json()
     assert empty["rows"] == 0 and empty["versions"] == [] and empty["volume"] == []
+
+
+# The y-axis tick labels as the page shows them: the right-anchored texts left of the plot (the
+# grid lines' x1), each with its box and whether that box lies inside the SVG's (an SVG clips what
+# is outside: "110.0 %" at x < 0 read "10.0 %").
+Y_TICKS = """(name => {
+  const svg = document.querySelector(`[data-panel="${name}"] svg`);
+  const box = svg.getBoundingClientRect();
+  const plotLeft = Math.min(...[...svg.querySelectorAll('line')].map(l => Number(l.getAttribute('x1'))));
+  return [...svg.querySelectorAll('text[text-anchor="end"]')]
+    .filter(t => Number(t.getAttribute('x')) < plotLeft)
+    .map(t => { const r = t.getBoundingClientRect();
+      return {text: t.textContent, top: r.top, inside: r.left >= box.left && r.right <= box.right
+        && r.top >= box.top && r.bottom <= box.bottom}; });
+})"""
+TICK = re.compile(r"^(0|[1-9]\d{0,2}(,\d{3})*|[1-9]\d*)(\.\d+)?( %)?$")
+
+
+def set_width(page, width: int) -> None:
+    page.send("Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1, mobile=False)
+
+
+def y_ticks(page, panel: str) -> list[str]:
+    """The panel's y-axis labels, bottom to top, after checking they are readable, ordered, round."""
+    ticks = sorted(page.evaluate(f"{Y_TICKS}({json.dumps(panel)})"), key=lambda tick: -tick["top"])
+    texts = [tick["text"] for tick in ticks]
+    assert len(ticks) >= 2, (panel, texts)
+    assert all(tick["inside"] for tick in ticks), f"{panel}: a label is cut by the chart's edge: {texts}"
+    assert all(TICK.match(text) for text in texts), (panel, texts)
+    values = [float(text.removesuffix(" %").replace(",", "")) for text in texts]
+    steps = {round(b - a, 9) for a, b in itertools.pairwise(values)}
+    assert values[0] == 0 and len(steps) == 1, f"{panel}: not evenly spaced from 0 upwards: {texts}"
+    (step,) = steps
+    mantissa = step / 10 ** math.floor(math.log10(step))
+    assert step > 0 and round(mantissa, 6) in (1, 2, 2.5, 5), f"{panel}: not round: {texts}"
+    if panel in SHARE_CHARTS:
+        assert values[-1] <= 100 and texts[-1].endswith(" %"), (panel, texts)
+    return texts
+
+
+def test_axis_labels_of_large_values_fit_at_usual_widths_in_chromium(api_server, tmp_path):
+    """The issue's values (a bin holding every row of its version, 171,723 predictions in an hour)
+    drawn by the page's own chart code into its panels: at 1,000, 1,400 and 1,920 px the labels
+    are whole, ordered and round, and the share axis ends at 100 %."""
+    server = api_server(ACCIDENTS_PROJECT_DIR=str(tmp_path / "project"), STATE_DIR=str(tmp_path / "state"))
+    with headless_page(tmp_path / "chromium-profile") as page:
+        page.navigate(f"{server.url}/dashboard")
+        page.evaluate("""(() => { showPanels(true);
+          const labels = Array.from({ length: 20 }, (_, i) => (i / 20).toFixed(2));
+          const share = Array.from({ length: 20 }, (_, i) => (i === 19 ? 1 : 0));
+          setPanel("prediction-distribution", "ready",
+            barChart({ groups: [{ name: "version 1", color: "#000", values: share }], labels }));
+          setPanel("volume", "ready", stackedBars({ buckets: ["12-04 10:00", "12-04 11:00"],
+            series: [{ name: "1", color: "#000", values: [128792, 171723] }] }));
+        })()""")
+        for width in WIDTHS:
+            set_width(page, width)
+            assert y_ticks(page, "prediction-distribution")[-1] == "100 %"
+            assert y_ticks(page, "volume")[-1] == "200,000"
 
 
 def panel_states(page) -> dict[str, str]:
@@ -184,6 +249,10 @@ def test_dashboard_shows_replayed_traffic_in_chromium(api_server, champion_bundl
         assert f"serving version {served['model_version']}" in page.evaluate(
             "document.getElementById('model-badge').textContent"
         )
+        for width in WIDTHS:  # the axes the replayed traffic gives: readable at every usual width
+            set_width(page, width)
+            for chart in CHARTS:
+                y_ticks(page, chart)
         page.screenshot(ARTIFACTS / "dashboard.png")
         # the page ran cleanly: no script error, no CSP refusal; the only failed loads are the
         # 401 of the wrong password and the 404s of endpoints this API does not have

@@ -36,6 +36,7 @@ from accidents.features import SEED_EXAMPLE
 from accidents.model.registry import champion_version, client
 from tests.api.conftest import login, project_with_champion, register, set_champion, start_api, wait_retrain_done
 from tests.security.conftest import assert_no_leak
+from tests.support.immutable import chattr_refused
 from tests.support.postgres import start_postgres
 from tests.support.processes import free_port
 from tests.support.project import start_mlflow
@@ -372,8 +373,9 @@ def test_users_database_locked_or_read_only_is_a_clear_503(app_factory, tmp_path
 
     # the database files made immutable (even root cannot write them): 503 on writes, reads go on
     files = [str(path) for path in state.glob("api.db*")]
-    if subprocess.run(["chattr", "+i", *files, str(state)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not supported on this file system")
+    chattr = subprocess.run(["chattr", "+i", *files, str(state)], capture_output=True, text=True)
+    if chattr.returncode != 0:
+        pytest.skip(chattr_refused(chattr))
     try:
         for call in (
             lambda: api.post("/users", json={"username": "dan", "password": "dan-password"}, headers=admin),

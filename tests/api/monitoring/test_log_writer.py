@@ -34,6 +34,7 @@ from accidents.store.prediction_log import (
     read_window,
 )
 from api.monitoring.writer import DROP_QUEUE_FULL, DROP_WRITE_FAILED, LogMetrics, PredictionLogWriter, ServedBatch
+from tests.support.immutable import chattr_refused
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -160,8 +161,9 @@ def test_read_only_store_drops_counted_then_recovers(store, tmp_path):
     writer.submit(served(3))
     assert writer.flush(30)  # the WAL and shared-memory files exist now
     files = [str(tmp_path / "log.db"), str(tmp_path / "log.db-wal")]
-    if subprocess.run(["chattr", "+i", *files, str(tmp_path)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not supported on this file system")
+    chattr = subprocess.run(["chattr", "+i", *files, str(tmp_path)], capture_output=True, text=True)
+    if chattr.returncode != 0:
+        pytest.skip(chattr_refused(chattr))
     try:
         for _ in range(10):
             writer.submit(served(10))

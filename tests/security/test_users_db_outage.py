@@ -104,7 +104,7 @@ def postgres_server(tmp_path) -> Iterator[PostgresServer]:
 def outage_api(tmp_path, postgres_server, champion_bundle) -> Iterator[callable]:
     servers: list[ApiServer] = []
 
-    def start(max_stale_seconds: float = 300) -> ApiServer:
+    def start(max_stale_seconds: float = 300, **settings: str) -> ApiServer:
         project = project_with_champion(tmp_path / "project", champion_bundle)
         env = {
             "ACCIDENTS_PROJECT_DIR": str(project),
@@ -113,6 +113,7 @@ def outage_api(tmp_path, postgres_server, champion_bundle) -> Iterator[callable]
             "DATABASE_URL": postgres_server.new_database("outage"),
             "AUTH_CACHE_SECONDS": str(CACHE_SECONDS),
             "AUTH_MAX_STALE_SECONDS": str(max_stale_seconds),
+            **settings,
         }
         api = start_api(tmp_path, env)
         servers.append(api)
@@ -198,7 +199,9 @@ def assert_recovered(api: ApiServer) -> None:
 
 
 def test_frozen_users_database_serves_known_tokens_and_fails_logins_fast(outage_api, postgres_server):
-    api = outage_api()
+    # Long database timeouts, and a probe that will not run first: what keeps requests from waiting
+    # is the request's own deadline and the "known down" state, not the driver's timeouts.
+    api = outage_api(DATABASE_TIMEOUT_SECONDS="30", DATABASE_PROBE_SECONDS="20")
     admin = login(api.url)
     assert predict(api.url, admin).status_code == 200  # the admin's state is now cached
     signal_server(postgres_server, signal.SIGSTOP)

@@ -7,16 +7,15 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
-from api.core.auth_cache import AuthState
+from api.core.auth_cache import AuthState, UsersDatabase, UsersDatabaseUnavailableError
 from api.core.config import Settings
 from api.core.observability import Metrics
 from api.core.security import InvalidTokenError, decode_access_token
 from api.core.throttle import LoginThrottle
-from api.db.crud import auth_state, find_user
+from api.db.crud import find_user
 from api.db.models import Role, User
 from api.monitoring.service import PredictionLog
 from api.orchestrators import Orchestrator
@@ -24,6 +23,8 @@ from api.services import Services
 from api.serving.model_service import ModelService, Served
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+USERS_DATABASE_UNAVAILABLE = "users database unavailable (unreachable or not answering): retry later"
+USERS_DATABASE_RETRY_SECONDS = 5
 NO_MODEL = "no model is loaded yet: train one (`make pipeline`, or POST /retrain as admin), then retry"
 
 
@@ -41,7 +42,17 @@ async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
+def users_database_unavailable() -> HTTPException:
+    """503 + Retry-After: the users database is down or frozen (api.core.auth_cache.UsersDatabase)."""
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, USERS_DATABASE_UNAVAILABLE,
+                         headers={"Retry-After": str(USERS_DATABASE_RETRY_SECONDS)})  # fmt: skip
+
+
 def get_session(services: ServicesDep) -> Iterator[Session]:
+    """A users DB session; a 503 at once while the database is known down (logins, account
+    routes), so no thread of the pool waits on a server that does not answer."""
+    if not services.users_database.available:
+        raise users_database_unavailable()
     with services.database.session() as session:
         yield session
 
@@ -70,6 +81,10 @@ async def get_jwt_secret(services: ServicesDep) -> str:
     return services.jwt_secret
 
 
+async def get_users_database(services: ServicesDep) -> UsersDatabase:
+    return services.users_database
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
@@ -78,6 +93,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
 JwtSecretDep = Annotated[str, Depends(get_jwt_secret)]
 PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
+UsersDatabaseDep = Annotated[UsersDatabase, Depends(get_users_database)]
 
 
 def unauthorized(detail: str) -> HTTPException:
@@ -87,7 +103,8 @@ def unauthorized(detail: str) -> HTTPException:
 async def authenticated(services: ServicesDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> AuthState:
     """The caller, if the token is valid and its user still exists, is enabled and has not changed
     password since (the token's `ver` claim must match). The user's state comes from the DB,
-    through a short-lived cache (api.core.auth_cache) so the hot path does no query."""
+    through a short-lived cache (api.core.auth_cache) so the hot path does no query; while the DB
+    is down, from the user's last known state up to AUTH_MAX_STALE_SECONDS old, else a 503."""
     if not token:
         raise unauthorized("not authenticated: send Authorization: Bearer <token> (POST /auth/token)")
     try:
@@ -96,8 +113,10 @@ async def authenticated(services: ServicesDep, token: Annotated[str | None, Depe
         raise unauthorized(str(error)) from None
     state = services.auth_cache.get(claims.subject)
     if state is False:
-        state = await run_in_threadpool(auth_state, services.database, claims.subject)
-        services.auth_cache.put(claims.subject, state)
+        try:
+            state = await services.users_database.auth_state(claims.subject)
+        except UsersDatabaseUnavailableError:
+            raise users_database_unavailable() from None
     if state is None or state.disabled or state.token_version != claims.version:
         raise unauthorized("token revoked: log in again")
     return state

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from fastapi.concurrency import run_in_threadpool
 
 from accidents.config import CHALLENGER_ALIAS
-from api.core.auth_cache import AuthCache
+from api.core.auth_cache import AuthCache, UsersDatabase, UsersDatabaseMetrics
 from api.core.config import DEMO_ADMIN_PASSWORD, Settings
 from api.core.observability import Metrics
 from api.core.security import jwt_secret
 from api.core.throttle import LoginThrottle
-from api.db.crud import bootstrap_admin
+from api.db.crud import auth_state, bootstrap_admin
 from api.db.engine import Database
 from api.monitoring.service import LogOptions, PredictionLog
 from api.orchestrators import Orchestrator, build_orchestrator
@@ -37,6 +37,7 @@ class Services:
     jwt_secret: str
     database: Database
     auth_cache: AuthCache  # who may use a token, invalidated by the database's user-change hook
+    users_database: UsersDatabase  # expired entries' lookups (with a deadline), up/down for /ready
     throttle: LoginThrottle
     inference: InferenceExecutor  # the thread big batches are scored on
     models: ModelService
@@ -54,6 +55,7 @@ class Services:
         self.models.stop()
         self.inference.close()
         self.orchestrator.close()
+        self.users_database.stop()
         self.database.dispose()
 
 
@@ -66,11 +68,16 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
         settings.login_max_failures_per_username,
         settings.login_window_seconds,
     )
-    database = Database(settings.database, settings.database_busy_timeout_seconds)
-    auth_cache = AuthCache(settings.auth_cache_seconds)
+    database = Database(settings.database, settings.database_busy_timeout_seconds, settings.database_timeout_seconds)
+    auth_cache = AuthCache(settings.auth_cache_seconds, settings.auth_max_stale_seconds)
     database.on_user_change(auth_cache.invalidate)
+    users_database = UsersDatabase(
+        auth_cache, lambda username: auth_state(database, username), database.ping,
+        settings.auth_lookup_timeout_seconds, settings.database_probe_seconds, UsersDatabaseMetrics(metrics.registry),
+    )  # fmt: skip
     inference = InferenceExecutor()
     await run_in_threadpool(_prepare_database, database, settings)
+    users_database.start()
     prediction_log = PredictionLog(log_options(settings), metrics.prediction_log, metrics.registry)
     await run_in_threadpool(prediction_log.start)
     models = ModelService(
@@ -93,8 +100,8 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
         shadow.start_on_loop()  # on this event loop: no second thread contending for the GIL
     logger.info("API ready: model %s, orchestrator %s", first.current_version, orchestrator.name)
     return Services(
-        settings, metrics, secret, database, auth_cache, throttle, inference, models, orchestrator, prediction_log,
-        challenger, shadow,
+        settings, metrics, secret, database, auth_cache, users_database, throttle, inference, models, orchestrator,
+        prediction_log, challenger, shadow,
     )  # fmt: skip
 
 

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     admin_password_hash: SecretStr | None = None  # argon2 or bcrypt (seed style); wins over the password
     password_min_length: int = Field(default=8, ge=1)
     auth_cache_seconds: float = Field(default=2.0, ge=0)  # how long a user's enabled/role state is trusted
+    # users DB down or frozen: tokens are checked against their user's last known state up to this
+    # age (0: fail closed at once), a request waits this long for the DB (api/core/auth_cache.py)
+    auth_max_stale_seconds: float = Field(default=300.0, ge=0, le=24 * 3600)
+    auth_lookup_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     login_max_failures: int = Field(default=5, ge=1)  # per (username, client) pair
     login_max_failures_per_client: int = Field(default=20, ge=1)  # one client spraying usernames
     login_max_failures_per_username: int = Field(default=50, ge=1)  # one username from many clients
@@ -76,6 +80,9 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default sqlite:///<state>/api.db
     # SQLite: how long a write waits for another writer's lock before answering 503 (not hanging)
     database_busy_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # PostgreSQL: connect_timeout, statement_timeout and tcp_user_timeout (api/db/engine.py)
+    database_timeout_seconds: float = Field(default=5.0, gt=0, le=300)
+    database_probe_seconds: float = Field(default=2.0, gt=0, le=300)  # how often /ready's view of it is checked
 
     # prediction
     max_batch_rows: int = Field(default=1000, ge=1)

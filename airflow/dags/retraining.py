@@ -34,7 +34,9 @@ Run parameters (Trigger DAG w/ config, or `conf` in the REST API):
                                   are not DVC dependencies, so only a rerun sees new data.
     reason        (default "")    why the run started (new_data_check sets it); reaches the MLflow
                                   run as tag `run_reason` (env ACCIDENTS_RUN_REASON). Empty: "manual
-                                  run" plus Airflow's run type.
+                                  run" plus Airflow's run type. Set in every DAG run, it also tells
+                                  import_data this is no shell run: no synthetic fallback while
+                                  the registry's champion is real (a failed run instead).
 The years to import are the pipeline parameter `data.years` in params.yaml (edit and commit it):
 DVC records parameters in dvc.lock, so a per-run override would make the lock file lie.
 """

@@ -37,3 +37,33 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, marg
             return True, f"{better} +{gains[better]:.4f} > {margin} and {other} {gains[other]:+.4f} >= -{margin}"
     summary = ", ".join(f"{metric} {gain:+.4f}" for metric, gain in gains.items())
     return False, f"not better by more than {margin} on roc_auc or f1 without losing more on the other ({summary})"
+
+
+RULES = ("margin", "interval")  # promotion.rule: the seed's margin (default) | the bootstrap interval
+
+
+def decide_interval(intervals: dict[str, dict[str, float]]) -> tuple[bool, str]:
+    """(promote?, reason) under `promotion.rule: interval`: the 95 % paired bootstrap interval of
+    the AUC or F1 difference lies above zero, and the other's does not lie below zero."""
+    shown = ", ".join(interval_text(metric, intervals[metric]) for metric in COMPARED)
+    for better, other in (("roc_auc", "f1"), ("f1", "roc_auc")):
+        if intervals[better]["low"] > 0 and intervals[other]["high"] >= 0:
+            return True, f"{better} interval above zero, {other} not below ({shown})"
+    return False, f"no 95 % interval above zero without the other below ({shown})"
+
+
+def interval_text(metric: str, interval: dict[str, float]) -> str:
+    """ "roc_auc +0.0031 [-0.0012, +0.0074]": the difference and its interval."""
+    return f"{metric} {interval['difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+
+
+def judge(rule: str, challenger: dict[str, float], champion: dict[str, float] | None, margin: float,
+          intervals: dict[str, dict[str, float]] | None) -> tuple[bool, str]:  # fmt: skip
+    """(promote?, reason) under `rule` (RULES); `intervals` (accidents.model.bootstrap) for "interval"."""
+    if rule not in RULES:
+        raise ValueError(f"promotion.rule must be one of {RULES}, got {rule!r}")
+    if champion is None or rule == "margin":
+        return decide(challenger, champion, margin)
+    if intervals is None:
+        raise ValueError("promotion.rule interval needs the bootstrap intervals")
+    return decide_interval(intervals)

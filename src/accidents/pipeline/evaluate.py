@@ -7,6 +7,11 @@ metric; by_month.csv and calibration.csv, DVC plots; the same as MLflow metrics 
 A version that is not promoted becomes the registry's `challenger` (alias CHALLENGER_ALIAS; the
 API scores live traffic with it in the shadow of the champion); a promotion clears that alias.
 
+The decision reports the paired bootstrap 95 % interval of the ROC AUC and F1 differences on the
+test rows (accidents.model.bootstrap; `promotion.bootstrap_rounds`), logged with it (MLflow
+metrics promotion_interval/*, metrics.json "intervals", stdout). `promotion.rule: interval`
+promotes when an interval lies above zero and the other's not below; the default `margin`:
+
 Promotion rule (params `promotion.min_improvement`, absolute): the challenger becomes
 `champion` when it beats the champion by more than the margin on ROC AUC or on F1 without
 losing more than the margin on the other; the first model is always promoted. Before it, the
@@ -39,12 +44,16 @@ from accidents.config import (
 )
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID
 from accidents.model import registry
+from accidents.model.bootstrap import paired_intervals
 from accidents.model.model_store import ModelBundle, ModelLoadError, read_bundle, write_bundle
 from accidents.model.modeling import score, score_by_month, split_xy
 from accidents.model.plots import write_plots, write_time_plots
 from accidents.model.promotion import (  # noqa: F401 - the rule lives there (the API applies it too)
     COMPARED,
+    RULES,
     decide,
+    interval_text,
+    judge,
     source_refusal,
 )
 from accidents.stage import PipelineError, log, run_stage, write_json
@@ -97,11 +106,17 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
 
     challenger_probability = challenger.predict_proba(x_test)
     challenger_scores = score(y_test, challenger_probability, challenger.metadata.threshold)
-    champion_scores = None
+    rule, margin = params.get("rule", "margin"), float(params["min_improvement"])
+    if rule not in RULES:
+        raise PipelineError(f"promotion.rule must be one of {RULES}, got {rule!r}")
+    champion_scores, intervals = None, None
     if champion is not None:
-        champion_scores = score(y_test, champion.predict_proba(x_test), champion.metadata.threshold)
-    margin = float(params["min_improvement"])
-    promoted, reason = decide(challenger_scores, champion_scores, margin)
+        champion_probability = champion.predict_proba(x_test)
+        champion_scores = score(y_test, champion_probability, champion.metadata.threshold)
+        intervals = paired_intervals(y_test, (challenger_probability, challenger.metadata.threshold),
+                                     (champion_probability, champion.metadata.threshold),
+                                     int(params.get("bootstrap_rounds", 1000)))  # fmt: skip
+    promoted, reason = judge(rule, challenger_scores, champion_scores, margin, intervals)
     if forced:
         reason = f"{ENV_FORCE_PROMOTION}=1: the champion could not be loaded, {reason}"
 
@@ -116,6 +131,10 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
                             if pd.notna(getattr(row, name))})  # fmt: skip
         if champion_scores is not None:
             mlflow.log_metrics({f"champion_test_{name}": value for name, value in champion_scores.items()})
+        if intervals is not None:
+            mlflow.log_metrics({f"promotion_interval/{metric}/{bound}": intervals[metric][bound]
+                                for metric in COMPARED for bound in ("difference", "low", "high")})  # fmt: skip
+        mlflow.set_tags({"promotion_rule": rule})
         mlflow.set_tags({"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
                          "compared_with_version": champion.metadata.version if champion else "none",
                          "promotion_forced": str(forced).lower()})  # fmt: skip
@@ -138,7 +157,9 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "promoted": promoted,
         "reason": reason,
+        "rule": rule,
         "min_improvement": margin,
+        "intervals": intervals,
         "challenger": {"version": version, **_rounded(challenger_scores)},
         "champion": None if champion is None else {"version": champion.metadata.version, **_rounded(champion_scores)},
         "data_source": challenger.metadata.data_source,
@@ -182,6 +203,9 @@ def main() -> None:
     print(f"challenger v{challenger['version']}: ROC AUC {challenger['roc_auc']:.4f}  F1 {challenger['f1']:.4f}")
     if champion:
         print(f"champion   v{champion['version']}: ROC AUC {champion['roc_auc']:.4f}  F1 {champion['f1']:.4f}")
+        intervals = result["intervals"]
+        print(f"difference, paired bootstrap {intervals['level']:.0%} interval ({intervals['rounds']} rounds): "
+              + ", ".join(interval_text(metric, intervals[metric]) for metric in COMPARED))  # fmt: skip
     decision = "PROMOTED to champion" if result["promoted"] else "NOT promoted"
     print(f"decision: {decision} ({result['reason']})", flush=True)
 

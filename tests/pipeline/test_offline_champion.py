@@ -8,6 +8,8 @@ a closed 127.0.0.1 port.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
@@ -79,7 +81,8 @@ def test_an_unloadable_champion_stops_promotion_until_forced(champion_project):
     client = registry.client(champion_project.tracking_uri)
     real = champion(champion_project)
     # a second version of the same run, without the decision_threshold tag: it cannot be loaded
-    broken = client.create_model_version(MODEL_NAME, f"runs:/{real.run_id}/model", real.run_id,
+    logged = real.source.removeprefix("models:/")  # MLflow 3: the logged model holding the files
+    broken = client.create_model_version(MODEL_NAME, real.source, real.run_id, model_id=logged,
                                          tags={registry.TAG_DATA_SOURCE: "real"}).version  # fmt: skip
     client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, broken)
     result = champion_project.dvc("repro", "-f", "-s", "evaluate", check=False)
@@ -92,6 +95,35 @@ def test_an_unloadable_champion_stops_promotion_until_forced(champion_project):
     assert "PROMOTED" in forced.stdout
     assert champion(champion_project).version == real.version
     assert client.get_run(real.run_id).data.tags["promotion_forced"] == "true"
+
+
+def test_the_decision_reports_its_paired_bootstrap_intervals(champion_project):
+    """Issue #24 item 4 at the stage: the real version 1 against a copy of itself (same model, same
+    threshold): differences of exactly zero, so `promotion.rule: interval` does not promote."""
+    client = registry.client(champion_project.tracking_uri)
+    real = champion(champion_project)
+    tags = {registry.TAG_DATA_SOURCE: "real", registry.TAG_THRESHOLD: real.tags[registry.TAG_THRESHOLD]}
+    copy = client.create_model_version(
+        MODEL_NAME,
+        real.source,
+        real.run_id,
+        tags=tags,
+        model_id=real.source.removeprefix("models:/"),  # logged model
+    ).version
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, copy)
+    champion_project.set_params("promotion", rule="interval", bootstrap_rounds=50)
+    try:
+        result = champion_project.dvc("repro", "-f", "-s", "evaluate")
+    finally:
+        champion_project.set_params("promotion", rule="margin", bootstrap_rounds=1000)
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, real.version)
+        registry.clear_challenger(client)
+    assert "paired bootstrap 95% interval (50 rounds): roc_auc +0.0000 [+0.0000, +0.0000]" in result.stdout
+    metrics = json.loads((champion_project.root / "metrics.json").read_text())
+    assert (metrics["promoted"], metrics["rule"]) == (False, "interval")
+    assert metrics["intervals"]["f1"] == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    run = client.get_run(real.run_id).data
+    assert run.metrics["promotion_interval/roc_auc/low"] == 0.0 and run.tags["promotion_rule"] == "interval"
 
 
 def test_a_synthetic_challenger_is_never_compared_with_nor_promoted_over_a_real_champion(champion_project):

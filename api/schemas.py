@@ -251,6 +251,7 @@ class PromoteResponse(BaseModel):
     override: bool
     evidence: dict[str, Any] | None
     audit_tags: dict[str, str] = Field(description="tags set on the promoted model version in MLflow")
+    warnings: list[str] = Field(default=[], description="registry writes that failed after the alias moved")
 
 
 class DropResponse(BaseModel):

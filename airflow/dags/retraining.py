@@ -23,7 +23,7 @@ Configuration comes from the environment `scripts/run_stack.py` (or docker-compo
     ACCIDENTS_API_URL           the prediction API (default http://127.0.0.1:8000)
     ACCIDENTS_API_USERNAME / ACCIDENTS_API_PASSWORD
                                 an API admin, for POST /model/reload (default the demo admin)
-    MLFLOW_TRACKING_URI, BAAC_DATA_DIR, BAAC_OFFLINE, BAAC_BASE_URL
+    MLFLOW_TRACKING_URI, BAAC_DATA_DIR, BAAC_OFFLINE, BAAC_BASE_URL, ENVIRONMENT
                                 passed through to the pipeline stages
 
 Run parameters (Trigger DAG w/ config, or `conf` in the REST API):
@@ -34,7 +34,9 @@ Run parameters (Trigger DAG w/ config, or `conf` in the REST API):
                                   are not DVC dependencies, so only a rerun sees new data.
     reason        (default "")    why the run started (new_data_check sets it); reaches the MLflow
                                   run as tag `run_reason` (env ACCIDENTS_RUN_REASON). Empty: "manual
-                                  run" plus Airflow's run type.
+                                  run" plus Airflow's run type. Set in every DAG run, it also tells
+                                  import_data this is no shell run: no synthetic fallback while
+                                  the registry's champion is real (a failed run instead).
 The years to import are the pipeline parameter `data.years` in params.yaml (edit and commit it):
 DVC records parameters in dvc.lock, so a per-run override would make the lock file lie.
 """
@@ -73,7 +75,14 @@ TIMEOUTS = {
 }
 # Why this run started, rendered by Airflow (BashOperator's env is templated) from the run's conf.
 RUN_REASON = "{{ params.reason or ('manual run (' ~ dag_run.run_type ~ ')') }}"
-PASS_THROUGH = ("MLFLOW_TRACKING_URI", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL", "DVC_NO_ANALYTICS")
+PASS_THROUGH = (
+    "MLFLOW_TRACKING_URI",
+    "BAAC_DATA_DIR",
+    "BAAC_OFFLINE",
+    "BAAC_BASE_URL",
+    "DVC_NO_ANALYTICS",
+    "ENVIRONMENT",
+)  # production mode: the pipeline refuses synthetic data
 # Workers without a shared project directory (docker-compose.scale.yml): each DVC task restores the
 # run's state from this S3 prefix first and saves it after (python -m accidents.stack.stage_exchange).
 EXCHANGE = os.environ.get("ACCIDENTS_STAGE_EXCHANGE", "").strip()

@@ -104,21 +104,22 @@ def prediction_stats(
     version = predictions.c.model_version
     with engine.connect() as connection:
         dialect = connection.dialect.name
-        summary = connection.execute(
+        # One statement for the summary and the histogram: two would each see the rows committed
+        # when it ran, and a version whose first rows landed in between (a hot swap) had histogram
+        # bins but no summary (a KeyError, a 500: issue #23 item 11).
+        bin_index = _bin_expression(dialect, bins).label("bin")
+        per_bin = connection.execute(
             select(
                 version,
+                bin_index,
                 func.count(),
                 func.sum(predictions.c.predicted_class),
-                func.avg(predictions.c.probability),
+                func.sum(predictions.c.probability),
                 func.min(predictions.c.logged_at),
                 func.max(predictions.c.logged_at),
             )
             .where(*conditions)
-            .group_by(version)
-        ).all()
-        bin_index = _bin_expression(dialect, bins).label("bin")
-        histogram = connection.execute(
-            select(version, bin_index, func.count()).where(*conditions).group_by(version, literal_column("bin"))
+            .group_by(version, literal_column("bin"))
         ).all()
         period = _bucket_expression(dialect, bucket).label("period")
         volume = connection.execute(
@@ -128,15 +129,7 @@ def prediction_stats(
             .order_by(literal_column("period").desc())
             .limit(MAX_BUCKETS)
         ).all()
-    counts: dict[str | None, list[int]] = {row[0]: [0] * bins for row in summary}
-    for row_version, index, count in histogram:
-        counts[row_version][min(max(int(index), 0), bins - 1)] += int(count)
-    versions = [
-        {"model_version": row[0], "rows": int(row[1]), "predicted_positive": int(row[2] or 0),
-         "mean_probability": float(row[3]), "first_logged_at": row[4], "last_logged_at": row[5],
-         "histogram": counts[row[0]]}
-        for row in sorted(summary, key=lambda row: -row[1])
-    ]  # fmt: skip
+    versions = sorted(_per_version(per_bin, bins), key=lambda item: -item["rows"])
     return {
         "since": since,
         "until": until,
@@ -145,6 +138,22 @@ def prediction_stats(
         "versions": versions,
         "volume": [_bucket_out(row) for row in reversed(volume)],
     }
+
+
+def _per_version(per_bin: list[Any], bins: int) -> list[dict[str, Any]]:
+    """The per-(version, bin) aggregates summed per version: rows, positives, mean, first/last, histogram."""
+    found: dict[str | None, dict[str, Any]] = {}
+    for row_version, index, count, positive, probability_sum, first, last in per_bin:
+        item = found.setdefault(row_version, {"model_version": row_version, "rows": 0, "predicted_positive": 0,
+                                              "probability_sum": 0.0, "first_logged_at": first,
+                                              "last_logged_at": last, "histogram": [0] * bins})  # fmt: skip
+        item["rows"] += int(count)
+        item["predicted_positive"] += int(positive or 0)
+        item["probability_sum"] += float(probability_sum)
+        item["first_logged_at"] = min(item["first_logged_at"], first)
+        item["last_logged_at"] = max(item["last_logged_at"], last)
+        item["histogram"][min(max(int(index), 0), bins - 1)] += int(count)
+    return [{**item, "mean_probability": item.pop("probability_sum") / item["rows"]} for item in found.values()]
 
 
 def _bucket_out(row: Any) -> dict[str, Any]:

@@ -5,19 +5,29 @@ The promotion rule is the pipeline's (accidents.model.promotion, margin from par
 on the shadow evidence: realized AUC/F1 of both models on the same labelled live rows. Without
 such evidence, or when the rule says no, only an explicit override promotes. Who, when, the
 evidence, the rule's verdict and the override are tagged on the promoted version in MLflow.
+
+The audit trail is written before the alias moves (with `promotion=pending`): a registry that
+refuses the record refuses the promotion (503, nothing moved), and the alias never moves without
+a record. Once the alias has moved the promotion has happened: the writes after it (`promotion=
+promoted`, the challenger alias cleared, `replaced_by` on the old champion) that fail are listed
+in the answer's `warnings` (200), never turned into an error for a promotion that took place.
+A challenger trained on synthetic data is never promoted over a champion that may be real, override
+or not (accidents.model.promotion.source_refusal).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Paths, load_params
-from accidents.model.promotion import COMPARED, decide
+from accidents.model.promotion import COMPARED, decide, source_refusal
 from api.monitoring.shadow_report import shadow_report
 from api.services import Services
 from api.serving.model_service import ModelService, Served
+from api.serving.registry_client import MlflowRegistry, RegistryError
 
 NO_SHADOW = "the shadow is off (SHADOW_ENABLED=false): no challenger is loaded"
 NOT_LOADED = "no challenger is loaded (the registry has none, or it failed to load: GET /model shows the last check)"
@@ -48,6 +58,11 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
     challenger, served = loaded_challenger(services)
     champion = services.models.current
     champion_version = champion.version if champion else None
+    refusal = source_refusal(served.bundle.metadata.data_source,
+                             champion.bundle.metadata.data_source if champion else None,
+                             services.settings.production)  # fmt: skip
+    if refusal is not None:
+        raise RefusedError(f"challenger {served.version} not promoted, even with an override: {refusal}")
     evidence = shadow_evidence(services, served.version, champion_version)
     grades = (evidence or {}).get("realized") or {}
     scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
@@ -60,7 +75,7 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         raise RefusedError(f"challenger {served.version} not promoted: {rule_reason}; "
                       'send {"override": true} to promote anyway (recorded)')  # fmt: skip
     tags = {
-        "promotion": "promoted",
+        "promotion": "pending",  # "promoted" once the alias has moved
         "promoted_by": admin,
         "promoted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "promotion_via": "api",
@@ -71,11 +86,19 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         "promotion_evidence": json.dumps(evidence, default=str)[:EVIDENCE_TAG_LIMIT],
     }
     registry = challenger.registry
-    registry.set_alias(CHAMPION_ALIAS, served.version)
-    registry.delete_alias(CHALLENGER_ALIAS)
-    registry.set_version_tags(served.version, tags)
+    registry.set_version_tags(served.version, tags)  # the record first: refused here, nothing moved
+    try:
+        registry.set_alias(CHAMPION_ALIAS, served.version)
+    except RegistryError as error:
+        after_the_move(registry, lambda: registry.set_version_tags(served.version, {"promotion": "failed"}))
+        raise error from None
+    tags["promotion"] = "promoted"
+    writes = [lambda: registry.set_version_tags(served.version, {"promotion": "promoted"}),
+              lambda: registry.delete_alias(CHALLENGER_ALIAS)]  # fmt: skip
     if champion_version and champion_version != served.version:
-        registry.set_version_tags(champion_version, {"replaced_by": served.version, "replaced_at": tags["promoted_at"]})
+        replaced = {"replaced_by": served.version, "replaced_at": tags["promoted_at"]}
+        writes.append(lambda: registry.set_version_tags(champion_version, replaced))
+    warnings = after_the_move(registry, *writes)
     recheck(services)
     return {
         "promoted_version": served.version,
@@ -86,7 +109,20 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         "override": override,
         "evidence": evidence,
         "audit_tags": tags,
+        "warnings": warnings,
     }
+
+
+def after_the_move(registry: MlflowRegistry, *writes: Callable[[], object]) -> list[str]:
+    """Run the registry writes that follow a change already made; each failure becomes a warning."""
+    warnings = []
+    for write in writes:
+        try:
+            write()
+        except RegistryError as error:
+            warnings.append(f"a registry write after the champion alias moved failed ({error}); "
+                            f"MLflow at {registry.tracking_uri} shows the promotion partly")  # fmt: skip
+    return warnings
 
 
 def drop(services: Services, admin: str) -> dict[str, Any]:

@@ -46,6 +46,13 @@ ENV_BASE_URL = "BAAC_BASE_URL"  # where the stable data.gouv.fr resource URLs li
 ENV_DATASET_API = "BAAC_DATASET_API"  # the data.gouv.fr dataset API listing the published files
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 ENV_RUN_REASON = "ACCIDENTS_RUN_REASON"  # why a pipeline run started (the DAG sets it): an MLflow tag
+ENV_ENVIRONMENT = "ENVIRONMENT"  # "production" (the API's variable too): synthetic data is refused outright
+ENV_FORCE_PROMOTION = "ACCIDENTS_FORCE_PROMOTION"  # "1": evaluate promotes over a champion it cannot load
+
+
+def production_mode() -> bool:
+    """ENVIRONMENT=production, the mode the API reads from the same variable."""
+    return os.environ.get(ENV_ENVIRONMENT, "").strip().lower() == "production"
 
 
 def project_dir() -> Path:

@@ -7,41 +7,89 @@ metric; by_month.csv and calibration.csv, DVC plots; the same as MLflow metrics 
 A version that is not promoted becomes the registry's `challenger` (alias CHALLENGER_ALIAS; the
 API scores live traffic with it in the shadow of the champion); a promotion clears that alias.
 
+The decision reports the paired bootstrap 95 % interval of the ROC AUC and F1 differences on the
+test rows (accidents.model.bootstrap; `promotion.bootstrap_rounds`), logged with it (MLflow
+metrics promotion_interval/*, metrics.json "intervals", stdout). `promotion.rule: interval`
+promotes when an interval lies above zero and the other's not below; the default `margin`:
+
 Promotion rule (params `promotion.min_improvement`, absolute): the challenger becomes
 `champion` when it beats the champion by more than the margin on ROC AUC or on F1 without
-losing more than the margin on the other; the first model is always promoted. The decision
+losing more than the margin on the other; the first model is always promoted. Before it, the
+data-source guard (accidents.model.promotion.source_refusal): a synthetic challenger is never scored
+against, nor promoted over, a real champion (nor promoted at all with ENVIRONMENT=production); the
+stage then fails, the version tagged `promotion=rejected` with the reason. A champion that exists but
+cannot be loaded stops the stage too (it used to count as absent, so any challenger replaced it):
+a person who has checked it sets ACCIDENTS_FORCE_PROMOTION=1 for one run to judge without it. The decision
 and both scores go to stdout, MLflow and metrics.json; models/champion.zip (the API's offline
 copy) is replaced atomically, and only with a model that loaded and scored.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from typing import Any
 
 import mlflow
 import pandas as pd
 
-from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME, load_params, paths
+from accidents.config import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    ENV_FORCE_PROMOTION,
+    MODEL_NAME,
+    load_params,
+    paths,
+    production_mode,
+)
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID
 from accidents.model import registry
+from accidents.model.bootstrap import paired_intervals
 from accidents.model.model_store import ModelBundle, ModelLoadError, read_bundle, write_bundle
 from accidents.model.modeling import score, score_by_month, split_xy
 from accidents.model.plots import write_plots, write_time_plots
-from accidents.model.promotion import COMPARED, decide  # noqa: F401 - the rule lives there (the API applies it too)
+from accidents.model.promotion import (  # noqa: F401 - the rule lives there (the API applies it too)
+    COMPARED,
+    RULES,
+    decide,
+    interval_text,
+    judge,
+    source_refusal,
+)
 from accidents.stage import PipelineError, log, run_stage, write_json
 
 
-def current_champion(client: Any, challenger_version: str | None) -> ModelBundle | None:
-    """The registry's champion, unless it is the challenger itself or cannot be loaded."""
+def current_champion(client: Any, challenger: ModelBundle) -> tuple[ModelBundle | None, bool]:
+    """(the registry's champion unless it is the challenger itself, forced past an unloadable one?).
+    Fails (PipelineError) when the challenger's data source forbids the comparison, or when the
+    champion cannot be loaded (unless ACCIDENTS_FORCE_PROMOTION=1)."""
     version = registry.champion_version(client)
-    if version is None or str(version.version) == challenger_version:
-        return None
+    champion = None if version is None or str(version.version) == challenger.metadata.version else version
+    source = None if champion is None else (champion.tags or {}).get(registry.TAG_DATA_SOURCE, "unknown")
+    refusal = source_refusal(challenger.metadata.data_source, source, production_mode())
+    if refusal is not None:
+        reject(client, challenger.metadata.version, refusal)
+        against = f" v{champion.version}" if champion is not None else ""
+        raise PipelineError(f"challenger v{challenger.metadata.version} NOT promoted: {refusal}; "
+                            f"champion{against} left unchanged")  # fmt: skip
+    if champion is None:
+        return None, False
     try:
-        return registry.load_version(client, version)
+        return registry.load_version(client, champion), False
     except ModelLoadError as error:
-        log.warning("current champion version %s cannot be loaded (%s): treating it as absent", version.version, error)
-        return None
+        if os.environ.get(ENV_FORCE_PROMOTION) == "1":
+            log.warning("champion v%s cannot be loaded (%s): %s=1, judging the challenger as the first model",
+                        champion.version, error, ENV_FORCE_PROMOTION)  # fmt: skip
+            return None, True
+        raise PipelineError(f"champion v{champion.version} cannot be loaded ({error}): promotion stopped, champion "
+                            f"left unchanged. Repair it, or rerun evaluate with {ENV_FORCE_PROMOTION}=1 to promote "
+                            "the challenger without comparing (recorded)") from error  # fmt: skip
+
+
+def reject(client: Any, version: str, reason: str) -> None:
+    """Record on the version that it was refused, and why, before the stage fails."""
+    client.set_model_version_tag(MODEL_NAME, version, "promotion", "rejected")
+    client.set_model_version_tag(MODEL_NAME, version, "promotion_reason", reason[:500])
 
 
 def evaluate(params: dict[str, Any]) -> dict[str, Any]:
@@ -54,15 +102,23 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
     x_test, y_test = split_xy(test)
     registry.connect()
     client = registry.client()
-    champion = current_champion(client, challenger.metadata.version)
+    champion, forced = current_champion(client, challenger)
 
     challenger_probability = challenger.predict_proba(x_test)
     challenger_scores = score(y_test, challenger_probability, challenger.metadata.threshold)
-    champion_scores = None
+    rule, margin = params.get("rule", "margin"), float(params["min_improvement"])
+    if rule not in RULES:
+        raise PipelineError(f"promotion.rule must be one of {RULES}, got {rule!r}")
+    champion_scores, intervals = None, None
     if champion is not None:
-        champion_scores = score(y_test, champion.predict_proba(x_test), champion.metadata.threshold)
-    margin = float(params["min_improvement"])
-    promoted, reason = decide(challenger_scores, champion_scores, margin)
+        champion_probability = champion.predict_proba(x_test)
+        champion_scores = score(y_test, champion_probability, champion.metadata.threshold)
+        intervals = paired_intervals(y_test, (challenger_probability, challenger.metadata.threshold),
+                                     (champion_probability, champion.metadata.threshold),
+                                     int(params.get("bootstrap_rounds", 1000)))  # fmt: skip
+    promoted, reason = judge(rule, challenger_scores, champion_scores, margin, intervals)
+    if forced:
+        reason = f"{ENV_FORCE_PROMOTION}=1: the champion could not be loaded, {reason}"
 
     write_plots(project.plots / "test", y_test, challenger_probability, challenger.metadata.threshold)
     by_month = score_by_month(test[ACCIDENT_DATE], y_test, challenger_probability, challenger.metadata.threshold)
@@ -75,8 +131,13 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
                             if pd.notna(getattr(row, name))})  # fmt: skip
         if champion_scores is not None:
             mlflow.log_metrics({f"champion_test_{name}": value for name, value in champion_scores.items()})
+        if intervals is not None:
+            mlflow.log_metrics({f"promotion_interval/{metric}/{bound}": intervals[metric][bound]
+                                for metric in COMPARED for bound in ("difference", "low", "high")})  # fmt: skip
+        mlflow.set_tags({"promotion_rule": rule})
         mlflow.set_tags({"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
-                         "compared_with_version": champion.metadata.version if champion else "none"})  # fmt: skip
+                         "compared_with_version": champion.metadata.version if champion else "none",
+                         "promotion_forced": str(forced).lower()})  # fmt: skip
         mlflow.log_artifacts(str(project.plots / "test"), artifact_path="plots/test")
     version = challenger.metadata.version
     client.set_model_version_tag(MODEL_NAME, version, "promotion", "promoted" if promoted else "rejected")
@@ -96,7 +157,9 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "promoted": promoted,
         "reason": reason,
+        "rule": rule,
         "min_improvement": margin,
+        "intervals": intervals,
         "challenger": {"version": version, **_rounded(challenger_scores)},
         "champion": None if champion is None else {"version": champion.metadata.version, **_rounded(champion_scores)},
         "data_source": challenger.metadata.data_source,
@@ -140,6 +203,9 @@ def main() -> None:
     print(f"challenger v{challenger['version']}: ROC AUC {challenger['roc_auc']:.4f}  F1 {challenger['f1']:.4f}")
     if champion:
         print(f"champion   v{champion['version']}: ROC AUC {champion['roc_auc']:.4f}  F1 {champion['f1']:.4f}")
+        intervals = result["intervals"]
+        print(f"difference, paired bootstrap {intervals['level']:.0%} interval ({intervals['rounds']} rounds): "
+              + ", ".join(interval_text(metric, intervals[metric]) for metric in COMPARED))  # fmt: skip
     decision = "PROMOTED to champion" if result["promoted"] else "NOT promoted"
     print(f"decision: {decision} ({result['reason']})", flush=True)
 

@@ -3,7 +3,11 @@
 `data.source: official_tables` (default): the four official tables of each year, from a local
 mirror's year folders (env BAAC_DATA_DIR: `<dir>/2020/`, `<dir>/2021/`...; never a sample
 folder holding the same file names), else data.gouv.fr (unless BAAC_OFFLINE=1), else, if
-`data.allow_synthetic`, synthetic demo data with a loud warning. With `data.newer_years`,
+`data.allow_synthetic`, synthetic demo data with a loud warning. Never synthetic (the stage fails
+instead, with the reason): in production mode (ENVIRONMENT=production), nor in a run that nobody
+started from a shell (the DAG and POST /retrain set ACCIDENTS_RUN_REASON) while the registry's
+champion is real or cannot be checked: a data.gouv.fr outage during a scheduled run must not
+train a fake model (issue #23; `evaluate` also never promotes one over a real champion). With `data.newer_years`,
 every complete year later than `data.years` found there is imported too (the new-data check,
 `accidents.monitoring.new_data`, starts a run when one appears). `data.source: accident_table`: the seed's
 joined 2021 table from the mirror, its own train/test split kept (compares with the seed).
@@ -22,7 +26,18 @@ from typing import Any
 
 import requests
 
-from accidents.config import ENV_BASE_URL, ENV_DATA_DIR, ENV_OFFLINE, load_params, paths
+from accidents.config import (
+    CHAMPION_ALIAS,
+    ENV_BASE_URL,
+    ENV_DATA_DIR,
+    ENV_OFFLINE,
+    ENV_RUN_REASON,
+    MODEL_NAME,
+    load_params,
+    paths,
+    production_mode,
+    tracking_uri,
+)
 from accidents.data import synthetic
 from accidents.data.sources import (
     ACCIDENT_TABLE_FILES,
@@ -45,6 +60,10 @@ from accidents.stage import PipelineError, log, run_stage, warn_loudly, write_js
 SOURCE_OFFICIAL = "official_tables"  # the four official tables of each year (default)
 SOURCE_ACCIDENT_TABLE = "accident_table"  # the seed's joined 2021 table, with its own split
 SOURCES = (SOURCE_OFFICIAL, SOURCE_ACCIDENT_TABLE)
+# registry.TAG_DATA_SOURCE (not imported: the registry module would make every model change a
+# dependency of this stage, and a rerun of it a download); a test keeps the two equal.
+DATA_SOURCE_TAG = "data_source"
+SYNTHETIC = "synthetic"
 
 
 def sha256_of(path: Path) -> str:
@@ -179,16 +198,58 @@ def import_data(params: dict[str, Any], out: Path) -> dict[str, Any]:
             years = years_to_import(params, online_years() if params.get("newer_years") else [])
             manifest = {"source": "download", **import_online(years, out, params["download"]), "years": years}
         except PipelineError as error:
-            if not params["allow_synthetic"]:
-                raise
-            manifest = _synthetic(out, params, reason=str(error))
-    elif params["allow_synthetic"]:
-        manifest = _synthetic(out, params, reason=f"{ENV_OFFLINE}=1 and no {ENV_DATA_DIR}")
+            manifest = _fallback(out, params, reason=str(error))
     else:
-        raise PipelineError(f"{ENV_OFFLINE}=1, no {ENV_DATA_DIR}, and data.allow_synthetic is false")
-    manifest["data_source"] = source if manifest["source"] != "synthetic" else "synthetic"
+        manifest = _fallback(out, params, reason=f"{ENV_OFFLINE}=1 and no {ENV_DATA_DIR}")
+    manifest["data_source"] = source if manifest["source"] != SYNTHETIC else SYNTHETIC
     manifest["files"] = {str(path.relative_to(out)): sha256_of(path) for path in sorted(out.rglob("*.csv"))}
     return manifest
+
+
+def _fallback(out: Path, params: dict[str, Any], reason: str) -> dict[str, Any]:
+    """Synthetic data when no real data could be had and nothing forbids it; else fail with both reasons."""
+    refusal = synthetic_refusal(params)
+    if refusal is not None:
+        raise PipelineError(
+            f"no real data ({reason}) and no synthetic fallback: {refusal}. "
+            f"Set {ENV_DATA_DIR} to a local copy of the BAAC files, or restore the network"
+        )
+    return _synthetic(out, params, reason)
+
+
+def synthetic_refusal(params: dict[str, Any]) -> str | None:
+    """Why this run must not fall back to synthetic data, or None when it may."""
+    if not params["allow_synthetic"]:
+        return "data.allow_synthetic is false"
+    if production_mode():
+        return "ENVIRONMENT=production never trains on synthetic data"
+    reason = os.environ.get(ENV_RUN_REASON)
+    if not reason:  # a shell run: a person reads the warning (and evaluate never promotes it over a real champion)
+        return None
+    champion = real_champion(tracking_uri())
+    if champion is None:
+        return None
+    return f"this run ({ENV_RUN_REASON}={reason!r}, not a shell run) must not replace {champion} with a synthetic model"
+
+
+def real_champion(uri: str) -> str | None:
+    """'the real champion (version N)' when the registry's champion was not trained on synthetic data,
+    None when there is no champion or it is synthetic. MLflow's REST API, a short timeout (its client
+    retries for minutes); an unreachable registry counts as a real champion: it cannot be ruled out."""
+    url = uri.rstrip("/") + "/api/2.0/mlflow/registered-models/alias"
+    try:
+        response = requests.get(url, params={"name": MODEL_NAME, "alias": CHAMPION_ALIAS}, timeout=10)
+    except requests.RequestException as error:
+        return f"the registry's champion (MLflow at {uri} unreachable, so it may be real: {error})"
+    if response.status_code == 404:
+        return None
+    if not response.ok:
+        return f"the registry's champion (MLflow at {uri} answered {response.status_code}, so it may be real)"
+    version = response.json().get("model_version") or {}
+    tags = {tag.get("key"): tag.get("value") for tag in version.get("tags") or []}
+    if tags.get(DATA_SOURCE_TAG) == SYNTHETIC:
+        return None
+    return f"the real champion (version {version.get('version')}, data_source {tags.get(DATA_SOURCE_TAG, 'unknown')})"
 
 
 def _synthetic(out: Path, params: dict[str, Any], reason: str) -> dict[str, Any]:
@@ -200,7 +261,7 @@ def _synthetic(out: Path, params: dict[str, Any], reason: str) -> dict[str, Any]
     target = out / "synthetic"
     target.mkdir(parents=True)
     synthetic.generate(int(params["synthetic_rows"]), seed=42).to_csv(target / "accidents.csv", index=False)
-    return {"source": "synthetic", "layout": LAYOUT_SYNTHETIC, "origin": reason, "years": [synthetic.YEAR]}
+    return {"source": SYNTHETIC, "layout": LAYOUT_SYNTHETIC, "origin": reason, "years": [synthetic.YEAR]}
 
 
 def main() -> None:

@@ -54,23 +54,49 @@ class DyingReplica(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def balancer(tmp_path) -> Iterator[tuple[str, Counter]]:
-    seen: Counter[tuple[str, str]] = Counter()
-    handler = type("Replica", (DyingReplica,), {"seen": seen})
-    replicas = [ThreadingHTTPServer(("127.0.0.1", 0), handler) for _ in range(2)]
-    for replica in replicas:
-        threading.Thread(target=replica.serve_forever, daemon=True).start()
+class AnsweringReplica(DyingReplica):
+    """Answers every request 200 (and counts it)."""
+
+    def _die(self) -> None:
+        self.seen[(self.command, self.path)] += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def serve(replica_class: type[DyingReplica], seen: Counter) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Replica", (replica_class,), {"seen": seen}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def run_haproxy(folder: Path, ports: list[int], health_checks: bool = True) -> tuple[str, ManagedProcess]:
+    """The shipped configuration on a free loopback port, its servers at `ports`."""
     port = free_port()
     config = CONFIG.read_text().replace("bind :8000", f"bind 127.0.0.1:{port}")
     config = re.sub(r" resolvers docker resolve-prefer ipv4 init-addr \S+", "", config)
-    for index, replica in enumerate(replicas, start=1):
-        config = re.sub(rf"(server api-{index}) \S+", rf"\1 127.0.0.1:{replica.server_address[1]}", config)
-    (tmp_path / "haproxy.cfg").write_text(config)
-    process = ManagedProcess([HAPROXY, "-db", "-f", str(tmp_path / "haproxy.cfg")], tmp_path / "haproxy.log")
+    if not health_checks:  # every server taken as up: the first request goes to the first one
+        config = config.replace("default-server check ", "default-server ")
+    for index, server_port in enumerate(ports, start=1):
+        config = re.sub(rf"(server api-{index}) \S+", rf"\1 127.0.0.1:{server_port}", config)
+    (folder / "haproxy.cfg").write_text(config)
+    process = ManagedProcess([HAPROXY, "-db", "-f", str(folder / "haproxy.cfg")], folder / "haproxy.log")
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"http://127.0.0.1:{port}/ready", process, timeout=30)
-        yield f"http://127.0.0.1:{port}", seen
+        wait_http(f"{url}/ready", process, timeout=30)
+    except BaseException:
+        process.stop()
+        raise
+    return url, process
+
+
+@pytest.fixture
+def balancer(tmp_path) -> Iterator[tuple[str, Counter]]:
+    seen: Counter[tuple[str, str]] = Counter()
+    replicas = [serve(DyingReplica, seen) for _ in range(2)]
+    url, process = run_haproxy(tmp_path, [replica.server_address[1] for replica in replicas])
+    try:
+        yield url, seen
     finally:
         process.stop()
         for replica in replicas:
@@ -107,3 +133,20 @@ def test_a_get_a_replica_dropped_is_retried_on_another(balancer):
     url, seen = balancer
     assert requests.get(f"{url}/model/info", timeout=30).status_code == 502
     assert seen[("GET", "/model/info")] == 4, seen  # the first try and `retries 3`
+
+
+@needs_haproxy
+def test_a_post_that_reached_no_replica_is_sent_to_another(tmp_path):
+    """Connection refused (a stopped replica, before the health check notices): nothing was carried
+    out, so the POST goes to the other replica and the client sees a 200."""
+    seen: Counter[tuple[str, str]] = Counter()
+    live = serve(AnsweringReplica, seen)
+    url, process = run_haproxy(tmp_path, [free_port(), live.server_address[1]], health_checks=False)
+    try:
+        for _ in range(4):  # round robin: every other one is sent to the closed port first
+            assert requests.post(f"{url}/predict", json={"features": [1]}, timeout=30).status_code == 200
+        assert seen[("POST", "/predict")] == 4, seen
+    finally:
+        process.stop()
+        live.shutdown()
+        live.server_close()

@@ -67,6 +67,7 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
         settings.login_max_failures_per_client,
         settings.login_max_failures_per_username,
         settings.login_window_seconds,
+        settings.login_max_concurrent_checks,
     )
     database = Database(settings.database, settings.database_busy_timeout_seconds, settings.database_timeout_seconds)
     auth_cache = AuthCache(settings.auth_cache_seconds, settings.auth_max_stale_seconds)

@@ -75,6 +75,8 @@ class Settings(BaseSettings):
     login_max_failures_per_client: int = Field(default=20, ge=1)  # one client spraying usernames
     login_max_failures_per_username: int = Field(default=50, ge=1)  # one username from many clients
     login_window_seconds: float = Field(default=300.0, gt=0)
+    # argon2id password checks at once (64 MiB each); beyond, logins get a 429 at once (issue #23)
+    login_max_concurrent_checks: int = Field(default=2, ge=1)
 
     # database
     database_url: str | None = None  # default sqlite:///<state>/api.db

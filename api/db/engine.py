@@ -21,7 +21,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from accidents.store.database import database_engine
+from accidents.store.database import database_engine, migration_lock
 from api.db.models import Base, User
 
 
@@ -31,7 +31,9 @@ class Database:
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_all(self) -> None:
-        Base.metadata.create_all(self.engine)
+        with self.engine.begin() as connection:  # replicas starting together: one after the other
+            migration_lock(connection, "accidents-users-schema")
+            Base.metadata.create_all(connection)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -1,4 +1,4 @@
-"""POST /auth/token: OAuth2 password form -> signed JWT (throttled on failures)."""
+"""POST /auth/token: OAuth2 password form -> signed JWT (throttled on failures, password checks bounded)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,16 @@ from api.deps import JwtSecretDep, SessionDep, SettingsDep, ThrottleDep, unautho
 from api.schemas import Token
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+CHECKS_BUSY_RETRY_SECONDS = 1  # a password check takes ~0.5 s: a slot is free again by then
 
 
 @router.post(
     "/token",
     response_model=Token,
-    responses={401: {"description": "wrong credentials"}, 429: {"description": "too many failed attempts"}},
+    responses={
+        401: {"description": "wrong credentials"},
+        429: {"description": "too many failed attempts, or too many logins being checked at once (Retry-After)"},
+    },
 )
 def login(
     request: Request,
@@ -37,7 +41,14 @@ def login(
             headers={"Retry-After": str(wait)},
         )
     user = find_user(session, form.username)
-    valid, new_hash = verify_password(form.password, user.password_hash if user else None)
+    with throttle.check_slot() as checking:
+        if not checking:  # every slot busy (64 MiB each): refuse now rather than queue
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"too many logins at once: retry in {CHECKS_BUSY_RETRY_SECONDS} s",
+                headers={"Retry-After": str(CHECKS_BUSY_RETRY_SECONDS)},
+            )
+        valid, new_hash = verify_password(form.password, user.password_hash if user else None)
     if user is None or not valid or user.disabled:
         throttle.failure(form.username, client)
         raise unauthorized("incorrect username or password, or account disabled")

@@ -6,6 +6,7 @@ PostgreSQL + S3, Airflow's Helm values with the CeleryExecutor. Nothing here tal
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -80,6 +81,15 @@ def test_api_probes_resources_and_autoscaling():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     refs = {ref.get("configMapRef", ref.get("secretRef", {})).get("name") for ref in container["envFrom"]}
     assert refs == {"accidents-config", "accidents-api"}
+
+
+def test_api_believes_x_forwarded_for_from_the_ingress_only():
+    """Issue #23 item 1: uvicorn's FORWARDED_ALLOW_IPS names networks, never every client."""
+    container = by_kind("Deployment", "accidents-api")["spec"]["template"]["spec"]["containers"][0]
+    assert not any(arg.startswith("--forwarded-allow-ips") for arg in container["command"]), container["command"]
+    (trusted,) = [item["value"] for item in container["env"] if item["name"] == "FORWARDED_ALLOW_IPS"]
+    networks = [ipaddress.ip_network(entry.strip()) for entry in trusted.split(",")]  # "*" raises here
+    assert all(network.prefixlen >= 8 for network in networks), networks
 
 
 def test_mlflow_on_postgresql_and_s3_without_secrets_in_files():

@@ -1,7 +1,8 @@
 """The scale-out stack (docker-compose.scale.yml), checked from outside: published ports, the S3
 API and `docker compose` to stop and start one API replica. In file order:
 
-1. both API replicas and the load balancer are ready, and the replicas share the users and the
+1. both API replicas and the load balancer are ready, the replicas take the client address from
+   HAProxy's X-Forwarded-For entry, not the client's, and they share the users and the
    prediction log (PostgreSQL);
 2. an admin's POST /retrain on the load balancer runs the DAG to success on the Celery workers,
    its stages spread over both workers (Airflow's task instances say which host ran what);
@@ -130,6 +131,36 @@ def test_replicas_and_load_balancer_are_ready(stack):
     # one replica's token works on the other: same JWT secret, same users database
     other = requests.get(f"{stack.api2}/model", headers=token(stack.api1, stack), timeout=30)
     assert other.status_code == 200, other.text
+
+
+def logged_client(stack, request_id: str) -> str | None:
+    """The client address the replica that served `request_id` logged (its JSON request line)."""
+    for line in compose(stack, "logs", "--no-color", "--no-log-prefix", "api", "api-2").splitlines():
+        if request_id in line and line.lstrip().startswith("{"):
+            return json.loads(line)["client"]
+    raise AssertionError(f"request {request_id} not in the replicas' logs")
+
+
+def test_the_replicas_believe_haproxy_not_the_client_about_the_client_address(stack):
+    """Issue #23 item 1 behind HAProxy: a spoofed X-Forwarded-For is neither the client (the
+    address HAProxy appended is) nor ignored wholesale (HAProxy's own address is not the client);
+    30 wrong logins, each with its own spoofed entry, meet a 429 before the 25th."""
+    spoofed = "198.51.100.77"
+    answer = requests.get(f"{stack.lb}/health", headers={"X-Forwarded-For": spoofed}, timeout=15)
+    client = logged_client(stack, answer.headers["x-request-id"])
+    config = json.loads(compose(stack, "config", "--format", "json"))
+    trusted = config["services"]["api"]["environment"]["FORWARDED_ALLOW_IPS"]  # HAProxy's address
+    assert client not in (spoofed, trusted, None), client
+    statuses = [
+        requests.post(
+            f"{stack.lb}/auth/token",
+            data={"username": "xff-probe", "password": f"guess-{index}"},  # not admin: later tests log in
+            headers={"X-Forwarded-For": f"198.51.100.{index + 1}"},
+            timeout=30,
+        ).status_code
+        for index in range(30)
+    ]
+    assert 429 in statuses[:24] and set(statuses) == {401, 429}, statuses
 
 
 def test_prediction_log_is_shared_by_the_replicas(stack):

@@ -6,15 +6,26 @@ optionally a `synchronous` level. Servers (PostgreSQL): pre-ping, so a restarted
 not fail the first request after it, and the same timeout as `lock_timeout`: a row or table lock
 held by another writer fails the statement after it (LockNotAvailable, an OperationalError) instead
 of hanging.
+
+Schema changes at start (the users tables, the prediction log's migrations) run inside
+`migration_lock`: on PostgreSQL a transaction-scoped advisory lock, so replicas that start together
+(Kubernetes starts both at once) change the schema one after the other, the second finding it
+done. Without it the second failed on PostgreSQL's catalog (UniqueViolation on
+pg_type_typname_nsp_index) in the first of the rounds tests/api/test_concurrent_start.py runs.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine, make_url
+
+# How long a replica waits for another's schema change before failing its start (the log's
+# migrations run in a child process with the same bound: accidents.store.prediction_log).
+MIGRATION_LOCK_WAIT_SECONDS = 120
 
 
 def database_engine(url: str, busy_timeout_seconds: float = 5.0, synchronous: str | None = None) -> Engine:
@@ -39,3 +50,14 @@ def database_engine(url: str, busy_timeout_seconds: float = 5.0, synchronous: st
 
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def migration_lock(connection: Connection, name: str) -> None:
+    """Take the schema-change lock `name` for the rest of `connection`'s transaction (PostgreSQL:
+    an advisory lock, waited for up to MIGRATION_LOCK_WAIT_SECONDS). SQLite: nothing to do, its
+    write lock already serializes the DDL of processes sharing the file."""
+    if connection.dialect.name != "postgresql":
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    connection.execute(text(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_WAIT_SECONDS}s'"))
+    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -43,7 +43,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from accidents.config import project_dir
 from accidents.features import FEATURE_NAMES
-from accidents.store.database import database_engine
+from accidents.store.database import database_engine, migration_lock
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -155,6 +155,7 @@ def migrate(url: str) -> str:
     engine = create_log_engine(url)
     try:
         with engine.begin() as connection:
+            migration_lock(connection, "accidents-prediction-log-schema")  # another replica's: wait, then no-op
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = connection

@@ -21,20 +21,41 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "no model loaded yet, or the users database does not answer"}})
+@router.get(
+    "/ready",
+    responses={
+        503: {
+            "description": "no model loaded yet, or the users database has not answered for longer than tokens may be served from their last known state"
+        }
+    },  # noqa: E501
+)
 async def ready(models: ModelServiceDep, users_database: UsersDatabaseDep) -> JSONResponse:
-    """Readiness: a model is loaded and the users database answers (its last probe or lookup).
-    While it does not, /predict still serves tokens from their last known state (bounded)."""
+    """Readiness: a model is loaded and /predict can answer known tokens.
+
+    While the users database does not answer, /predict serves tokens from their last known state
+    for AUTH_MAX_STALE_SECONDS: the replica can still serve, so /ready says 200 with
+    `users_database: "down"` and `degraded: true`. Load balancers (HAProxy, the Kubernetes readiness
+    probe) route on /ready, and every replica shares the database: a 503 here would take all of them
+    out at once and turn a users-database outage into a full one. Past that bound it cannot serve:
+    503.
+    """
     served = models.current
     if served is None:
         return JSONResponse({"status": "not ready", "detail": NO_MODEL}, status_code=503)
-    if not users_database.available:
-        staleness = round(users_database.staleness(), 1)
-        detail = {"status": "not ready", "detail": USERS_DATABASE_UNAVAILABLE, "users_database_down_seconds": staleness}
+    down_for = round(users_database.staleness(), 1)
+    if not users_database.available and down_for >= users_database.cache.max_stale:
+        detail = {"status": "not ready", "detail": USERS_DATABASE_UNAVAILABLE, "users_database_down_seconds": down_for}
         return JSONResponse(detail, status_code=503)
-    return JSONResponse(
-        {"status": "ready", "model_version": served.version, "source": served.source, "degraded": models.degraded}
-    )
+    body = {
+        "status": "ready",
+        "model_version": served.version,
+        "source": served.source,
+        "degraded": models.degraded or not users_database.available,
+        "users_database": "up" if users_database.available else "down",
+    }
+    if not users_database.available:
+        body["users_database_down_seconds"] = down_for
+    return JSONResponse(body)
 
 
 @router.get("/metrics", response_class=Response)

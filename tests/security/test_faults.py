@@ -474,7 +474,8 @@ def test_postgresql_server_gone_is_a_clear_503_and_serving_goes_on(tmp_path, app
     assert time.monotonic() - started < 30
     assert api.get("/health").status_code == 200
     deadline = time.monotonic() + 30
-    while (ready := api.get("/ready")).status_code == 200 and time.monotonic() < deadline:
+    while (ready := api.get("/ready")).json().get("users_database") != "down" and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert ready.status_code == 503 and "users database unavailable" in ready.json()["detail"]
+    # still in rotation (known tokens are served), and it says why it is degraded
+    assert ready.status_code == 200 and ready.json()["users_database"] == "down", ready.text
     assert api.post("/predict", json=SEED, headers=admin).status_code == 200

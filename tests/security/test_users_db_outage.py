@@ -173,11 +173,13 @@ def create_user(url: str, admin: dict[str, str], username: str) -> dict[str, str
 
 
 def assert_outage_behaviour(api: ApiServer, admin: dict[str, str]) -> None:
-    """During the outage: known tokens predict, logins and /ready answer 503, /health 200."""
+    """During the outage: known tokens predict, logins answer 503, /ready 200 but says the users
+    database is down (the replica still serves: a 503 would take every replica out of the load
+    balancer at once), /health 200."""
     time.sleep(CACHE_SECONDS + 0.5)  # the admin's cached state has expired: the DB would be asked
     assert predict(api.url, admin).status_code == 200
-    wait_status(api.url, "/ready", 503)
-    assert "users database" in get(api.url, "/ready").json()["detail"]
+    ready = wait_users_database(api.url, "down")
+    assert ready["degraded"] is True and ready["users_database_down_seconds"] > 0
     assert get(api.url, "/health").status_code == 200
     assert_users_db_unavailable(token_for(api.url, "admin", "admin123"))
     for _ in range(5):
@@ -188,8 +190,20 @@ def assert_outage_behaviour(api: ApiServer, admin: dict[str, str]) -> None:
     assert metric(api.url, "auth_fallbacks_total") >= 5
 
 
+def wait_users_database(url: str, state: str, within: float = 30) -> dict:
+    """/ready's body once it answers 200 with users_database == state (the test fails otherwise)."""
+    deadline = time.monotonic() + within
+    while True:
+        answer = get(url, "/ready")
+        if answer.status_code == 200 and answer.json()["users_database"] == state:
+            return answer.json()
+        assert time.monotonic() < deadline, f"/ready never said users_database={state}: {answer.text}"
+        time.sleep(0.2)
+
+
 def assert_recovered(api: ApiServer) -> None:
-    wait_status(api.url, "/ready", 200)
+    ready = wait_users_database(api.url, "up")
+    assert "users_database_down_seconds" not in ready
     admin = login(api.url)
     assert predict(api.url, admin).status_code == 200
     assert metric(api.url, "users_database_up") == 1
@@ -241,6 +255,8 @@ def test_past_the_maximum_staleness_predict_fails_closed(outage_api, postgres_se
         time.sleep(0.5)
     assert_users_db_unavailable(answer)
     assert metric(api.url, "auth_fallbacks_total") >= 2
+    wait_status(api.url, "/ready", 503)  # past the bound the replica cannot serve: out of rotation
+    assert "users database" in get(api.url, "/ready").json()["detail"]
     restart(postgres_server)
     wait_status(api.url, "/ready", 200)
     assert predict(api.url, admin).status_code == 200  # the same token: the state is fresh again

@@ -116,6 +116,7 @@ COMPOSE_BASE_URLS="api=$api_url,mlflow=$mlflow_url,airflow=$airflow_url,promethe
 COMPOSE_ADMIN_USERNAME="$(get ADMIN_USERNAME)" COMPOSE_ADMIN_PASSWORD="$(get ADMIN_PASSWORD)" \
 COMPOSE_AIRFLOW_USERNAME="$(get AIRFLOW_ADMIN_USERNAME)" COMPOSE_AIRFLOW_PASSWORD="$(get AIRFLOW_ADMIN_PASSWORD)" \
 COMPOSE_API_ENVIRONMENT="$(get API_ENVIRONMENT)" \
+MLFLOW_TRACKING_USERNAME="$(get MLFLOW_AUTH_ADMIN_USERNAME)" MLFLOW_TRACKING_PASSWORD="$(get MLFLOW_AUTH_ADMIN_PASSWORD)" \
   "$project_dir/.venv/bin/pytest" "$project_dir/tests/compose" -p no:cacheprovider -v
 rc=$?
 lap "checks (pytest)" $t
@@ -148,6 +149,24 @@ if [ $rc = 0 ]; then
   done
 fi
 lap "dvc private dirs" $t
+
+# Secrets wider than needed (issue #23 item 10): Airflow's containers hold neither the API's JWT
+# secret, nor its admin password variable, nor a URL of the users database or as its role.
+t=$SECONDS
+if [ $rc = 0 ]; then
+  for service in airflow-scheduler airflow-api-server airflow-dag-processor; do
+    dc exec -T "$service" env >"$work/env-$service.txt" 2>&1 || rc=1
+    leaked="$( { grep -E '^(JWT_SECRET|ADMIN_PASSWORD|DATABASE_URL)=|//api:|/api$' "$work/env-$service.txt"
+                 grep -F -e "$(get API_DB_PASSWORD)" -e "$(get JWT_SECRET)" "$work/env-$service.txt"; } | cut -d= -f1 | sort -u)"
+    if [ -n "$leaked" ]; then
+      say "$service holds the API's secrets: $leaked"
+      rc=1
+    else
+      say "$service: no JWT secret, admin password or users-database URL in its environment"
+    fi
+  done
+fi
+lap "airflow env" $t
 
 if [ $rc != 0 ]; then
   dc logs --no-color --tail 150 >"$work/logs.txt" 2>&1

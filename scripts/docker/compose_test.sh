@@ -168,6 +168,24 @@ if [ $rc = 0 ]; then
 fi
 lap "airflow env" $t
 
+# MLflow's store URIs and passwords reach it by environment: no process in its container shows
+# one on its command line (what `ps` lists to every local user).
+t=$SECONDS
+if [ $rc = 0 ]; then
+  dc exec -T mlflow /app/.venv/bin/python -c "import pathlib
+for p in pathlib.Path('/proc').glob('[0-9]*/cmdline'):
+    print(p.read_bytes().replace(b'\0', b' ').decode(errors='replace'))" >"$work/mlflow-cmdlines.txt" 2>&1 || rc=1
+  if grep -qF -e "$(get MLFLOW_DB_PASSWORD)" -e "$(get MLFLOW_AUTH_ADMIN_PASSWORD)" -e postgresql "$work/mlflow-cmdlines.txt" \
+     || ! grep -q "basic-auth" "$work/mlflow-cmdlines.txt"; then
+    cat "$work/mlflow-cmdlines.txt"
+    say "MLflow's command line shows a store URI or password (or runs without basic auth)"
+    rc=1
+  else
+    say "mlflow: basic auth on, no store URI or password on any command line"
+  fi
+fi
+lap "mlflow command line" $t
+
 if [ $rc != 0 ]; then
   dc logs --no-color --tail 150 >"$work/logs.txt" 2>&1
   tail -n 250 "$work/logs.txt"

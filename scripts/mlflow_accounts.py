@@ -15,7 +15,8 @@ API then serves (issue #23 item 5). The accounts:
     promoter  MLFLOW_PROMOTER_USERNAME / MLFLOW_PROMOTER_PASSWORD    optional: EDIT on registered
               models only, for the API's admin route POST /model/promote
 
-A client logs in with MLflow's own variables MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
+It also creates the registered model (accidents.config.MODEL_NAME, or MLFLOW_REGISTERED_MODEL)
+when missing. A client logs in with MLflow's own variables MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
 Passwords already set are updated to the configured ones (the settings win, as for Airflow's).
 
     python scripts/mlflow_accounts.py http://mlflow:5000     (reads the variables above)
@@ -32,6 +33,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from accidents.config import MODEL_NAME
 
 USERS = "/api/2.0/mlflow/users"
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
@@ -105,6 +108,14 @@ class AuthAdmin:
         if status != 200:
             raise AccountError(f"setting the password of MLflow user {account.username!r}: HTTP {status} {answer}")
 
+    def ensure_registered_model(self, name: str) -> None:
+        """Create the registered model (as the admin) when missing: the auth app denies every read
+        of a model that does not exist yet (403, even for the alias lookup of a first start), and
+        a model its creator made would give that creator MANAGE on it."""
+        status, answer = self.call("POST", "/api/2.0/mlflow/registered-models/create", {"name": name})
+        if status != 200 and answer.get("error_code") != "RESOURCE_ALREADY_EXISTS":
+            raise AccountError(f"creating the registered model {name!r}: HTTP {status} {answer}")
+
     def ensure_grant(self, username: str, resource_type: str, permission: str) -> None:
         body = {"username": username, "resource_type": resource_type, "resource_id": "*", "permission": permission}
         status, answer = self.call("POST", GRANT, body)
@@ -122,6 +133,7 @@ def provision(url: str, env: Mapping[str, str]) -> list[Account]:
     if status != 200:
         raise AccountError(f"the MLflow admin login is refused at {url}: HTTP {status} {answer.get('message', '')}")
     accounts = accounts_from_env(env)
+    admin.ensure_registered_model(env.get("MLFLOW_REGISTERED_MODEL") or MODEL_NAME)
     for account in accounts:
         admin.ensure_user(account)
         for resource_type, permission in ROLE_GRANTS[account.role]:

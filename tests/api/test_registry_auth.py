@@ -99,6 +99,17 @@ def test_anonymous_request_cannot_move_champion(registry):
     assert requests.get(registry.uri + "/health", timeout=10).status_code == 200  # healthchecks need no login
 
 
+def test_first_start_reads_as_no_champion_not_as_refused(registry, monkeypatch, tmp_path):
+    """Before the first model, the API's account gets "no champion" (the trainer then trains), not
+    the 403 the auth app answers for a registered model that does not exist yet."""
+    as_account(registry, "api", monkeypatch)
+    service = ModelService(registry.uri, tmp_path / "champion.zip", 0, 10)
+    try:
+        assert service.registry.champion_version() is None
+    finally:
+        service.stop()
+
+
 def test_only_the_pipeline_account_moves_champion(registry, monkeypatch, tmp_path):
     version = register(registry, "0.4", monkeypatch)
     refused = move_champion(registry, version, auth=registry.login("api"))

@@ -8,6 +8,10 @@
    and the retraining DAG is loaded, prints the URLs and credentials, then streams prefixed logs
    (copies in logs/<service>.log). Stopping stops every process it started, by PID.
 
+Each service gets only the variables it uses (allow-lists SYSTEM, PIPELINE, MLFLOW_SERVER, AIRFLOW,
+API below): MLflow, Airflow and the pipeline never see the API's JWT secret or admin password.
+MLflow runs without its basic auth here (loopback only; see mlflow_env); compose turns it on.
+
 Settings (environment, or the project's .env file; the environment wins):
     STACK_HOST (127.0.0.1)  API_PORT (8000)  MLFLOW_PORT (5000)  AIRFLOW_PORT (8080)
     AIRFLOW_USERNAME / AIRFLOW_PASSWORD   Airflow's admin login, also used by the API (default: the demo login)
@@ -55,6 +59,7 @@ from stack_supervisor import (
 from accidents import config
 from accidents.stack.prometheus_config import write_config
 from api.core.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, DEMO_AIRFLOW_PASSWORD, DEMO_AIRFLOW_USERNAME
+from api.core.config import Settings as ApiSettings
 
 PROJECT = Path(__file__).resolve().parents[1]
 # Access-log lines of health polls: kept in logs/<service>.log, not echoed on the console.
@@ -153,18 +158,67 @@ def switch(env: dict[str, str], name: str) -> bool:
 # ---------------------------------------------------------------------------------- environments
 
 
-def base_env(s: Settings) -> dict[str, str]:
+# Each service starts from the variables it uses, never the whole environment + .env: .env holds
+# the API's JWT secret and admin password, which MLflow, Airflow and the pipeline have no use for
+# (issue #23 item 10). Names are allow-listed per service; prefixes cover a family.
+SYSTEM = (
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "PYTHONPATH", "PYTHONDONTWRITEBYTECODE", "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+)  # fmt: skip
+# what a pipeline run reads (DVC stages, retraining_run.sh): data source, DVC, S3 remote, MLflow login
+PIPELINE = (
+    "BAAC_", "DVC_", "AWS_", "GIT_", "STATE_DIR", "ACCIDENTS_STAGE_EXCHANGE", "ACCIDENTS_RUN_REASON",
+    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL",
+)  # fmt: skip
+# MLflow's server: its own MLFLOW_* settings, but not the basic-auth admin's password (auth stays off
+# under `make run`: see mlflow_env) nor the clients' logins
+MLFLOW_SERVER = ("MLFLOW_", "AWS_")
+MLFLOW_SERVER_DENIED = ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_", "MLFLOW_PIPELINE_", "MLFLOW_API_",
+                        "MLFLOW_PROMOTER_")  # fmt: skip
+# the DAGs' tasks run the pipeline and the monitoring jobs; Airflow's own AIRFLOW__* settings
+AIRFLOW = (
+    *PIPELINE, "AIRFLOW__", "PREDICTION_LOG_URL", "ACCIDENTS_RETRAIN_SCHEDULE", "ACCIDENTS_MONITORING_SCHEDULE",
+    "ACCIDENTS_MONITORING_DAG_ID", "ACCIDENTS_TASK_QUEUES",
+)  # fmt: skip
+# the API: its settings (api.core.config.Settings, one variable per field) and what its local
+# retraining (retraining_run.sh in a child process) and the registry client read
+API = (*PIPELINE, *(name.upper() for name in ApiSettings.model_fields), "MLFLOW_PROMOTER_USERNAME",
+       "MLFLOW_PROMOTER_PASSWORD")  # fmt: skip
+
+
+def allowed(env: dict[str, str], names: tuple[str, ...], denied: tuple[str, ...] = ()) -> dict[str, str]:
+    """The variables of `env` named in SYSTEM or `names` (an entry ending in "_" is a prefix), minus `denied`."""
+
+    def matches(key: str, entries: tuple[str, ...]) -> bool:
+        return any(key == entry or (entry.endswith("_") and key.startswith(entry)) for entry in entries)
+
+    return {key: value for key, value in env.items() if matches(key, (*SYSTEM, *names)) and not matches(key, denied)}
+
+
+def base_env(s: Settings, names: tuple[str, ...] = PIPELINE) -> dict[str, str]:
+    """A service's environment: its allow-listed variables, the project and MLflow's URL."""
     return {
-        **s.env,
+        **allowed(s.env, names),
         config.ENV_PROJECT_DIR: str(s.project),
         config.ENV_TRACKING_URI: s.mlflow_url,
         "PYTHONUNBUFFERED": "1",
     }
 
 
+def pipeline_env(s: Settings) -> dict[str, str]:
+    """The first pipeline run's (retraining_run.sh)."""
+    return base_env(s, PIPELINE)
+
+
 def mlflow_env(s: Settings) -> dict[str, str]:
+    """MLflow's server. Without basic auth: it listens on loopback only, and `make pipeline`,
+    `make monitor`, `make realized`, `make bench` and the tests run from other shells against it,
+    which would all need a login (docs/security.md). Compose turns the auth on."""
     return {
-        **base_env(s),
+        **allowed(s.env, MLFLOW_SERVER, MLFLOW_SERVER_DENIED),
+        config.ENV_PROJECT_DIR: str(s.project),
+        "PYTHONUNBUFFERED": "1",
         "MLFLOW_HOST": s.host,
         "MLFLOW_PORT": str(s.mlflow_port),
         "MLFLOW_STATE_DIR": s.env.get("MLFLOW_STATE_DIR") or str(config.Paths(s.project).mlruns),
@@ -175,7 +229,7 @@ def airflow_env(s: Settings, secret: dict[str, str]) -> dict[str, str]:
     home = s.airflow_home
     venv_bin = s.project / ".venv-airflow" / "bin"
     return {
-        **base_env(s),
+        **base_env(s, AIRFLOW),
         "PATH": f"{venv_bin}:{s.env.get('PATH', '/usr/bin:/bin')}",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(s.project / "airflow" / "dags"),
@@ -216,7 +270,7 @@ def airflow_env(s: Settings, secret: dict[str, str]) -> dict[str, str]:
 
 def api_env(s: Settings) -> dict[str, str]:
     return {
-        **base_env(s),
+        **base_env(s, API),
         "AIRFLOW_API_URL": s.airflow_url,
         "AIRFLOW_USERNAME": s.airflow_username,
         "AIRFLOW_PASSWORD": s.airflow_password,
@@ -262,7 +316,7 @@ def start_prometheus(s: Settings, sup: Supervisor, binary: str) -> Service:
     config_file = write_config(folder / "prometheus.yml", [f"{s.host}:{s.api_port}"])
     cmd = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={folder / 'data'}",
            f"--web.listen-address={s.host}:{s.prometheus_port}", "--storage.tsdb.retention.time=15d"]  # fmt: skip
-    return sup.start("prometheus", cmd, base_env(s), s.project)
+    return sup.start("prometheus", cmd, base_env(s, ()), s.project)
 
 
 def check_venvs(s: Settings) -> None:
@@ -425,7 +479,7 @@ def start_stack(s: Settings, sup: Supervisor) -> float:
 
     if not registry_has_champion(s):
         sup.say(f"no '{config.CHAMPION_ALIAS}' in the registry yet: running the pipeline once (./retraining_run.sh)")
-        code = sup.run("pipeline", [str(s.project / "retraining_run.sh"), "--force"], base_env(s), s.project)
+        code = sup.run("pipeline", [str(s.project / "retraining_run.sh"), "--force"], pipeline_env(s), s.project)
         if code != 0:
             raise StackError(f"the first pipeline run failed (exit {code}): see {s.logs / 'pipeline.log'}")
         if not registry_has_champion(s):

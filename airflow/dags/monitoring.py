@@ -18,6 +18,10 @@ This file imports nothing from the project; every task calls a venv binary by ab
     ACCIDENTS_MONITORING_DAG_ID    this DAG's id (default "monitoring")
     ACCIDENTS_DAG_ID, ACCIDENTS_PROJECT_DIR, ACCIDENTS_SCHEDULE_START: as in retraining.py
     MLFLOW_TRACKING_URI, PREDICTION_LOG_URL, STATE_DIR, BAAC_*, ACCIDENTS_AIRFLOW_*: passed to the jobs
+
+Secrets (the prediction log's URL with its password, MLflow's and Airflow's logins) never go in
+the BashOperators' `env`: it is a templated field, which Airflow's UI shows rendered to anyone who
+can read the DAG. The jobs inherit them from the task process's environment (append_env) instead.
 """
 
 from __future__ import annotations
@@ -39,14 +43,20 @@ PYTHON = PROJECT_DIR / ".venv" / "bin" / "python"
 MONITORING_PYTHON = PROJECT_DIR / ".venv-monitoring" / "bin" / "python"
 MONITORING_DAG_ID = os.environ.get("ACCIDENTS_MONITORING_DAG_ID") or "monitoring"
 PASS_THROUGH = (
-    "MLFLOW_TRACKING_URI", "PREDICTION_LOG_URL", "STATE_DIR", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL",
-    "ACCIDENTS_AIRFLOW_URL", "ACCIDENTS_AIRFLOW_USERNAME", "ACCIDENTS_AIRFLOW_PASSWORD", "AIRFLOW__API__BASE_URL",
+    "MLFLOW_TRACKING_URI", "STATE_DIR", "BAAC_DATA_DIR", "BAAC_OFFLINE", "BAAC_BASE_URL",
+    "ACCIDENTS_AIRFLOW_URL", "ACCIDENTS_AIRFLOW_USERNAME", "AIRFLOW__API__BASE_URL",
     "ACCIDENTS_DAG_ID", "HOME", "LANG",
 )  # fmt: skip
+SECRETS = ("PREDICTION_LOG_URL", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "ACCIDENTS_AIRFLOW_PASSWORD")
 
 
 def job_env(python: Path) -> dict[str, str]:
+    """What a job's task shows (rendered) in the UI: no secret (SECRETS come by append_env)."""
     return {**helpers.cli_env(python, PROJECT_DIR, PASS_THROUGH), "PYTHONUNBUFFERED": "1"}
+
+
+def secret_env() -> dict[str, str]:
+    return {name: os.environ[name] for name in SECRETS if os.environ.get(name)}
 
 
 def job_command(python: Path, module: str) -> str:
@@ -57,13 +67,14 @@ def job(task_id: str, python: Path, module: str) -> BashOperator:
     """`python -m module` from that venv, in the project folder, as a task of the DAG being built."""
     return BashOperator(
         task_id=task_id, bash_command=job_command(python, module), cwd=str(PROJECT_DIR), env=job_env(python),
-        execution_timeout=timedelta(minutes=30), retries=0,
+        append_env=True, execution_timeout=timedelta(minutes=30), retries=0,
     )  # fmt: skip
 
 
 def run_decision() -> dict:
     """The project's answer (JSON on stdout of `python -m accidents.monitoring.retrain_decision`)."""
-    return helpers.run_json_cli(PYTHON, "accidents.monitoring.retrain_decision", PROJECT_DIR, job_env(PYTHON))
+    env = {**job_env(PYTHON), **secret_env()}  # read at run time, in the task: shown nowhere
+    return helpers.run_json_cli(PYTHON, "accidents.monitoring.retrain_decision", PROJECT_DIR, env)
 
 
 @task.short_circuit(trigger_rule="all_done", retries=1, execution_timeout=timedelta(minutes=10))

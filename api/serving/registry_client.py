@@ -8,11 +8,19 @@ tracing, data and gateway modules, +50 MB of the API's resident memory for four 
 (measured: README, Benchmarks). The pipeline keeps the official client (accidents.model.registry).
 
 The model file is loaded exactly as the pipeline's own copy is: skops with our allow-list
-(accidents.model.model_store), then the contract check.
+(accidents.model.model_store), then the contract check. Before that, the version's serving
+metadata must be in range (check_serving_metadata): a registry tag is text anyone with EDIT on the
+model can write, and `float("nan")` or `float("5")` parse; a NaN threshold would call every
+accident "not severe", 5 likewise, silently. Such a version is rejected and the current one kept.
+
+Credentials: MLflow's own MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD (a READ account:
+the API cannot move an alias); the admin routes' writes (promotion) use
+MLFLOW_PROMOTER_USERNAME / MLFLOW_PROMOTER_PASSWORD when set (scripts/mlflow_accounts.py).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,8 +31,15 @@ from urllib.parse import quote, urlparse
 import httpx
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME
-from accidents.model.model_store import MODEL_FILE, ModelBundle, ModelLoadError, check_model, loads_model
-from accidents.model.registry import metadata_from
+from accidents.model.model_store import (
+    MODEL_FILE,
+    ModelBundle,
+    ModelLoadError,
+    ModelMetadata,
+    check_model,
+    loads_model,
+)
+from accidents.model.registry import TAG_THRESHOLD, metadata_from
 
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
@@ -55,6 +70,7 @@ class MlflowRegistry:
         self._usable = self.tracking_uri.startswith(("http://", "https://"))
         self._http = httpx.Client(base_url=self.tracking_uri, timeout=timeout_seconds, auth=_auth_from_env())
         self._http.headers.update(_token_header_from_env())
+        self._write_auth = _auth_from_env("MLFLOW_PROMOTER_")  # None: the reading account writes too
 
     def close(self) -> None:
         self._http.close()
@@ -87,7 +103,9 @@ class MlflowRegistry:
             run = self._get_json("/runs/get", {"run_id": version.run_id}, "run")
             with _unexpected_answer("/runs/get"):
                 metrics = {metric["key"]: float(metric["value"]) for metric in run.get("data", {}).get("metrics", ())}
-        metadata = metadata_from(version.name, version.version, version.run_id, version.tags, metrics)
+        metadata = check_serving_metadata(
+            metadata_from(version.name, version.version, version.run_id, version.tags, metrics)
+        )
         where = {"name": version.name, "version": version.version}
         artifact_uri = self._get_json("/model-versions/get-download-uri", where, "artifact_uri")
         model = loads_model(self._download(artifact_uri, MODEL_FILE, version.version))
@@ -135,7 +153,9 @@ class MlflowRegistry:
         if not self._usable:
             self._request(API + endpoint)  # raises the clear "must be an http(s) URL" error
         try:
-            response = self._http.request(method, API + endpoint, json=body)
+            response = self._http.request(
+                method, API + endpoint, json=body, auth=self._write_auth or httpx.USE_CLIENT_DEFAULT
+            )
         except httpx.HTTPError as error:
             raise RegistryError(f"MLflow at {self.tracking_uri} is unreachable: {error!r}") from error
         _raise_for_error(response)
@@ -194,9 +214,23 @@ def _raise_for_error(response: httpx.Response) -> None:
     raise RegistryError(f"MLflow answered {response.status_code} {code or ''}: {message or response.text[:200]}", code)
 
 
-def _auth_from_env() -> httpx.BasicAuth | None:
-    """The official client's credential variables, so a server behind MLflow's basic auth works too."""
-    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+def check_serving_metadata(metadata: ModelMetadata) -> ModelMetadata:
+    """`metadata` when every value serving relies on is in range; else ModelLoadError saying which."""
+    threshold = metadata.threshold
+    if not math.isfinite(threshold) or not 0.0 < threshold < 1.0:
+        raise ModelLoadError(
+            f"version {metadata.version} has {TAG_THRESHOLD}={threshold!r}: a probability threshold "
+            "must be a finite number strictly between 0 and 1"
+        )
+    odd = sorted(key for key, value in metadata.metrics.items() if not math.isfinite(value))
+    if odd:
+        raise ModelLoadError(f"version {metadata.version} has non-finite metrics: {', '.join(odd)}")
+    return metadata
+
+
+def _auth_from_env(prefix: str = "MLFLOW_TRACKING_") -> httpx.BasicAuth | None:
+    """The official client's credential variables (or another prefix's), for MLflow's basic auth."""
+    username, password = os.environ.get(prefix + "USERNAME"), os.environ.get(prefix + "PASSWORD")
     return httpx.BasicAuth(username, password) if username and password else None
 
 

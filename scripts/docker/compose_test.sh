@@ -116,6 +116,7 @@ COMPOSE_BASE_URLS="api=$api_url,mlflow=$mlflow_url,airflow=$airflow_url,promethe
 COMPOSE_ADMIN_USERNAME="$(get ADMIN_USERNAME)" COMPOSE_ADMIN_PASSWORD="$(get ADMIN_PASSWORD)" \
 COMPOSE_AIRFLOW_USERNAME="$(get AIRFLOW_ADMIN_USERNAME)" COMPOSE_AIRFLOW_PASSWORD="$(get AIRFLOW_ADMIN_PASSWORD)" \
 COMPOSE_API_ENVIRONMENT="$(get API_ENVIRONMENT)" \
+MLFLOW_TRACKING_USERNAME="$(get MLFLOW_AUTH_ADMIN_USERNAME)" MLFLOW_TRACKING_PASSWORD="$(get MLFLOW_AUTH_ADMIN_PASSWORD)" \
   "$project_dir/.venv/bin/pytest" "$project_dir/tests/compose" -p no:cacheprovider -v
 rc=$?
 lap "checks (pytest)" $t
@@ -148,6 +149,42 @@ if [ $rc = 0 ]; then
   done
 fi
 lap "dvc private dirs" $t
+
+# Secrets wider than needed (issue #23 item 10): Airflow's containers hold neither the API's JWT
+# secret, nor its admin password variable, nor a URL of the users database or as its role.
+t=$SECONDS
+if [ $rc = 0 ]; then
+  for service in airflow-scheduler airflow-api-server airflow-dag-processor; do
+    dc exec -T "$service" env >"$work/env-$service.txt" 2>&1 || rc=1
+    leaked="$( { grep -E '^(JWT_SECRET|ADMIN_PASSWORD|DATABASE_URL)=|//api:|/api$' "$work/env-$service.txt"
+                 grep -F -e "$(get API_DB_PASSWORD)" -e "$(get JWT_SECRET)" "$work/env-$service.txt"; } | cut -d= -f1 | sort -u)"
+    if [ -n "$leaked" ]; then
+      say "$service holds the API's secrets: $leaked"
+      rc=1
+    else
+      say "$service: no JWT secret, admin password or users-database URL in its environment"
+    fi
+  done
+fi
+lap "airflow env" $t
+
+# MLflow's store URIs and passwords reach it by environment: no process in its container shows
+# one on its command line (what `ps` lists to every local user).
+t=$SECONDS
+if [ $rc = 0 ]; then
+  dc exec -T mlflow /app/.venv/bin/python -c "import pathlib
+for p in pathlib.Path('/proc').glob('[0-9]*/cmdline'):
+    print(p.read_bytes().replace(b'\0', b' ').decode(errors='replace'))" >"$work/mlflow-cmdlines.txt" 2>&1 || rc=1
+  if grep -qF -e "$(get MLFLOW_DB_PASSWORD)" -e "$(get MLFLOW_AUTH_ADMIN_PASSWORD)" -e postgresql "$work/mlflow-cmdlines.txt" \
+     || ! grep -q "basic-auth" "$work/mlflow-cmdlines.txt"; then
+    cat "$work/mlflow-cmdlines.txt"
+    say "MLflow's command line shows a store URI or password (or runs without basic auth)"
+    rc=1
+  else
+    say "mlflow: basic auth on, no store URI or password on any command line"
+  fi
+fi
+lap "mlflow command line" $t
 
 if [ $rc != 0 ]; then
   dc logs --no-color --tail 150 >"$work/logs.txt" 2>&1

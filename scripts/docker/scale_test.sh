@@ -69,6 +69,7 @@ url() { echo "http://127.0.0.1:$(get "$1")"; }
 SCALE_URLS="lb=$(url LB_HOST_PORT),api1=$(url API_HOST_PORT),api2=$(url API2_HOST_PORT),airflow=$(url AIRFLOW_HOST_PORT),mlflow=$(url MLFLOW_HOST_PORT),s3=$(url S3_HOST_PORT)" \
 SCALE_COMPOSE="${compose_cmd[*]}" \
 SCALE_ADMIN_PASSWORD="$(get ADMIN_PASSWORD)" SCALE_AIRFLOW_PASSWORD="$(get AIRFLOW_ADMIN_PASSWORD)" \
+MLFLOW_TRACKING_USERNAME="$(get MLFLOW_AUTH_ADMIN_USERNAME)" MLFLOW_TRACKING_PASSWORD="$(get MLFLOW_AUTH_ADMIN_PASSWORD)" \
   "$project_dir/.venv/bin/pytest" "$project_dir/tests/scale" -p no:cacheprovider -v -rxP
 rc=$?
 lap "checks (pytest)" $t

@@ -73,3 +73,26 @@ def test_decide_short_circuits_on_the_projects_answer(dag, tmp_path, monkeypatch
     bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
     decide = bag.dags["monitoring"].get_task("decide").python_callable
     assert decide() is False
+
+
+def test_rendered_fields_show_no_secret_and_jobs_still_get_them(monkeypatch):
+    """The prediction log's URL (with its password), MLflow's and Airflow's logins: set where the DAG
+    is parsed, absent from every templated field as rendered (what the UI's "Rendered Template"
+    shows), and inherited by the jobs through append_env."""
+    secrets = {
+        "PREDICTION_LOG_URL": "postgresql+psycopg://monitoring:log-db-s3cret@postgres:5432/predictions",
+        "MLFLOW_TRACKING_USERNAME": "pipeline",
+        "MLFLOW_TRACKING_PASSWORD": "mlflow-s3cret-password",
+        "ACCIDENTS_AIRFLOW_PASSWORD": "airflow-s3cret-password",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
+    assert bag.import_errors == {}
+    for task_id in ("drift", "realized"):
+        task = bag.dags["monitoring"].get_task(task_id)
+        rendered = repr({field: task.render_template(getattr(task, field), {}) for field in task.template_fields})
+        for name in ("PREDICTION_LOG_URL", "MLFLOW_TRACKING_PASSWORD", "ACCIDENTS_AIRFLOW_PASSWORD"):
+            assert secrets[name] not in rendered, f"{task_id} shows {name} in its templated fields"
+        assert "log-db-s3cret" not in rendered
+        assert task.append_env is True  # the job inherits them from the task process

@@ -9,6 +9,7 @@ They run when `COMPOSE_BASE_URLS` says where a stack is up (scripts/docker/compo
     COMPOSE_AIRFLOW_USERNAME / COMPOSE_AIRFLOW_PASSWORD the Airflow admin (default admin / admin)
     COMPOSE_RUN_TIMEOUT                                 seconds a DAG run may take (default 1800)
     COMPOSE_API_ENVIRONMENT                             the stack's API_ENVIRONMENT (default local)
+    MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD MLflow's login (it runs with basic auth)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Stack:
     run_timeout: float
     environment: str
     prometheus: str | None = None
+    mlflow_login: tuple[str, str] | None = None
 
 
 def parse_urls(value: str) -> dict[str, str]:
@@ -59,6 +61,11 @@ def parse_urls(value: str) -> dict[str, str]:
     return urls
 
 
+def mlflow_login() -> tuple[str, str] | None:
+    username, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    return (username, password) if username and password else None
+
+
 @pytest.fixture(scope="session")
 def stack() -> Stack:
     urls = parse_urls(os.environ[ENV_URLS])
@@ -72,4 +79,5 @@ def stack() -> Stack:
         run_timeout=float(env("COMPOSE_RUN_TIMEOUT") or 1800),
         environment=env("COMPOSE_API_ENVIRONMENT") or "local",
         prometheus=urls.get("prometheus"),
+        mlflow_login=mlflow_login(),
     )

@@ -51,7 +51,7 @@ def airflow_get(stack, path: str, **params) -> dict:
 
 
 def mlflow_get(stack, path: str, **params) -> requests.Response:
-    return requests.get(f"{stack.mlflow}/api/2.0/mlflow/{path}", params=params, timeout=15)
+    return requests.get(f"{stack.mlflow}/api/2.0/mlflow/{path}", params=params, auth=stack.mlflow_login, timeout=15)
 
 
 def registry_champion(stack) -> dict:
@@ -137,6 +137,17 @@ def test_prometheus_scrapes_the_api_with_the_alert_rules(stack):
     (info,) = api_v1("query", query='model_info{job="accidents-api"} == 1')["result"]
     assert info["metric"]["version"] == served_model(stack)["version"]
     assert rules["NoModelLoaded"]["state"] == "inactive" and rules["AccidentsApiDown"]["state"] == "inactive"
+
+
+def test_anonymous_client_cannot_move_the_champion(stack):
+    """MLflow runs with basic auth: without a login nobody moves `champion` (the API serves it),
+    nor reads the registry; the healthcheck needs none."""
+    body = {"name": MODEL_NAME, "alias": CHAMPION_ALIAS, "version": "1"}
+    moved = requests.post(f"{stack.mlflow}/api/2.0/mlflow/registered-models/alias", json=body, timeout=15)
+    assert moved.status_code == 401, moved.text
+    read = requests.get(f"{stack.mlflow}/api/2.0/mlflow/registered-models/get", params={"name": MODEL_NAME}, timeout=15)
+    assert read.status_code == 401, read.text
+    assert requests.get(f"{stack.mlflow}/health", timeout=15).status_code == 200
 
 
 def test_first_model_is_the_registry_champion_on_real_data(stack):
@@ -267,6 +278,7 @@ def test_mlflow_lists_the_runs_and_the_alias(stack):
     runs = requests.post(
         f"{stack.mlflow}/api/2.0/mlflow/runs/search",
         json={"experiment_ids": [experiment_id], "max_results": 100},
+        auth=stack.mlflow_login,
         timeout=15,
     ).json()["runs"]
     assert len(runs) >= 2, "the trainer's run and the DAG's run"

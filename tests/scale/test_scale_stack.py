@@ -58,7 +58,9 @@ def airflow_get(stack, path: str, **params) -> dict:
 
 
 def mlflow(stack, method: str, path: str, **kwargs) -> dict:
-    response = requests.request(method, f"{stack.mlflow}/api/2.0/mlflow/{path}", timeout=30, **kwargs)
+    login = (os.environ.get("MLFLOW_TRACKING_USERNAME") or "", os.environ.get("MLFLOW_TRACKING_PASSWORD") or "")
+    url = f"{stack.mlflow}/api/2.0/mlflow/{path}"  # MLflow runs with basic auth: scale_test.sh passes a login
+    response = requests.request(method, url, timeout=30, auth=login if all(login) else None, **kwargs)
     assert response.status_code == 200, f"{path}: {response.text[:500]}"
     return response.json()
 

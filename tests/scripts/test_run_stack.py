@@ -77,3 +77,35 @@ def test_a_taken_port_exits_2_before_starting_anything(tmp_path):
         )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "MLFLOW_PORT='0x' is not a TCP port" in done.stderr
+
+
+def test_each_service_gets_only_the_secrets_it_uses(tmp_path):
+    """.env holds the API's JWT secret, admin password (and hash) and users-database URL: MLflow,
+    Airflow and the first pipeline run get none of them; the API gets its own; the pipeline's
+    data source and MLflow login reach the pipeline and Airflow's tasks."""
+    (tmp_path / ".env").write_text(
+        "JWT_SECRET=jwt-secret-value-0123456789abcdef\n"
+        "ADMIN_PASSWORD=admin-password-value\n"
+        "ADMIN_PASSWORD_HASH=$argon2id$hash-value\n"
+        "DATABASE_URL=postgresql+psycopg://api:users-db-password@db/api\n"
+        "MLFLOW_AUTH_ADMIN_PASSWORD=mlflow-admin-password-value\n"
+        "BAAC_DATA_DIR=/data/baac\n"
+        "MLFLOW_TRACKING_PASSWORD=pipeline-login-value\n"
+    )
+    settings = run_stack.load_settings(tmp_path, environ={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    secret = {"airflow": run_stack.airflow_env(settings, {"jwt_secret": "a", "secret_key": "b", "fernet_key": "c",
+                                                          "created_at": "2026-01-01T00:00:00+00:00"})}  # fmt: skip
+    envs = {"mlflow": run_stack.mlflow_env(settings), "pipeline": run_stack.pipeline_env(settings), **secret}
+    api_only = ("JWT_SECRET", "ADMIN_PASSWORD", "ADMIN_PASSWORD_HASH", "DATABASE_URL")
+    for service, env in envs.items():
+        leaked = [name for name in api_only if name in env]
+        assert not leaked, f"{service} gets {leaked}"
+        values = " ".join(env.values())
+        assert "jwt-secret-value" not in values and "users-db-password" not in values, service
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in envs["mlflow"]  # auth stays off under make run: no half-on
+    assert envs["pipeline"]["BAAC_DATA_DIR"] == envs["airflow"]["BAAC_DATA_DIR"] == "/data/baac"
+    assert envs["pipeline"]["MLFLOW_TRACKING_PASSWORD"] == "pipeline-login-value"
+    assert envs["pipeline"]["PATH"] == "/usr/bin:/bin" and envs["mlflow"]["HOME"] == str(tmp_path)
+    api = run_stack.api_env(settings)
+    assert api["JWT_SECRET"].startswith("jwt-secret-value") and api["DATABASE_URL"].endswith("/api")
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in api

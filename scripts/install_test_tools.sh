@@ -13,11 +13,13 @@ command -v make >/dev/null || missing+=(make)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
+# haproxy: the scale-out load balancer's retry rules on a real HAProxy (tests/scale/test_haproxy_retries.py)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 if ! command -v initdb >/dev/null && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
   missing+=(postgresql)
 fi
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "install_test_tools: make, wrk, promtool, chromium and initdb are all there"
+  echo "install_test_tools: make, wrk, promtool, chromium, haproxy and initdb are all there"
   exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then

@@ -82,7 +82,7 @@ def bench_floor(project: Project, work: Path, body: Path, repeats: int, seconds:
                    floor_token(secret))}  # fmt: skip
         runs: dict[str, dict[str, list[dict[str, float]]]] = {"api": {}, "floor": {}}
         pair_ratios: dict[str, list[float]] = {"p50_c1_over_floor": [], "rps_c16_over_floor": []}
-        cpu: list[dict[str, float]] = []
+        cpu: dict[str, list[dict[str, float]]] = {"api": [], "floor": []}
         for url, token in targets.values():
             wrk(url, body, 16, 2, token)  # warm-up
         for _ in range(repeats):
@@ -90,13 +90,14 @@ def bench_floor(project: Project, work: Path, body: Path, repeats: int, seconds:
                 measured: dict[str, list[dict[str, float]]] = {"api": [], "floor": []}
                 for server in ("api", "floor", "floor", "api"):
                     url, token = targets[server]
-                    before = _cpu_of(api.pid) if server == "api" and connections > 1 else None
+                    pid = api.pid if server == "api" else floor.pid
+                    before = _cpu_of(pid) if connections > 1 else None
                     run = wrk(url, body, connections, seconds, token)
                     if run["errors"]:  # a floor answering 4xx would be measuring the wrong thing
                         raise RuntimeError(f"{server}: {run['errors']:.0f} failed requests, {connections} connections")
                     measured[server].append(run)
                     if before is not None:
-                        cpu.append(_cpu_share(before, _cpu_of(api.pid), seconds))
+                        cpu[server].append(_cpu_share(before, _cpu_of(pid), seconds, run["rps"]))
                 for server, values in measured.items():
                     runs[server].setdefault(name, []).extend(values)
                 api_mean = {key: statistics.mean(run[key] for run in measured["api"]) for key in ("p50_ms", "rps")}
@@ -120,7 +121,7 @@ def bench_floor(project: Project, work: Path, body: Path, repeats: int, seconds:
         "pair_ratios": {name: [round(value, 3) for value in values] for name, values in pair_ratios.items()},
         "ratios": ratios,
         "goals_met": {name: _met(name, value) for name, value in ratios.items()},
-        "api_cpu_share_c16": median_of(cpu) if cpu else {},
+        "cpu_c16": {server: median_of(values) for server, values in cpu.items() if values},
         "api_rss_after_runs_mb": api_rss,
         "load_average": os.getloadavg()[0],
     }
@@ -130,9 +131,13 @@ def _cpu_of(pid: int) -> dict[str, float]:
     return {"api": cpu_seconds(pid), "children": sum(cpu_seconds(child) for child in child_pids(pid))}
 
 
-def _cpu_share(before: dict[str, float], after: dict[str, float], seconds: int) -> dict[str, float]:
-    """Cores used during one run: the serving process, and its children (the insert process)."""
-    return {f"{key}_cores": round((after[key] - before[key]) / seconds, 3) for key in before}
+def _cpu_share(before: dict[str, float], after: dict[str, float], seconds: int, rps: float) -> dict[str, float]:
+    """Cores used during one run by the serving process and by its children (the insert process),
+    and CPU milliseconds per answered request (all of them): the measure least moved by other
+    load on the machine, which stretches wall times but not the work a request takes."""
+    used = {key: after[key] - before[key] for key in before}
+    return {**{f"{key}_cores": round(value / seconds, 3) for key, value in used.items()},
+            "cpu_ms_per_request": round(1000 * sum(used.values()) / (rps * seconds), 3)}  # fmt: skip
 
 
 def _met(name: str, value: float) -> bool:
@@ -141,7 +146,7 @@ def _met(name: str, value: float) -> bool:
 
 def markdown(result: dict[str, Any]) -> list[str]:
     api, floor, ratios = result["api"], result["floor"], result["ratios"]
-    cpu = result.get("api_cpu_share_c16", {})
+    cpu = result["cpu_c16"]
     mark = {True: "met", False: "**not met**"}
     met = result["goals_met"]
     return [
@@ -162,7 +167,12 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"| our req/s at 16 connections / at 1 | {api['single_c16']['rps']:.0f} / {api['single_c1']['rps']:.0f} | "
         f"| {ratios['rps_c16_over_rps_c1']:.2f} | >= 1: {mark[met['rps_c16_over_rps_c1']]} |",
         "",
-        f"Under 16 connections the API process used {cpu.get('api_cores', float('nan')):.2f} cores and its insert "
-        f"process {cpu.get('children_cores', float('nan')):.2f}; API resident memory after the runs "
-        f"{result['api_rss_after_runs_mb']:.0f} MB; load average {result['load_average']:.1f} at the end.",
+        f"| CPU per request at 16 connections (API: with its insert process) | {cpu['api']['cpu_ms_per_request']:.2f} "
+        f"ms | {cpu['floor']['cpu_ms_per_request']:.2f} ms | "
+        f"{cpu['api']['cpu_ms_per_request'] / cpu['floor']['cpu_ms_per_request']:.2f}x | |",
+        "",
+        f"Under 16 connections the API process used {cpu['api']['api_cores']:.2f} cores and its insert "
+        f"process {cpu['api']['children_cores']:.2f}; API resident memory after the runs "
+        f"{result['api_rss_after_runs_mb']:.0f} MB; load average {result['load_average']:.1f} at the end "
+        "(other load stretches wall times: compare the ratios and the CPU per request).",
     ]

@@ -59,9 +59,10 @@ def main() -> None:
             results["drift"] = drift.bench_drift(project, work, args.repeats)
             write_section(results, RESULTS, "drift", "drift", drift.markdown)
             return
-        if not (args.skip_drift or args.prediction_log_only or args.shadow_only):
+        only = args.prediction_log_only or args.shadow_only or args.floor_only  # one section alone
+        if not (args.skip_drift or only):
             results["drift"] = drift.bench_drift(project, work, args.repeats)
-        if not args.skip_pipeline and not args.prediction_log_only and not args.shadow_only:
+        if not args.skip_pipeline and not only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = pipeline.bench_pipeline(project, args.repeats)
         # the 28 contract columns by name: the processed splits also carry Num_Acc, date and grav

@@ -166,7 +166,6 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"{mark[met['rps_c16_over_floor']]} |",
         f"| our req/s at 16 connections / at 1 | {api['single_c16']['rps']:.0f} / {api['single_c1']['rps']:.0f} | "
         f"| {ratios['rps_c16_over_rps_c1']:.2f} | >= 1: {mark[met['rps_c16_over_rps_c1']]} |",
-        "",
         f"| CPU per request at 16 connections (API: with its insert process) | {cpu['api']['cpu_ms_per_request']:.2f} "
         f"ms | {cpu['floor']['cpu_ms_per_request']:.2f} ms | "
         f"{cpu['api']['cpu_ms_per_request'] / cpu['floor']['cpu_ms_per_request']:.2f}x | |",

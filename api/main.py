@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
-    routers = (ops.router, auth.router, users.router, predict.build_router(settings), model.router, retrain.router,
+    # /predict first: a request is matched against the routes in this order (~25 us per request
+    # when it came fourth, measured in process: issue #26); no two routers share a path
+    routers = (predict.build_router(settings), ops.router, auth.router, users.router, model.router, retrain.router,
                monitoring.router, dashboard.router)  # fmt: skip
     for router in routers:
         document_errors(router)

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from accidents.features import FEATURE_NAMES
-from bench import drift, pipeline, prediction_log, rss_profile, serving, shadow, stack
+from bench import drift, floor, pipeline, prediction_log, rss_profile, serving, shadow, stack
 from bench.common import RESULTS, machine
 from bench.report import write_section
 from tests.support.project import REPO, copy_project, start_mlflow
@@ -40,6 +40,8 @@ def main() -> None:
     parser.add_argument(
         "--shadow-only", action="store_true", help="only the shadow and explain budgets (bench/shadow.py)"
     )
+    parser.add_argument("--floor-only", action="store_true",
+                        help="only our API against the bare FastAPI floor (bench/floor.py)")  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -57,15 +59,22 @@ def main() -> None:
             results["drift"] = drift.bench_drift(project, work, args.repeats)
             write_section(results, RESULTS, "drift", "drift", drift.markdown)
             return
-        if not (args.skip_drift or args.prediction_log_only or args.shadow_only):
+        only = args.prediction_log_only or args.shadow_only or args.floor_only  # one section alone
+        if not (args.skip_drift or only):
             results["drift"] = drift.bench_drift(project, work, args.repeats)
-        if not args.skip_pipeline and not args.prediction_log_only and not args.shadow_only:
+        if not args.skip_pipeline and not only:
             print("pipeline timings ...", flush=True)
             results["pipeline"] = pipeline.bench_pipeline(project, args.repeats)
         # the 28 contract columns by name: the processed splits also carry Num_Acc, date and grav
         test_split = pd.read_csv(project.root / "data" / "processed" / "test.csv", nrows=1000)
         batch = test_split[list(FEATURE_NAMES)].to_numpy(dtype=float)
         bodies = serving.write_bodies(work, batch)
+        # the framework floor (issue #26, bench/floor.py): logging and shadow on, a challenger registered
+        if args.floor_only:
+            results["floor_ratio"] = floor.bench_floor(project, work, bodies["api"]["single"], args.repeats,
+                                                       args.seconds)  # fmt: skip
+            write_section(results, RESULTS, "floor_ratio", "floor", floor.markdown)
+            return
         # shadow challenger and explanations (issue #15, bench/shadow.py)
         if args.shadow_only:
             results["shadow"] = shadow.bench_shadow(project, work, args.repeats, args.seconds)
@@ -96,6 +105,8 @@ def main() -> None:
         results["shadow"] = shadow.bench_shadow(
             project, work, args.repeats, args.seconds
         )  # after: it adds a challenger
+        print("our API against the framework floor ...", flush=True)
+        results["floor_ratio"] = floor.bench_floor(project, work, bodies["api"]["single"], args.repeats, args.seconds)
         if not args.skip_stack:
             print("make run: first and warm starts ...", flush=True)
             results["stack"] = stack.bench_stack(project, work, args.repeats)
@@ -112,7 +123,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines += serving.markdown(results)
     if "api_rss_profile" in results:  # bench/rss_profile.py
         lines += rss_profile.section(results["api_rss_profile"])
-    sections = {"stack": stack.markdown, "pipeline": pipeline.markdown, "prediction_log": prediction_log.markdown,
+    sections = {"floor_ratio": floor.markdown,
+                "stack": stack.markdown, "pipeline": pipeline.markdown, "prediction_log": prediction_log.markdown,
                 "drift": drift.markdown, "shadow": shadow.markdown}  # fmt: skip
     for key, section in sections.items():
         if key in results:

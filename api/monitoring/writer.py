@@ -141,8 +141,12 @@ class InsertProcess:
     def _start(self) -> None:
         theirs_read, ours_write = os.pipe()
         ours_read, theirs_write = os.pipe()
-        with contextlib.suppress(OSError):  # a whole batch in one write: each write hands the GIL over
-            fcntl.fcntl(ours_write, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        # a whole batch in one write (each write hands the GIL over); Linux only: elsewhere (macOS)
+        # the default pipe size only means more, smaller writes
+        resize = getattr(fcntl, "F_SETPIPE_SZ", None)
+        if resize is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(ours_write, resize, PIPE_BYTES)
         package_root = Path(__file__).resolve().parents[2]  # where `api` is importable from
         path = os.pathsep.join(filter(None, [str(package_root), os.environ.get("PYTHONPATH")]))
         env = {**os.environ, "PYTHONPATH": path}

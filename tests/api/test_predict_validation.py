@@ -7,13 +7,15 @@ payload answers 503 here (no model yet), which is itself checked.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
-from api.serving.prediction import VECTORIZED_MIN_ROWS, _all_valid_matrix, parse_rows
+from api.serving.prediction import VECTORIZED_MIN_ROWS, _all_valid_matrix, _valid_single_row, parse_rows
 from tests.api.conftest import login
+from tests.pipeline.test_features import candidates
 
 SEED = list(SEED_EXAMPLE)
 NAMED = dict(zip(FEATURE_NAMES, SEED_EXAMPLE, strict=True))
@@ -181,3 +183,22 @@ def test_valid_big_batches_take_the_vectorized_path():
     np.testing.assert_array_equal(matrix[: VECTORIZED_MIN_ROWS - 1], parse_rows(body, 1000))
     for bad in (with_value("catv", 7), with_value("lum", True), {**NAMED, "speed": 3}, SEED[:-1]):
         assert _all_valid_matrix([*rows, bad]) is None
+
+
+@pytest.mark.parametrize("feature", FEATURES, ids=[feature.name for feature in FEATURES])
+def test_single_row_fast_path_agrees_with_the_per_value_rule(feature):
+    """A single list row is first checked by one precompiled check per column (api.serving.prediction
+    VALUE_CHECKS): it must accept exactly the values the per-value rule accepts, and give the same
+    matrix; anything else goes to the per-value path and its messages."""
+    whole = [
+        int(value)
+        for value in candidates(feature)
+        if value is not None and math.isfinite(value) and value == int(value)
+    ]
+    for value in [*candidates(feature), *whole, True, False, "1", [1], 10**18, -(2**63), 2**64 - 1]:
+        row = with_value(feature.name, value)
+        matrix = _valid_single_row(row)
+        expected = feature.violation(value) is None
+        assert (matrix is not None) is expected, (feature.name, value)
+        if expected:
+            np.testing.assert_array_equal(matrix, np.array([[math.nan if v is None else v for v in row]]))

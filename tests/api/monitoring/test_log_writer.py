@@ -240,3 +240,22 @@ def process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state not in ("Z", "X")
+
+
+def test_rows_are_stored_where_pipes_cannot_be_resized(store, monkeypatch):
+    """macOS has no fcntl.F_SETPIPE_SZ (Linux only): the writer keeps the default pipe size and
+    writes every row (the AttributeError used to kill its thread, so every row was dropped)."""
+    import fcntl
+
+    monkeypatch.delattr(fcntl, "F_SETPIPE_SZ")
+    _, engine = store
+    registry = CollectorRegistry()
+    writer = PredictionLogWriter(engine, LogMetrics(registry), flush_seconds=0.05)
+    writer.start()
+    for size in (1, 1000, 3):
+        assert writer.submit(served(size))
+    assert writer.flush(30)
+    writer.stop()
+    with engine.connect() as connection:
+        assert connection.scalar(select(func.count()).select_from(predictions)) == 1004
+    assert counter(registry, "prediction_log_rows_total") == 1004

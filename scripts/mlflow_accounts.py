@@ -8,11 +8,12 @@ API then serves (issue #23 item 5). The accounts:
     admin     MLFLOW_AUTH_ADMIN_USERNAME / MLFLOW_AUTH_ADMIN_PASSWORD  people (UI) and this script;
               MLflow creates it at first start from that password (none by default, and it
               refuses the old default `password1234`)
-    pipeline  MLFLOW_PIPELINE_USERNAME / MLFLOW_PIPELINE_PASSWORD    EDIT on every experiment and
-              registered model: runs, versions, tags, aliases (train, evaluate, monitoring jobs)
+    pipeline  MLFLOW_PIPELINE_USERNAME / MLFLOW_PIPELINE_PASSWORD    EDIT on every experiment, MANAGE
+              on every registered model: runs, versions, tags, aliases set and deleted (train,
+              evaluate, monitoring jobs)
     api       MLFLOW_API_USERNAME / MLFLOW_API_PASSWORD              READ (the server's default
               permission): the API polls and downloads the champion, cannot move an alias
-    promoter  MLFLOW_PROMOTER_USERNAME / MLFLOW_PROMOTER_PASSWORD    optional: EDIT on registered
+    promoter  MLFLOW_PROMOTER_USERNAME / MLFLOW_PROMOTER_PASSWORD    optional: MANAGE on registered
               models only, for the API's admin route POST /model/promote
 
 It also creates the registered model (accidents.config.MODEL_NAME, or MLFLOW_REGISTERED_MODEL)
@@ -40,9 +41,11 @@ USERS = "/api/2.0/mlflow/users"
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
 # (resource type, permission) each role gets on every resource of that type ("*")
 ROLE_GRANTS: dict[str, tuple[tuple[str, str], ...]] = {
-    "pipeline": (("experiment", "EDIT"), ("registered_model", "EDIT")),
+    # MANAGE on registered models: MLflow 3.17 lets EDIT set an alias but asks for MANAGE to delete
+    # one, and evaluate and POST /model/promote delete the challenger alias (seen as a 403 in compose)
+    "pipeline": (("experiment", "EDIT"), ("registered_model", "MANAGE")),
     "api": (),  # READ: the server's default_permission
-    "promoter": (("registered_model", "EDIT"),),
+    "promoter": (("registered_model", "MANAGE"),),
 }
 MIN_PASSWORD_LENGTH = 12  # MLflow refuses shorter passwords
 

@@ -120,6 +120,15 @@ def test_only_the_pipeline_account_moves_champion(registry, monkeypatch, tmp_pat
     assert api_tag.status_code == 403, api_tag.text
     moved = move_champion(registry, version, auth=registry.login("pipeline"))
     assert moved.status_code == 200, moved.text
+    # evaluate and the promotion also delete the challenger alias: MLflow asks for MANAGE there
+    alias = {"name": MODEL_NAME, "alias": "challenger"}
+    for account in ("pipeline", "promoter"):
+        set_alias = requests.post(registry.uri + "/api/2.0/mlflow/registered-models/alias",
+                                  json={**alias, "version": version}, auth=registry.login(account), timeout=10)  # fmt: skip
+        assert set_alias.status_code == 200, (account, set_alias.text)
+        deleted = requests.delete(registry.uri + "/api/2.0/mlflow/registered-models/alias", json=alias,
+                                  auth=registry.login(account), timeout=10)  # fmt: skip
+        assert deleted.status_code == 200, (account, deleted.text)
     as_account(registry, "api", monkeypatch)
     service = ModelService(registry.uri, tmp_path / "champion.zip", 0, 10)
     try:

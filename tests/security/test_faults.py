@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -318,7 +319,7 @@ def test_concurrent_retrain_calls_on_two_api_processes_start_one_run(tmp_path):
         "ACCIDENTS_PROJECT_DIR": str(tmp_path / "project"),
         "STATE_DIR": str(tmp_path / "state"),
         "RETRAIN_COMMAND": f"bash {script}",
-        "JWT_SECRET": "s" * 48,
+        "JWT_SECRET": secrets.token_urlsafe(48),
     }
     first, second = start_api(tmp_path, env), start_api(tmp_path, env)
     try:

@@ -70,6 +70,7 @@ class HoldingRelay:
         self.armed = threading.Event()
         self.holding = threading.Event()  # set when a model download arrives while armed
         self.release = threading.Event()
+        self.delivered = threading.Event()  # set once the held model file reached the API
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,7 +79,8 @@ class HoldingRelay:
 
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if relay.armed.is_set() and self.path.startswith(ARTIFACTS) and MODEL_FILE in self.path:
+                held = relay.armed.is_set() and self.path.startswith(ARTIFACTS) and MODEL_FILE in self.path
+                if held:
                     relay.armed.clear()
                     relay.holding.set()
                     relay.release.wait(60)
@@ -91,6 +93,9 @@ class HoldingRelay:
                     self.send_header("Content-Length", str(len(answer.content)))
                     self.end_headers()
                     self.wfile.write(answer.content)
+                    self.wfile.flush()
+                    if held:
+                        relay.delivered.set()
 
             do_GET = do_POST = _forward  # noqa: N815 - http.server's handler names
 
@@ -125,6 +130,7 @@ def test_sigkill_during_swap_then_mlflow_down(tmp_path, champion_bundle):
         reload.start()
         assert relay.holding.wait(60), "the reload never asked for the new model file"
         assert requests.get(f"{api.url}/model", headers=admin, timeout=10).json()["version"] == first  # mid-swap
+        assert not relay.delivered.is_set()  # the new model's bytes have not reached the API
         api.process.signal(signal.SIGKILL)
         assert api.process.process.wait(timeout=10) == -signal.SIGKILL  # killed, not finished
         relay.release.set()

@@ -13,10 +13,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import ValidationError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.core.config import Settings
 from api.core.observability import Metrics, RequestMiddleware, configure_logging
-from api.core.security import production_problems
+from api.core.security import StartupRefusedError, startup_problems
 from api.errors import add_exception_handlers
 from api.openapi import complete_openapi, document_errors
 from api.routes import auth, dashboard, model, monitoring, ops, predict, retrain, users
@@ -36,21 +37,26 @@ def load_settings() -> Settings:
 
 
 def check_settings(settings: Settings) -> None:
-    problems = production_problems(settings)
+    problems = startup_problems(settings)
     if problems:
-        lines = "\n  - ".join(problems)
-        raise SystemExit(f"accidents API: refusing to start with ENVIRONMENT=production:\n  - {lines}")
+        raise SystemExit(refusal(settings, problems))
+
+
+def refusal(settings: Settings, problems: list[str]) -> str:
+    lines = "\n  - ".join(problems)
+    return f"accidents API: refusing to start with ENVIRONMENT={settings.environment.value}:\n  - {lines}"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     check_settings(settings)
     metrics = Metrics()  # before the lifespan: the request middleware is built with the app
+    refusals: list[str] = []  # a start-up the lifespan refused, for _ReportRefusal
     app = FastAPI(
         title="Accidents severity API",
         version="1.0.0",
         summary="Predicts whether a French road accident has a killed or hospitalised victim (BAAC data).",
-        lifespan=_lifespan(settings, metrics),
+        lifespan=_lifespan(settings, metrics, refusals),
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -69,14 +75,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     add_exception_handlers(app)
     complete_openapi(app, settings.password_min_length, routers)
+    app.add_middleware(_ReportRefusal, refusals=refusals)
     return app
 
 
-def _lifespan(settings: Settings, metrics: Metrics) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+class _ReportRefusal:
+    """Pure ASGI: a start-up the lifespan refused (StartupRefusedError, e.g. a stored admin with a demo
+    password) is reported to the server as its message; Starlette would send a traceback."""
+
+    def __init__(self, app: ASGIApp, refusals: list[str]) -> None:
+        self.app = app
+        self.refusals = refusals
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def report(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed" and self.refusals:
+                message = {**message, "message": self.refusals[-1]}
+            await send(message)
+
+        await self.app(scope, receive, report)
+
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+def _lifespan(settings: Settings, metrics: Metrics, refusals: list[str]) -> Lifespan:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        services = await start_services(settings, metrics)
+        try:
+            services = await start_services(settings, metrics)
+        except StartupRefusedError as error:
+            refusals.append(refusal(settings, [str(error)]))  # reported by _ReportRefusal
+            raise
         app.state.services = services  # read only through api.deps
         try:
             yield

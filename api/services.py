@@ -17,9 +17,9 @@ from accidents.config import CHALLENGER_ALIAS
 from api.core.auth_cache import AuthCache, UsersDatabase, UsersDatabaseMetrics
 from api.core.config import DEMO_ADMIN_PASSWORD, Settings
 from api.core.observability import Metrics
-from api.core.security import jwt_secret
+from api.core.security import StartupRefusedError, jwt_secret
 from api.core.throttle import LoginThrottle
-from api.db.crud import auth_state, bootstrap_admin
+from api.db.crud import admins_with_demo_password, auth_state, bootstrap_admin
 from api.db.engine import Database
 from api.monitoring.service import LogOptions, PredictionLog
 from api.orchestrators import Orchestrator, build_orchestrator
@@ -147,10 +147,22 @@ def log_options(settings: Settings) -> LogOptions:
 def _prepare_database(database: Database, settings: Settings) -> None:
     database.create_all()
     bootstrap_admin(database, settings)
+    if settings.production:
+        _refuse_demo_admins(database)
     if not settings.production and settings.uses_demo_admin_password:
         print(
             f"accidents API (local mode): demo credential {settings.admin_username} / {DEMO_ADMIN_PASSWORD} "
             "- set ADMIN_PASSWORD (or ADMIN_PASSWORD_HASH) for anything but a demo",
             file=sys.stderr,
             flush=True,
+        )
+
+
+def _refuse_demo_admins(database: Database) -> None:
+    names = admins_with_demo_password(database)
+    if names:
+        raise StartupRefusedError(
+            f"stored admin {', '.join(map(repr, names))} has a demo password (ADMIN_PASSWORD only creates a "
+            "missing admin): reset it first: start once with ENVIRONMENT=local, log in as that admin and "
+            "POST /users/me/password, or disable it (PATCH /users/{username})"
         )

@@ -1,8 +1,9 @@
 """API settings: environment variables (or a `.env` file), documented in `.env.example`.
 
 Local mode works with no configuration at all (demo admin, generated JWT secret, SQLite under
-`<project>/state/`). `ENVIRONMENT=production` refuses to start with demo credentials: the checks
-live with the rest of the security code (`api.core.security.production_problems`). This module
+`<project>/state/`). `ENVIRONMENT=production` refuses to start with demo credentials, every mode
+with a weak JWT_SECRET: the checks live with the rest of the security code
+(`api.core.security.startup_problems`). This module
 imports nothing from the app.
 """
 
@@ -64,7 +65,7 @@ class Settings(BaseSettings):
     access_token_expire_minutes: int = Field(default=30, ge=1, le=24 * 60)
     admin_username: str = Field(default=DEMO_ADMIN_USERNAME, pattern=USERNAME_PATTERN)
     admin_password: SecretStr | None = None  # local default: the demo password
-    admin_password_hash: SecretStr | None = None  # argon2 or bcrypt (seed style); wins over the password
+    admin_password_hash: SecretStr | None = None  # argon2 or bcrypt (seed style); never with the password
     password_min_length: int = Field(default=8, ge=1)
     auth_cache_seconds: float = Field(default=2.0, ge=0)  # how long a user's enabled/role state is trusted
     # users DB down or frozen: tokens are checked against their user's last known state up to this

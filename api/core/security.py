@@ -1,11 +1,18 @@
 """Passwords (pwdlib: argon2id, bcrypt accepted for seed-style hashes), JWTs (PyJWT, HS256 pinned),
-the JWT secret, and the production-mode checks (demo secrets refused)."""
+the JWT secret, and the start-up checks: a weak JWT secret is refused in every mode (compose runs
+local mode by default, and a guessable secret lets anyone mint an admin token); demo passwords are
+refused in production, checked on what is actually used (the hash when one is given, the stored
+admin rows, the API's Airflow login). Checking a hash against the demo list costs one argon2 check
+per demo password (0.76 s each for the argon2 hash of a login, 1.1 s for a cost-12 bcrypt one,
+measured on the loaded 2-core machine), paid once at start-up in production only."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,13 +22,18 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from api.core.config import DEMO_ADMIN_PASSWORD, Settings
+from api.core.config import DEMO_ADMIN_PASSWORD, DEMO_AIRFLOW_PASSWORD, Settings
 
 ALGORITHM = "HS256"
 REQUIRED_CLAIMS = ("exp", "iat", "sub", "role", "ver")
 MIN_SECRET_BYTES = 32  # JWT secrets: HS256 wants at least its 256-bit output size
-# Values people copy from examples: never acceptable as a production secret.
-DEMO_SECRETS = frozenset({"change-me", "changeme", "secret", "jwt-secret", "change-me-to-a-long-random-string"})
+# Words of the values people copy from examples: a secret containing one is refused. Six letters or
+# more, so a random secret contains one by chance with probability < 1e-7.
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "secret", "example", "password")
+MIN_DISTINCT_CHARACTERS = 8  # 32 random hex digits have fewer with probability ~3e-6
+GENERATE_SECRET = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'  # noqa: S105 - a command
+# Passwords an admin or Airflow login must not have outside a demo (what examples and defaults use).
+DEMO_PASSWORDS = (DEMO_ADMIN_PASSWORD, DEMO_AIRFLOW_PASSWORD, "password", "change-me", "changeme")
 
 # New hashes are argon2id; bcrypt hashes verify and get upgraded (verify_password's second value).
 _hasher = PasswordHash((Argon2Hasher(), BcryptHasher()))
@@ -100,33 +112,71 @@ def _read_or_create_secret(path: Path) -> str:
         finally:
             temp.unlink()
     secret = path.read_text(encoding="utf-8").strip()
-    if len(secret.encode()) < MIN_SECRET_BYTES:
-        raise RuntimeError(f"{path} holds no usable JWT secret: delete it to generate a new one")
+    if weak_secret_reason(secret) is not None:
+        raise StartupRefusedError(
+            f"{path} holds no usable JWT secret ({weak_secret_reason(secret)}): delete it to generate a new one"
+        )
     return secret
 
 
-def production_problems(settings: Settings) -> list[str]:
-    """Why these settings must not run in production (empty in local mode or when fine)."""
-    if not settings.production:
-        return []
+class StartupRefusedError(Exception):
+    """A check at start-up that must stop the API: the message says what to change (no traceback)."""
+
+
+def weak_secret_reason(secret: str) -> str | None:
+    """Why `secret` is guessable (None when it is fine): a demo value, too short, or low-entropy."""
+    folded = secret.strip().lower()
+    if any(word in folded for word in PLACEHOLDER_WORDS):
+        return "is a demo or placeholder value"
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        return f"is shorter than {MIN_SECRET_BYTES} bytes"
+    if len(set(secret)) < MIN_DISTINCT_CHARACTERS:
+        return f"is low-entropy (fewer than {MIN_DISTINCT_CHARACTERS} distinct characters)"
+    if _is_periodic(secret):
+        return "is low-entropy (a repeated pattern)"
+    steps = sum(abs(ord(b) - ord(a)) <= 1 for a, b in itertools.pairwise(secret))
+    if steps * 2 > len(secret) - 1:  # mostly runs like "abcdef" or "aaaa" (random: ~5 % of pairs)
+        return "is low-entropy (a run of consecutive characters)"
+    return None
+
+
+def _is_periodic(text: str) -> bool:
+    return any(
+        text == (text[:period] * (len(text) // period + 1))[: len(text)] for period in range(1, len(text) // 2 + 1)
+    )
+
+
+def startup_problems(settings: Settings) -> list[str]:
+    """Why the API must not start with these settings (empty when fine). Every mode: a weak
+    JWT_SECRET, both ADMIN_PASSWORD and ADMIN_PASSWORD_HASH; production: demo credentials."""
     problems = []
     secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else ""
-    if not secret:
-        problems.append(
-            "JWT_SECRET is not set (generate one: python -c 'import secrets; print(secrets.token_urlsafe(48))')"
-        )
-    elif secret.strip().lower() in DEMO_SECRETS or len(set(secret)) < 8:
-        problems.append("JWT_SECRET is a demo or trivial value")
-    elif len(secret.encode()) < MIN_SECRET_BYTES:
-        problems.append(f"JWT_SECRET is shorter than {MIN_SECRET_BYTES} bytes")
-    if settings.admin_password is None and settings.admin_password_hash is None:
-        problems.append("ADMIN_PASSWORD or ADMIN_PASSWORD_HASH must be set (no demo admin in production)")
-    elif settings.admin_password is not None and settings.admin_password.get_secret_value() == DEMO_ADMIN_PASSWORD:
-        problems.append("ADMIN_PASSWORD is the demo password")
-    elif settings.admin_password_hash is not None and _hash_is_demo(settings.admin_password_hash.get_secret_value()):
-        problems.append("ADMIN_PASSWORD_HASH is a hash of the demo password")
+    reason = weak_secret_reason(secret) if secret else None
+    if reason is not None:
+        problems.append(f"JWT_SECRET {reason} (generate one: {GENERATE_SECRET})")
+    elif not secret and settings.production:
+        problems.append(f"JWT_SECRET is not set (generate one: {GENERATE_SECRET})")
+    if settings.admin_password is not None and settings.admin_password_hash is not None:
+        problems.append("ADMIN_PASSWORD and ADMIN_PASSWORD_HASH are both set: keep one (the hash was used)")
+    if settings.production:
+        problems += _production_credential_problems(settings)
     return problems
 
 
-def _hash_is_demo(password_hash: str) -> bool:
-    return verify_password(DEMO_ADMIN_PASSWORD, password_hash)[0]
+def _production_credential_problems(settings: Settings) -> list[str]:
+    problems = []
+    if settings.admin_password_hash is not None:
+        if demo_password_of(settings.admin_password_hash.get_secret_value()) is not None:
+            problems.append("ADMIN_PASSWORD_HASH is a hash of a demo password")
+    elif settings.admin_password is None:
+        problems.append("ADMIN_PASSWORD or ADMIN_PASSWORD_HASH must be set (no demo admin in production)")
+    elif settings.admin_password.get_secret_value() in DEMO_PASSWORDS:
+        problems.append("ADMIN_PASSWORD is a demo password")
+    if settings.airflow_api_url is not None and settings.airflow_password.get_secret_value() in DEMO_PASSWORDS:
+        problems.append("AIRFLOW_PASSWORD is a demo password (the API's Airflow login; its default is 'admin')")
+    return problems
+
+
+def demo_password_of(password_hash: str, candidates: Iterable[str] = DEMO_PASSWORDS) -> str | None:
+    """The demo password `password_hash` verifies, None when it verifies none of them."""
+    return next((password for password in candidates if verify_password(password, password_hash)[0]), None)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.core.auth_cache import AuthState
 from api.core.config import Settings, valid_username
-from api.core.security import hash_password
+from api.core.security import demo_password_of, hash_password
 from api.db.engine import Database
 from api.db.models import RetrainLock, Role, User
 
@@ -69,6 +69,14 @@ def bootstrap_admin(database: Database, settings: Settings) -> bool:
             return False
     logger.info("created admin user %r", settings.admin_username)
     return True
+
+
+def admins_with_demo_password(database: Database) -> list[str]:
+    """Enabled admins whose stored hash verifies a demo password (e.g. created in local mode:
+    ADMIN_PASSWORD only creates a missing admin, it never changes a stored one)."""
+    with database.session() as session:
+        admins = session.scalars(select(User).where(User.role == Role.ADMIN.value, User.disabled.is_(False)))
+        return [user.username for user in admins if demo_password_of(user.password_hash) is not None]
 
 
 RETRAIN_LOCK = "retrain"

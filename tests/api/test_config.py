@@ -10,7 +10,7 @@ import pytest
 import requests
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from api.core.security import production_problems
+from api.core.security import startup_problems
 from api.main import check_settings
 from tests.api.conftest import login, make_settings
 
@@ -23,30 +23,30 @@ def prod(tmp_path, **overrides):
 
 
 def test_local_mode_needs_no_configuration(tmp_path):
-    assert production_problems(make_settings(tmp_path)) == []
+    assert startup_problems(make_settings(tmp_path)) == []
 
 
 def test_production_accepts_strong_settings(tmp_path):
-    assert production_problems(prod(tmp_path)) == []
+    assert startup_problems(prod(tmp_path)) == []
     hashed = BcryptHasher().hash("x" * 12)
-    assert production_problems(prod(tmp_path, admin_password=None, admin_password_hash=hashed)) == []
+    assert startup_problems(prod(tmp_path, admin_password=None, admin_password_hash=hashed)) == []
 
 
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
         ({"jwt_secret": None}, "JWT_SECRET is not set"),
-        ({"jwt_secret": "too-short-secret-0123456789"}, "shorter than 32 bytes"),
-        ({"jwt_secret": "change-me"}, "demo or trivial"),
-        ({"jwt_secret": "a" * 64}, "demo or trivial"),
+        ({"jwt_secret": "Tq9-short-value-0123456789"}, "shorter than 32 bytes"),
+        ({"jwt_secret": "change-me"}, "demo or placeholder"),
+        ({"jwt_secret": "a" * 64}, "low-entropy"),
         ({"admin_password": None}, "ADMIN_PASSWORD or ADMIN_PASSWORD_HASH must be set"),
-        ({"admin_password": "admin123"}, "ADMIN_PASSWORD is the demo password"),
-        ({"admin_password": None, "admin_password_hash": BcryptHasher().hash("admin123")}, "hash of the demo password"),
+        ({"admin_password": "admin123"}, "ADMIN_PASSWORD is a demo password"),
+        ({"admin_password": None, "admin_password_hash": BcryptHasher().hash("admin123")}, "hash of a demo password"),
     ],
 )
 def test_production_refuses(tmp_path, overrides, expected):
     settings = prod(tmp_path, **overrides)
-    assert any(expected in problem for problem in production_problems(settings))
+    assert any(expected in problem for problem in startup_problems(settings))
     with pytest.raises(SystemExit, match="refusing to start"):
         check_settings(settings)
 

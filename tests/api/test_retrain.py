@@ -45,8 +45,15 @@ def test_retrain_roles(app_factory, tmp_path, gate):
     assert not (tmp_path / "retrain.env").exists()  # nothing started
 
 
-def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
-    client = app_factory(retrain_command=slow_command(tmp_path, gate), jwt_secret="x" * 40)
+# What the API process holds and the retraining process must not inherit (api/orchestrators/__init__.py).
+API_SECRETS = ("JWT_SECRET", "ADMIN_PASSWORD", "ADMIN_PASSWORD_HASH", "AIRFLOW_PASSWORD", "DATABASE_URL")
+
+
+def test_single_flight_states_and_restart(app_factory, tmp_path, gate, monkeypatch):
+    for name in API_SECRETS:  # in the API's environment, as compose and run_stack.py set them
+        monkeypatch.setenv(name, f"api-only-{name.lower()}")
+    monkeypatch.setenv("ACCIDENTS_TEST_INHERITED", "yes")  # anything else is inherited
+    client = app_factory(retrain_command=slow_command(tmp_path, gate))
     admin = login(client)
     started = time.monotonic()
     first = client.post("/retrain", headers=admin)
@@ -59,7 +66,7 @@ def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
     assert second.status_code == 409 and second.json()["run_id"] == run_id
 
     # another API process on the same state (a second worker, or after a restart) sees the same run
-    other = app_factory(retrain_command=slow_command(tmp_path, gate), jwt_secret="x" * 40)
+    other = app_factory(retrain_command=slow_command(tmp_path, gate))
     assert other.post("/retrain", headers=admin).json() == second.json()
     assert client.get(f"/retrain/{run_id}", headers=admin).json()["state"] == "running"
 
@@ -71,7 +78,8 @@ def test_single_flight_states_and_restart(app_factory, tmp_path, gate):
     env = (tmp_path / "retrain.env").read_text()
     assert f"ACCIDENTS_PROJECT_DIR={tmp_path / 'project'}" in env
     assert "ACCIDENTS_RUN_REASON=manual: admin\n" in env  # tagged run_reason on the MLflow run
-    assert "JWT_SECRET" not in env and "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in env
+    assert "api-only-" not in env and not any(line.startswith(API_SECRETS) for line in env.splitlines())
+    assert "ACCIDENTS_TEST_INHERITED=yes\n" in env and "DVC_NO_ANALYTICS=1\n" in env
 
     again = client.post("/retrain", headers=admin)  # the lock went with the finished run
     assert again.status_code == 202 and again.json()["run_id"] != run_id

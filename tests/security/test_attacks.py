@@ -1,7 +1,8 @@
 """Attack matrix: every hostile request gets its exact expected status, changes nothing, and leaks
 no stack trace or internals. Complements tests/api/test_auth.py and test_predict_validation.py
 (the simple cases live there); the table here is what they do not cover, plus the roles of every
-admin route, discovered from the app itself so a new admin route is covered automatically.
+route of the app: all but an explicit list of public and user routes must answer 401 without a
+token and 403 to a user, so a new route, or one that forgot its admin guard, fails here.
 
 In-process app (TestClient, the real trained model from the local copy), once on each users-DB
 backend: real SQLite and a real PostgreSQL server (the production backend, where a NUL byte in a
@@ -23,13 +24,11 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from fastapi.dependencies.utils import get_dependant
 from fastapi.routing import iter_route_contexts
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from api.deps import require_admin
 from api.main import create_app
 from tests.api.conftest import ADMIN, create_user, login, make_settings, project_with_champion
 from tests.security.conftest import assert_no_leak
@@ -346,35 +345,49 @@ def test_attack_matrix(arena, rsa_key, name, request_, expected):
     assert arena.client.get("/users/me", headers=arena.admin).status_code == 200  # the service still answers
 
 
-def admin_routes(app) -> list[tuple[str, str]]:
-    """(method, path) of every route whose dependencies include the admin check, from the app itself."""
-
-    def calls(dependant) -> set:
-        found = set()
-        for dependency in dependant.dependencies:
-            found.add(dependency.call)
-            found |= calls(dependency)
-        return found
-
-    routes = []
-    for context in iter_route_contexts(app.routes):
-        if require_admin in calls(get_dependant(path=context.path, call=context.endpoint)):
-            routes.extend((method, context.path) for method in sorted(context.methods))
-    return routes
+# Every route of the app is public, a user's, or an admin's: the first two are listed here by hand,
+# every other route the app has is an admin route, so a route that forgot its guard is caught
+# (discovering admin routes by their require_admin dependency never found such a route).
+PUBLIC_ROUTES = {
+    ("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc"),
+    ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("POST", "/auth/token"),
+    ("GET", "/dashboard"), ("GET", "/dashboard/{name}"),  # a static page: its data comes from admin routes
+}  # fmt: skip
+USER_ROUTES = {("GET", "/users/me"), ("POST", "/users/me/password"), ("POST", "/predict"), ("GET", "/model")}
 
 
-def test_admin_routes_are_discovered(arena):
-    found = set(admin_routes(arena.client.app))
-    known = {
-        ("GET", "/users"),
-        ("POST", "/users"),
-        ("PATCH", "/users/{username}"),
-        ("DELETE", "/users/{username}"),
-        ("POST", "/model/reload"),
-        ("POST", "/retrain"),
-        ("GET", "/retrain/{run_id}"),
+def app_routes(app) -> set[tuple[str, str]]:
+    """(method, path) of every route the app serves (HEAD: answered like its GET)."""
+    return {
+        (method, context.path)
+        for context in iter_route_contexts(app.routes)
+        for method in context.methods
+        if method != "HEAD"
     }
-    assert known <= found, known - found
+
+
+def admin_routes(app) -> list[tuple[str, str]]:
+    return sorted(app_routes(app) - PUBLIC_ROUTES - USER_ROUTES)
+
+
+def test_every_route_is_public_user_or_admin(arena):
+    routes = app_routes(arena.client.app)
+    assert routes >= PUBLIC_ROUTES | USER_ROUTES, (PUBLIC_ROUTES | USER_ROUTES) - routes  # the lists stay current
+    known_admin = {
+        ("GET", "/users"), ("POST", "/users"), ("PATCH", "/users/{username}"), ("DELETE", "/users/{username}"),
+        ("POST", "/model/reload"), ("POST", "/model/promote"), ("DELETE", "/model/challenger"),
+        ("POST", "/retrain"), ("GET", "/retrain/{run_id}"),
+        ("GET", "/monitoring/predictions"), ("GET", "/monitoring/performance"), ("GET", "/monitoring/drift"),
+        ("GET", "/monitoring/shadow"), ("GET", "/monitoring/prediction-stats"), ("GET", "/monitoring/retrains"),
+    }  # fmt: skip
+    assert set(admin_routes(arena.client.app)) == known_admin
+
+
+def test_every_non_public_route_is_401_without_a_token(arena):
+    params = {"username": "admin", "run_id": "local-20250101T000000-00000000"}
+    for method, path in sorted(app_routes(arena.client.app) - PUBLIC_ROUTES):
+        response = arena.client.request(method, path.format(**params))
+        assert response.status_code == 401, f"{method} {path}: {response.status_code} {response.text[:200]}"
 
 
 def test_user_role_on_every_admin_route_is_403_without_side_effect(arena):

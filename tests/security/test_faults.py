@@ -1,10 +1,12 @@
 """Faults: each leaves the service answering and loses nothing.
 
-- MLflow stopped while the API serves; the API killed (SIGKILL) during a champion swap;
+- MLflow stopped while the API serves; the API killed (SIGKILL) during a champion swap (a relay in
+  front of MLflow holds the new model's download, so the kill provably lands mid-swap);
 - a retraining run that crashes midway, and one whose model file is corrupt (the real DVC
   pipeline in a copy of the trained project, started through POST /retrain, local orchestrator);
-- Airflow unreachable, hanging, failing, or losing the answer to a trigger (a stub speaking
-  Airflow's REST API v2 on 127.0.0.1: the real Airflow path is exercised by tests/e2e);
+- Airflow unreachable, hanging, failing, or losing the answer to a trigger (FakeAirflow, a stand-in
+  speaking Airflow's REST API v2 on 127.0.0.1, because a real Airflow cannot play these faults on
+  demand: docs/testing.md; the real Airflow path is exercised by tests/e2e);
 - two API processes and concurrent POST /retrain calls (exactly one run);
 - the users database locked by another writer, or its files made immutable (chattr +i); on
   PostgreSQL, a table lock, the database switched to read-only, and the server stopped.
@@ -18,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -33,7 +36,9 @@ import requests
 
 from accidents.config import Paths
 from accidents.features import SEED_EXAMPLE
+from accidents.model.model_store import MODEL_FILE
 from accidents.model.registry import champion_version, client
+from api.serving.registry_client import ARTIFACTS
 from tests.api.conftest import login, project_with_champion, register, set_champion, start_api, wait_retrain_done
 from tests.security.conftest import assert_no_leak
 from tests.support.immutable import chattr_refused
@@ -56,27 +61,81 @@ def registry_champion(uri: str) -> str:
 # --- MLflow down, SIGKILL during a swap ---------------------------------------------------------
 
 
+class HoldingRelay:
+    """An HTTP relay in front of the real MLflow server that, once armed, holds the first download
+    of a model file: the API then provably stands in the middle of a swap (it read the moved alias
+    and waits for the new model's bytes). Everything else is forwarded unchanged."""
+
+    def __init__(self, upstream: str):
+        self.upstream = upstream
+        self.armed = threading.Event()
+        self.holding = threading.Event()  # set when a model download arrives while armed
+        self.release = threading.Event()
+        self.delivered = threading.Event()  # set once the held model file reached the API
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                held = relay.armed.is_set() and self.path.startswith(ARTIFACTS) and MODEL_FILE in self.path
+                if held:
+                    relay.armed.clear()
+                    relay.holding.set()
+                    relay.release.wait(60)
+                headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+                answer = requests.request(self.command, relay.upstream + self.path, data=body, headers=headers,
+                                          timeout=30)  # fmt: skip
+                with contextlib.suppress(OSError):  # the API was killed meanwhile
+                    self.send_response(answer.status_code)
+                    self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                    self.send_header("Content-Length", str(len(answer.content)))
+                    self.end_headers()
+                    self.wfile.write(answer.content)
+                    self.wfile.flush()
+                    if held:
+                        relay.delivered.set()
+
+            do_GET = do_POST = _forward  # noqa: N815 - http.server's handler names
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+
 def test_sigkill_during_swap_then_mlflow_down(tmp_path, champion_bundle):
     mlflow_process, uri = start_mlflow(tmp_path / "mlflow")
+    relay = HoldingRelay(uri)
     try:
         first = register(uri, champion_bundle)
         set_champion(uri, first)
         project = project_with_champion(tmp_path / "project", champion_bundle)
         env = {"ACCIDENTS_PROJECT_DIR": str(project), "STATE_DIR": str(tmp_path / "state"), "MLFLOW_TRACKING_URI": uri}
-        api = start_api(tmp_path, env)
+        api = start_api(tmp_path, {**env, "MLFLOW_TRACKING_URI": relay.url, "MLFLOW_TIMEOUT_SECONDS": "60"})
         admin = login(api.url)
         second = register(uri, champion_bundle, threshold=0.2)
         set_champion(uri, second)
 
-        # SIGKILL while POST /model/reload downloads and loads the new champion
+        # SIGKILL while POST /model/reload is in the swap: the relay holds the new model's download
+        relay.armed.set()
         reload = threading.Thread(
-            target=lambda: _ignore_errors(requests.post, f"{api.url}/model/reload", headers=admin, timeout=30)
+            target=lambda: _ignore_errors(requests.post, f"{api.url}/model/reload", headers=admin, timeout=90)
         )
         reload.start()
-        time.sleep(0.3)
+        assert relay.holding.wait(60), "the reload never asked for the new model file"
+        assert requests.get(f"{api.url}/model", headers=admin, timeout=10).json()["version"] == first  # mid-swap
+        assert not relay.delivered.is_set()  # the new model's bytes have not reached the API
         api.process.signal(signal.SIGKILL)
+        assert api.process.process.wait(timeout=10) == -signal.SIGKILL  # killed, not finished
+        relay.release.set()
         reload.join()
-        api.process.process.wait(timeout=10)
         api.stop()
 
         # restarted on the same state: serves a valid champion (the registry's), users intact
@@ -109,6 +168,7 @@ def test_sigkill_during_swap_then_mlflow_down(tmp_path, champion_bundle):
         assert requests.post(f"{api.url}/predict", json=SEED, headers=admin, timeout=30).status_code == 200
         api.stop()
     finally:
+        relay.stop()
         mlflow_process.stop()
 
 
@@ -184,7 +244,13 @@ ACTIVE = ("queued", "running")
 
 
 class FakeAirflow:
-    """Airflow 3's REST API v2, as much as the API uses: token, list active runs, trigger, status."""
+    """Airflow 3's REST API v2, as much as the API uses: token, list active runs, trigger, status.
+
+    A stand-in, the one in these suites (docs/testing.md says why): the faults below (500 on every
+    call, an answer lost after the run was created, a hang on one call, a scheduled run appearing
+    between two calls) are what the test is about, and a real Airflow does not produce them on
+    demand. The real Airflow path (trigger, states, success) is tested by tests/e2e/test_stack.py.
+    """
 
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
@@ -319,7 +385,7 @@ def test_concurrent_retrain_calls_on_two_api_processes_start_one_run(tmp_path):
         "ACCIDENTS_PROJECT_DIR": str(tmp_path / "project"),
         "STATE_DIR": str(tmp_path / "state"),
         "RETRAIN_COMMAND": f"bash {script}",
-        "JWT_SECRET": "s" * 48,
+        "JWT_SECRET": secrets.token_urlsafe(48),
     }
     first, second = start_api(tmp_path, env), start_api(tmp_path, env)
     try:

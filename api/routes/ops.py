@@ -21,14 +21,10 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get(
-    "/ready",
-    responses={
-        503: {
-            "description": "no model loaded yet, or the users database has not answered for longer than tokens may be served from their last known state"
-        }
-    },  # noqa: E501
-)
+NOT_READY = "no model loaded yet, or the users database has been down longer than AUTH_MAX_STALE_SECONDS"
+
+
+@router.get("/ready", responses={503: {"description": NOT_READY}})
 async def ready(models: ModelServiceDep, users_database: UsersDatabaseDep) -> JSONResponse:
     """Readiness: a model is loaded and /predict can answer known tokens.
 

@@ -52,6 +52,7 @@ def registry(tmp_path_factory) -> Iterator[AuthRegistry]:
         "MLFLOW_AUTH_ADMIN_PASSWORD": secrets.token_urlsafe(18),
         "MLFLOW_PIPELINE_PASSWORD": secrets.token_urlsafe(18),
         "MLFLOW_API_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_PROMOTER_PASSWORD": secrets.token_urlsafe(18),
     }
     env = {**os.environ, "MLFLOW_PORT": str(port), "MLFLOW_HOST": "127.0.0.1", "MLFLOW_STATE_DIR": str(state), **secret}
     uri = f"http://127.0.0.1:{port}"
@@ -122,12 +123,12 @@ def test_only_the_pipeline_account_moves_champion(registry, monkeypatch, tmp_pat
     assert moved.status_code == 200, moved.text
     # evaluate and the promotion also delete the challenger alias: MLflow asks for MANAGE there
     alias = {"name": MODEL_NAME, "alias": "challenger"}
+    endpoint = registry.uri + "/api/2.0/mlflow/registered-models/alias"
     for account in ("pipeline", "promoter"):
-        set_alias = requests.post(registry.uri + "/api/2.0/mlflow/registered-models/alias",
-                                  json={**alias, "version": version}, auth=registry.login(account), timeout=10)  # fmt: skip
+        login = registry.login(account)
+        set_alias = requests.post(endpoint, json={**alias, "version": version}, auth=login, timeout=10)
         assert set_alias.status_code == 200, (account, set_alias.text)
-        deleted = requests.delete(registry.uri + "/api/2.0/mlflow/registered-models/alias", json=alias,
-                                  auth=registry.login(account), timeout=10)  # fmt: skip
+        deleted = requests.delete(endpoint, json=alias, auth=login, timeout=10)
         assert deleted.status_code == 200, (account, deleted.text)
     as_account(registry, "api", monkeypatch)
     service = ModelService(registry.uri, tmp_path / "champion.zip", 0, 10)

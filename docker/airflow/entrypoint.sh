@@ -26,6 +26,22 @@ with open(sys.argv[1], "w", encoding="utf-8") as handle:
 PY
 )
 
+# MLflow asks for a login (basic-auth). The DVC stages the DAG starts get an environment of their
+# own (airflow/dags/retraining.py, stage_env: rendered in Airflow's UI), so the pipeline's login
+# reaches them as MLflow's credentials file in $HOME (read by every MLflow client; 0600), never as a
+# templated value.
+if [ -n "${MLFLOW_TRACKING_USERNAME:-}" ] && [ -n "${MLFLOW_TRACKING_PASSWORD:-}" ]; then
+  (umask 077 && mkdir -p "$HOME/.mlflow" && python3 - "$HOME/.mlflow/credentials" <<'PY'
+import configparser, os, sys
+config = configparser.ConfigParser(interpolation=None)
+config["mlflow"] = {"mlflow_tracking_username": os.environ["MLFLOW_TRACKING_USERNAME"],
+                    "mlflow_tracking_password": os.environ["MLFLOW_TRACKING_PASSWORD"]}
+with open(sys.argv[1], "w", encoding="utf-8") as handle:
+    config.write(handle)
+PY
+  )
+fi
+
 # The DAG's first scheduled run comes after this instant, not at once (Airflow 3 otherwise runs
 # the latest past schedule point as soon as the DAG appears). Made once by `init`, kept in the
 # airflow-state volume.

@@ -151,12 +151,13 @@ fi
 lap "dvc private dirs" $t
 
 # Secrets wider than needed (issue #23 item 10): Airflow's containers hold neither the API's JWT
-# secret, nor its admin password variable, nor a URL of the users database or as its role.
+# secret, nor its admin password variable, nor a URL of the users database or as its role (a
+# database URL: `//api:<password>@` or `@host/api`; the API's own address http://api:8000 is fine).
 t=$SECONDS
 if [ $rc = 0 ]; then
   for service in airflow-scheduler airflow-api-server airflow-dag-processor; do
     dc exec -T "$service" env >"$work/env-$service.txt" 2>&1 || rc=1
-    leaked="$( { grep -E '^(JWT_SECRET|ADMIN_PASSWORD|DATABASE_URL)=|//api:|/api$' "$work/env-$service.txt"
+    leaked="$( { grep -E '^(JWT_SECRET|ADMIN_PASSWORD|DATABASE_URL)=|//api:[^@/]*@|@[^/]*/api$' "$work/env-$service.txt"
                  grep -F -e "$(get API_DB_PASSWORD)" -e "$(get JWT_SECRET)" "$work/env-$service.txt"; } | cut -d= -f1 | sort -u)"
     if [ -n "$leaked" ]; then
       say "$service holds the API's secrets: $leaked"

@@ -162,3 +162,15 @@ def test_api_refuses_out_of_range_threshold_and_keeps_its_model(registry, monkey
         assert any("rejected" in record.getMessage() for record in caplog.records)
     finally:
         service.stop()
+
+
+def test_the_import_stage_reads_the_champion_with_the_pipeline_login(registry, monkeypatch):
+    """import_data's synthetic guard asks the registry with MLflow's own login: without it a
+    basic-auth registry answers 401, and every DAG run offline would read as 'cannot check'."""
+    from accidents.pipeline.import_data import real_champion
+
+    username, password = registry.login("pipeline")
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", username)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    answer = real_champion(registry.uri) or ""
+    assert "answered" not in answer and "unreachable" not in answer, answer

@@ -236,12 +236,17 @@ def real_champion(uri: str) -> str | None:
     """'the real champion (version N)' when the registry's champion was not trained on synthetic data,
     None when there is no champion or it is synthetic. MLflow's REST API, a short timeout (its client
     retries for minutes); an unreachable registry counts as a real champion: it cannot be ruled out."""
+    from mlflow.utils.credentials import read_mlflow_creds  # only here: the fallback path of a DAG run
+
+    creds = read_mlflow_creds()  # MLflow's own login (env or ~/.mlflow/credentials): basic-auth registries
+    auth = (creds.username, creds.password) if creds.username and creds.password else None
     url = uri.rstrip("/") + "/api/2.0/mlflow/registered-models/alias"
     try:
-        response = requests.get(url, params={"name": MODEL_NAME, "alias": CHAMPION_ALIAS}, timeout=10)
+        params = {"name": MODEL_NAME, "alias": CHAMPION_ALIAS}
+        response = requests.get(url, params=params, auth=auth, timeout=10)
     except requests.RequestException as error:
         return f"the registry's champion (MLflow at {uri} unreachable, so it may be real: {error})"
-    if response.status_code == 404:
+    if no_such_alias(response):
         return None
     if not response.ok:
         return f"the registry's champion (MLflow at {uri} answered {response.status_code}, so it may be real)"
@@ -250,6 +255,20 @@ def real_champion(uri: str) -> str | None:
     if tags.get(DATA_SOURCE_TAG) == SYNTHETIC:
         return None
     return f"the real champion (version {version.get('version')}, data_source {tags.get(DATA_SOURCE_TAG, 'unknown')})"
+
+
+def no_such_alias(response: requests.Response) -> bool:
+    """MLflow's answer when there is no champion: 404 when the registered model does not exist,
+    400 "alias ... not found" when it exists without the alias (MLflow 3.17)."""
+    if response.status_code == 404:
+        return True
+    if response.status_code != 400:
+        return False
+    try:
+        message = str(response.json().get("message", ""))
+    except ValueError:
+        return False
+    return "not found" in message.lower()
 
 
 def _synthetic(out: Path, params: dict[str, Any], reason: str) -> dict[str, Any]:

@@ -111,7 +111,8 @@ def test_unknown_is_null_where_the_domain_allows_it_and_refused_elsewhere(client
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("date", "2021-02-30"), ("date", "yesterday"), ("hrmn", "24:00"), ("hrmn", "7:32"), ("dep", "2C"), ("dep", "96"),
+    ("date", "2021-02-30"), ("date", "yesterday"), ("date", "1999-01-01"), ("hrmn", "24:00"), ("hrmn", "7:32"),
+    ("dep", "2C"), ("dep", "96"),
     ("com", "3031"), ("com", "2C004"), ("accident_id", "12a"), ("accident_id", "1" * 21), ("vehicles", []),
     ("injured", 2),
 ])  # fmt: skip

@@ -50,7 +50,7 @@ ACCIDENT_FIELDS: tuple[Feature, ...] = (
     _seed("lat"),
     _seed("long"),
 )  # fmt: skip
-HOUR = FEATURES_BY_NAME["hour"]
+HOUR, YEAR = FEATURES_BY_NAME["hour"], FEATURES_BY_NAME["year_acc"]
 DEPARTMENT, COMMUNE = FEATURES_BY_NAME["dep"], FEATURES_BY_NAME["com"]
 
 # The place (lieux): the road where the accident happened.
@@ -190,6 +190,12 @@ VehicleReport = _model(
 PlaceReport = _model("PlaceReport", PLACE_FIELDS)
 
 
+def _date(value: date) -> date:
+    if (reason := YEAR.violation(value.year)) is not None:
+        raise ValueError(f"the date's year {reason}")
+    return value
+
+
 def _hrmn(value: str) -> str:
     if not HRMN.fullmatch(value):
         raise ValueError(f"hrmn must be a time HH:MM (00:00 .. 23:59), got {value!r}")
@@ -210,7 +216,8 @@ AccidentReport = _model(
     "AccidentReport", ACCIDENT_FIELDS,
     accident_id=(str | None, Field(None, pattern=rf"^[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}$",
                                    description="optional BAAC Num_Acc, digits")),
-    date=(Annotated[date, Field(strict=False)], Field(description="date of the accident (YYYY-MM-DD)")),
+    date=(Annotated[date, Field(strict=False), AfterValidator(_date)],
+          Field(description="date of the accident (YYYY-MM-DD)")),
     hrmn=(Annotated[str, AfterValidator(_hrmn)], Field(description="time of the accident, HH:MM")),
     dep=(Annotated[str, _insee(DEPARTMENT_CODE, DEPARTMENT, "dep")],
          Field(description="department (INSEE, e.g. 75, 2A, 971)")),

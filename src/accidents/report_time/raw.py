@@ -5,6 +5,7 @@ decimal commas, "HH:MM" hours, no-break spaces in vehicle ids); codes stay raw h
 checked against their domains in accidents.report_time.features, as a request's are. A user whose
 vehicle is not in the vehicle table is left out (a report nests users in vehicles; 2020 + 2021:
 none). The target is the seed's: 1 when any user was killed or hospitalised.
+Measured for 2021: 2.0 s to read the four files, 4.5 s to build the Tables.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ Writes reports/report_time.json. Nothing of the test period reaches training: th
 encodings are fitted out-of-fold on the training rows, early stopping and the threshold use the
 validation period only. The assembled frame is cached in `report_time.cache_dir` (never the repo).
 Measured on the shared 2-core machine (load 10-12): 2020 + 2021 give 104,262 accidents (test
-2021-07..12: 30,765), ROC AUC 0.8640 / F1 0.7282 on the test period, a 4.4 MB model, 42 s per fit
-with OMP_NUM_THREADS=1 (496 s with OpenMP's two threads under that load), about 30 s to build the
-features of both years once. docs/report-time-model.md records the variants tried.
+2021-07..12: 30,765), ROC AUC 0.8631 / F1 0.7254 on the test period, a 4.35 MB model, 40-48 s
+per fit with OMP_NUM_THREADS=1 (a fit with OpenMP's two threads under that load: 496 s), about
+30 s to build the features of both years once. docs/report-time-model.md records the variants tried.
 """
 
 from __future__ import annotations

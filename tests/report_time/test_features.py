@@ -4,6 +4,8 @@ official tables give, whatever the order of its vehicles and users, and no outco
 from __future__ import annotations
 
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -73,3 +75,14 @@ def test_the_vectorized_domain_check_agrees_with_the_per_value_rule(feature):
     expected = [not np.isnan(value) and feature.violation(float(value)) is None for value in values]
     assert feature.accepts(values).tolist() == expected
     assert np.isnan(in_domain(feature, values)).tolist() == [not ok for ok in expected]
+
+
+def test_the_serving_side_imports_no_pandas_nor_scikit_learn():
+    """The API will turn reports into features in its own process, which keeps pandas out
+    (api/serving/lean_imports.py): the contract and the features must not need it."""
+    code = (
+        "import sys, accidents.report_time.contract, accidents.report_time.features\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'sklearn', 'mlflow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"

@@ -12,7 +12,7 @@ from pathlib import Path
 from tests.support.imports import PACKAGES, REPO, find_cycle, import_graph
 
 ACCIDENTS = PACKAGES["accidents"]
-SUBPACKAGES = {"data", "model", "pipeline", "monitoring", "store", "stack"}
+SUBPACKAGES = {"data", "model", "pipeline", "monitoring", "store", "stack", "report_time"}
 SHARED_MODULES = {"__init__.py", "config.py", "features.py", "stage.py", "cli.py"}
 
 

@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("accidents.pipeline.evaluate", "DVC stage: challenger vs champion, promotion rule"),
     "predict": ("accidents.pipeline.predict", "DVC stage (or a CSV/JSON file): batch predictions of the champion"),
     "backtest": ("accidents.pipeline.backtest", "what refreshing the training data gains, at several cutoffs"),
+    "report-time-experiment": (
+        "accidents.report_time.experiment",
+        "the report-time model's test AUC/F1/size on the temporal split (issue #25)",
+    ),
     "drift": ("accidents.monitoring.drift", "drift job: logged traffic vs the model's reference (.venv-monitoring)"),
     "realized": ("accidents.monitoring.realized", "label job: realized AUC/F1 of the logged predictions"),
     "replay": ("accidents.monitoring.replay", "send real accidents through a running API"),

@@ -60,6 +60,20 @@ class Feature:
             return f"must be {self.rule()}, got {_fmt(value)}"
         return None
 
+    def accepts(self, values: np.ndarray) -> np.ndarray:
+        """Vectorized `violation(value) is None` for present values (NaN: False), on a float array."""
+        values = np.asarray(values, dtype=float)
+        if self.codes is not None:
+            return np.isin(values, sorted(self.codes))
+        valid = np.isfinite(values)
+        if self.minimum is not None:
+            valid &= values >= self.minimum
+        if self.maximum is not None:
+            valid &= values <= self.maximum
+        if self.integer:
+            valid &= values == np.floor(values)
+        return valid
+
 
 def _fmt(value: float | None) -> str:
     if value is None:

@@ -176,16 +176,7 @@ def clean(frame: pd.DataFrame) -> pd.DataFrame:
 
 def within_domain(feature: Feature, values: pd.Series) -> pd.Series:
     """Vectorized `feature.violation(value) is None` for present values (NaN rows: False)."""
-    if feature.codes is not None:
-        return values.isin(sorted(feature.codes))
-    valid = np.isfinite(values)
-    if feature.minimum is not None:
-        valid &= values >= feature.minimum
-    if feature.maximum is not None:
-        valid &= values <= feature.maximum
-    if feature.integer:
-        valid &= values == np.floor(values)
-    return valid
+    return pd.Series(feature.accepts(values.to_numpy(dtype=float)), index=values.index)
 
 
 def fill_and_drop(splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

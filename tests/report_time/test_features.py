@@ -1,0 +1,88 @@
+"""One feature code path: a report built from a real 2021 accident gives exactly the row the
+official tables give, whatever the order of its vehicles and users, and no outcome reaches it."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from accidents.report_time.contract import TABLE_FIELDS, AccidentReport
+from accidents.report_time.features import REPORT_FEATURES, accident_features, in_domain, tables_from_reports
+from accidents.report_time.raw import outcomes, tables_from_official
+from tests.report_time.conftest import report_of
+
+
+@pytest.fixture(scope="module")
+def raw_rows(sample_tables) -> dict[str, np.ndarray]:
+    tables = tables_from_official(sample_tables)
+    return dict(zip(tables.accident_ids, accident_features(tables), strict=True))
+
+
+def test_every_sample_accident_gives_the_same_row_as_a_report_and_as_raw_tables(sample_tables, raw_rows):
+    reports = [AccidentReport.model_validate(report_of(sample_tables, accident)) for accident in raw_rows]
+    from_reports = accident_features(tables_from_reports(reports))
+    expected = np.array(list(raw_rows.values()))
+    assert from_reports.shape == (65, len(REPORT_FEATURES))
+    for name, got, want in zip(REPORT_FEATURES, from_reports.T, expected.T, strict=True):
+        np.testing.assert_array_equal(got, want, err_msg=name)
+    # the sample exercises the aggregates: pedestrians, two-wheelers, unknown (-1) codes
+    column = dict(zip(REPORT_FEATURES, expected.T, strict=True))
+    assert column["n_pedestrians"].sum() > 0 and column["n_two_wheelers"].sum() > 0
+    assert np.isnan(expected).any()
+
+
+def test_one_report_alone_gives_its_row_from_the_full_tables(sample_tables, raw_rows):
+    accident = "202100000003"
+    report = AccidentReport.model_validate(report_of(sample_tables, accident))
+    np.testing.assert_array_equal(accident_features(tables_from_reports([report]))[0], raw_rows[accident])
+
+
+def test_order_of_vehicles_and_users_does_not_change_the_row(sample_tables, raw_rows):
+    several = [accident for accident in raw_rows if len(report_of(sample_tables, accident)["vehicles"]) >= 2]
+    shuffle = random.Random(0)
+    for accident in several:
+        body = report_of(sample_tables, accident)
+        for _ in range(5):
+            shuffle.shuffle(body["vehicles"])
+            for vehicle in body["vehicles"]:
+                shuffle.shuffle(vehicle["users"])
+            row = accident_features(tables_from_reports([AccidentReport.model_validate(body)]))[0]
+            np.testing.assert_array_equal(row, raw_rows[accident], err_msg=accident)
+
+
+def test_features_carry_no_outcome(sample_tables):
+    """Changing every user's injury severity changes no feature (only the target)."""
+    before = accident_features(tables_from_official(sample_tables))
+    changed = {**sample_tables, "usagers": sample_tables["usagers"].assign(grav="2")}
+    tables = tables_from_official(changed)
+    np.testing.assert_array_equal(accident_features(tables), before)
+    assert set(outcomes(changed, tables.accident_ids)) == {1.0}
+    assert 0 < np.nanmean(outcomes(sample_tables, tables.accident_ids)) < 1
+
+
+@pytest.mark.parametrize(
+    "feature", [f for fields in TABLE_FIELDS.values() for f in fields], ids=lambda feature: feature.name
+)
+def test_the_vectorized_domain_check_agrees_with_the_per_value_rule(feature):
+    """Both paths send every raw code through `Feature.accepts`; the contract uses `violation`."""
+    low = min(feature.codes) if feature.codes is not None else feature.minimum
+    high = max(feature.codes) if feature.codes is not None else feature.maximum
+    values = np.array([low - 1, low, low + 0.5, (low + high) / 2, high, high + 1, -1, np.nan, np.inf, -np.inf])
+    expected = [not np.isnan(value) and feature.violation(float(value)) is None for value in values]
+    assert feature.accepts(values).tolist() == expected
+    assert np.isnan(in_domain(feature, values)).tolist() == [not ok for ok in expected]
+
+
+def test_the_serving_side_imports_no_pandas_nor_scikit_learn():
+    """The API will turn reports into features in its own process, which keeps pandas out
+    (api/serving/lean_imports.py): the contract and the features must not need it."""
+    code = (
+        "import sys, accidents.report_time.contract, accidents.report_time.features\n"
+        "print(sorted(m for m in ('pandas', 'pyarrow', 'sklearn', 'mlflow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    assert done.stdout.strip() == "[]"

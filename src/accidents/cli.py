@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("accidents.pipeline.predict", "DVC stage (or a CSV/JSON file): batch predictions of the champion"),
     "backtest": ("accidents.pipeline.backtest", "what refreshing the training data gains, at several cutoffs"),
     "drift": ("accidents.monitoring.drift", "drift job: logged traffic vs the model's reference (.venv-monitoring)"),
+    "estimate": (
+        "accidents.monitoring.estimation",
+        "estimated AUC/F1 of a window before labels, CBPE (.venv-monitoring)",
+    ),
     "realized": ("accidents.monitoring.realized", "label job: realized AUC/F1 of the logged predictions"),
     "replay": ("accidents.monitoring.replay", "send real accidents through a running API"),
     "retrain-decision": ("accidents.monitoring.retrain_decision", "should the monitoring DAG start a retrain?"),

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("accidents.monitoring.drift", "drift job: logged traffic vs the model's reference (.venv-monitoring)"),
     "estimate": (
         "accidents.monitoring.estimation",
-        "estimated AUC/F1 of a window before labels, CBPE (.venv-monitoring)",
+        "estimated AUC/F1 before labels, CBPE (.venv-monitoring)",
     ),
     "realized": ("accidents.monitoring.realized", "label job: realized AUC/F1 of the logged predictions"),
     "replay": ("accidents.monitoring.replay", "send real accidents through a running API"),

@@ -223,8 +223,8 @@ def download_calibration(client: Any, version: str) -> tuple[pd.DataFrame, float
             path = client.download_artifacts(model_version.run_id, CALIBRATION_ARTIFACT, folder)
             return pd.read_parquet(path), threshold
     except (MlflowException, OSError, KeyError, ValueError) as error:
-        raise PipelineError(f"version {version} of {MODEL_NAME} has no calibration set ({CALIBRATION_ARTIFACT}) "
-                            f"or threshold tag: {error}; retrain, or pass --calibration and --threshold") from error  # fmt: skip
+        why = f"version {version} of {MODEL_NAME} has no calibration set ({CALIBRATION_ARTIFACT}) or threshold tag"
+        raise PipelineError(f"{why}: {error}; retrain, or pass --calibration and --threshold") from error
 
 
 # --- MLflow -------------------------------------------------------------------------------------

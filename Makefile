@@ -20,7 +20,7 @@ MONITORING_VENV := .venv-monitoring
 DOCS_VENV := .venv-docs
 DOCS_ADDRESS ?= 127.0.0.1:8008
 
-.PHONY: help setup setup-airflow setup-monitoring setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized
+.PHONY: help setup setup-airflow setup-monitoring setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized monitoring-backtest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ docs-build: setup-docs ## build the documentation site into site/ (--strict: a b
 
 monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
 	$(MONITORING_VENV)/bin/accidents drift $(ARGS)
+
+monitoring-backtest: setup-monitoring ## a 2020 model serving each month of 2021: drift, estimated vs realized AUC/F1, retrain policy -> reports/
+	$(MONITORING_VENV)/bin/python -m accidents.monitoring.backtest $(ARGS)
 
 run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
 	$(PY) scripts/run_stack.py

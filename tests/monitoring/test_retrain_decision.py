@@ -6,7 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from accidents.config import load_params
-from accidents.monitoring.retrain_decision import PipelineRun, Thresholds, decide, evidence_of
+from accidents.monitoring.retrain_decision import PipelineRun, Thresholds, decide, evidence_of, recent_evidence
+from accidents.store import drift_results
+from accidents.store.prediction_log import create_log_engine, ensure_schema, realized
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
 THRESHOLDS = Thresholds(realized_auc_drop=0.05, estimated_auc_drop=0.03, votes_needed=2, votes_window=3,
@@ -103,3 +105,28 @@ def test_cooldown_after_a_monitoring_run_only():
     others = [PipelineRun("manual__3", "success", NOW - timedelta(hours=1), "manual: admin"),
               PipelineRun("manual__4", "success", NOW - timedelta(hours=2), "new official data: 2022")]  # fmt: skip
     assert decide(evidence, others, NOW, THRESHOLDS).retrain  # people and new data are not rate-limited
+
+
+def test_the_cli_gathers_the_last_n_drift_results_and_the_newest_label_jobs_months(tmp_path):
+    """recent_evidence on a real store: drift results oldest first (the newest votes_window), and only the
+    per-month rows of the newest label job (an older job's months, overall rows and shadow rows left out)."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = create_log_engine(url)
+    ensure_schema(engine, url)
+    for number, verdict in enumerate(("drift", "no_drift", "drift", "drift")):
+        drift_results.store(engine, {**DRIFT, "id": None, "verdict": verdict, "window_start": None, "window_end": None,
+                                     "computed_at": NOW + timedelta(hours=number), "reference_rows": 30000,
+                                     "feature_scores": {}, "report_run_id": None, "method": "test"})  # fmt: skip
+    rows = [("old", "2021-01", 0.60, None, 0), ("new", "2021-02", 0.72, None, 1), ("new", "2021-03", 0.71, None, 1),
+            ("new", None, 0.715, None, 1), ("new", None, 0.70, "5", 1)]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(realized.insert(), [
+            {"computed_at": NOW + timedelta(days=day), "job_id": job, "model_version": "4", "month": month,
+             "roc_auc": auc, "rows_logged": 10, "rows_labelled": 10, "rows_unlabelled": 0, "label_source": "test",
+             "shadow_challenger": challenger} for job, month, auc, challenger, day in rows])  # fmt: skip
+    engine.dispose()
+    drifts, months = recent_evidence(url, 3)
+    assert [d["verdict"] for d in drifts] == ["no_drift", "drift", "drift"]
+    assert [(m["month"], m["roc_auc"]) for m in months] == [("2021-02", 0.72), ("2021-03", 0.71)]
+    evidence = evidence_of(drifts, months, "4", 0.78, THRESHOLDS)
+    assert [item.split(":")[0] for item in evidence] == ["drift", "performance"]

@@ -1,6 +1,6 @@
 """Monitoring backtest on real months: how much can our monitoring be trusted before labels exist?
 
-    make monitoring-backtest            # in the monitoring venv; writes reports/monitoring-backtest.*
+    make monitoring-backtest            # in the monitoring venv (accidents monitoring-backtest); writes reports/
     python -m accidents.monitoring.backtest --months 2021-01 2021-02 2021-03 --shift night:2021-02
 
 A model trained on 2020 only (the pipeline's fit_model and train params; January to September to fit,

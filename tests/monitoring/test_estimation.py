@@ -1,6 +1,6 @@
-"""Estimated performance before labels (accidents.monitoring.estimation, CBPE by NannyML in .venv-monitoring):
+"""Estimated performance before labels (accidents.monitoring.estimation, our CBPE, in .venv-monitoring):
 the CLI on a logged window recovers the realized AUC and F1 from badly calibrated probabilities, reports the
-calibration error, and NannyML's usage telemetry never fires."""
+calibration error, and runs without NannyML."""
 
 from __future__ import annotations
 
@@ -32,8 +32,7 @@ def monitoring_python() -> str:
 
 
 def job_env() -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key != "NML_DISABLE_USAGE_LOGGING"}
-    return {**env, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    return {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
 
 
 def miscalibrated(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +75,7 @@ def test_the_estimate_of_a_logged_window_matches_its_realized_performance(tmp_pa
     assert calibration_error["applied"] and calibration_error["rows"] == 10000
     assert calibration_error["ece_raw"] > 0.1 > 0.02 > calibration_error["ece_isotonic"]
     assert calibration_error["brier_isotonic"] < calibration_error["brier_raw"]
-    assert estimate["method"].startswith("nannyml 0.13.1 CBPE")
+    assert estimate["method"].startswith("CBPE (NannyML 0.13.1's binary rules, own implementation)")
 
 
 def test_a_bad_calibration_set_is_a_clear_error(tmp_path):
@@ -89,21 +88,21 @@ def test_a_bad_calibration_set_is_a_clear_error(tmp_path):
     assert answer.returncode != 0 and "calibration set needs both classes" in answer.stderr
 
 
-def test_nannyml_usage_telemetry_never_fires(tmp_path):
-    """The events NannyML would send to Segment (fit, estimate) are recorded instead of sent: none."""
+def test_the_monitoring_venv_estimates_without_nannyml():
+    """Our own CBPE: NannyML (and its ~2 GB: xgboost, lightgbm, FLAML, kaleido...) stays out of the monitoring
+    venv and the Airflow image; tests/monitoring/test_cbpe_matches_nannyml.py checks the numbers."""
     code = """
 import json, sys
 import numpy as np
-import nannyml.usage_logging as usage
-sent = []
-usage.SegmentUsageTracker._log = lambda self, event, metadata: sent.append(str(event))
 from accidents.monitoring.estimation import calibration_frame, estimate
 rng = np.random.default_rng(0)
 score = rng.random(2000)
 estimate(score[:1000], calibration_frame(score[1000:], (rng.random(1000) < score[1000:]).astype(int)), 0.5)
-print(json.dumps(sent))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("nannyml", "lightgbm", "xgboost", "flaml"))))
 """
     answer = subprocess.run([monitoring_python(), "-c", code], capture_output=True, text=True, env=job_env(),
-                            cwd=tmp_path, timeout=600, check=False)  # fmt: skip
+                            timeout=600, check=False)  # fmt: skip
     assert answer.returncode == 0, answer.stderr[-3000:]
     assert json.loads(answer.stdout.strip().splitlines()[-1]) == []
+    locked = (REPO / "requirements" / "monitoring.txt").read_text().lower().splitlines()
+    assert not {"nannyml", "xgboost", "lightgbm", "flaml"} & {line.split("==")[0] for line in locked if "==" in line}

@@ -17,10 +17,11 @@ DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 DVC_SITE_CACHE := .dvc/tmp/site-cache
 
 MONITORING_VENV := .venv-monitoring
+NANNYML_VENV := .venv-nannyml
 DOCS_VENV := .venv-docs
 DOCS_ADDRESS ?= 127.0.0.1:8008
 
-.PHONY: help setup setup-airflow setup-monitoring setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized monitoring-backtest
+.PHONY: help setup setup-airflow setup-monitoring setup-nannyml setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized monitoring-backtest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +60,15 @@ $(MONITORING_VENV)/.installed: requirements/monitoring.txt pyproject.toml | uv
 	@test -x $(MONITORING_VENV)/bin/python || uv venv --quiet --python 3.11 $(MONITORING_VENV)
 	uv pip install --quiet --python $(MONITORING_VENV)/bin/python -r requirements/monitoring.txt
 	uv pip install --quiet --python $(MONITORING_VENV)/bin/python --no-deps -e .
+	@touch $@
+
+# Test-only: NannyML itself, the reference our CBPE (accidents.monitoring.estimation) is checked against
+# (tests/monitoring/test_cbpe_matches_nannyml.py); --no-deps: only what `import nannyml` needs.
+setup-nannyml: $(NANNYML_VENV)/.installed ## create .venv-nannyml (test-only: NannyML 0.13.1, what its import needs)
+
+$(NANNYML_VENV)/.installed: requirements/nannyml-test.txt | uv
+	@test -x $(NANNYML_VENV)/bin/python || uv venv --quiet --python 3.11 $(NANNYML_VENV)
+	uv pip install --quiet --python $(NANNYML_VENV)/bin/python --no-deps -r requirements/nannyml-test.txt
 	@touch $@
 
 # The documentation site (docs/, mkdocs.yml): MkDocs + Material in a venv of their own.

@@ -60,7 +60,9 @@ print(json.dumps(answer))
 """
 
 
+@pytest.fixture(scope="module")
 def nannyml_python() -> str:
+    """NannyML's venv, checked before the data is read and the model fitted."""
     if NANNYML_PYTHON.exists():
         return str(NANNYML_PYTHON)
     why = f"{NANNYML_PYTHON} missing: run `make setup-nannyml` (NannyML's CBPE, the reference ours is checked against)"
@@ -70,7 +72,7 @@ def nannyml_python() -> str:
 
 
 @pytest.fixture(scope="module")
-def served(baac_dir, monkeypatch_module) -> dict[str, np.ndarray]:
+def served(nannyml_python, baac_dir, monkeypatch_module) -> dict[str, np.ndarray]:
     """Real probabilities: calibration set (2020-10..12) and the 2021 windows of a small 2020 model."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -106,12 +108,11 @@ def monkeypatch_module():
 
 
 @pytest.fixture(scope="module")
-def nannyml_answer(served, tmp_path_factory) -> dict[str, dict]:
-    python = nannyml_python()
+def nannyml_answer(nannyml_python, served, tmp_path_factory) -> dict[str, dict]:
     path = tmp_path_factory.mktemp("cbpe") / "served.npz"
     np.savez(path, **served)
-    answer = subprocess.run([python, "-c", NANNYML_SIDE, str(path)], capture_output=True, text=True, timeout=600,
-                            check=False, env={**os.environ, "PYTHONPATH": ""})  # fmt: skip
+    answer = subprocess.run([nannyml_python, "-c", NANNYML_SIDE, str(path)], capture_output=True, text=True,
+                            timeout=600, check=False, env={**os.environ, "PYTHONPATH": ""})  # fmt: skip
     assert answer.returncode == 0, answer.stderr[-4000:]
     return json.loads(answer.stdout.strip().splitlines()[-1])
 

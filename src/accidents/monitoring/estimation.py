@@ -18,13 +18,13 @@ estimate only (serving is unchanged), and applied only when it lowers the calibr
 isotonic probabilities (ECE, Brier) on that set is reported with every estimate.
 
 Our own implementation, about 80 lines of NumPy and scikit-learn (IsotonicRegression), not the
-nannyml package: NannyML 0.13.1 pulls xgboost, lightgbm, FLAML, plotly, kaleido, gcsfs and s3fs and
-grew this venv (and the Airflow image's monitoring stage) from 348 MB to 2.4 GB for 80 lines of
-arithmetic. Each function follows the NannyML 0.13.1 function it names, step for step (same sorts,
-same splits, same rounding); tests/monitoring/test_cbpe_matches_nannyml.py runs NannyML itself in a
-test-only venv (.venv-nannyml, `make setup-nannyml`) on real BAAC probabilities and finds the same
-numbers. One ~5,000-row monthly window with a ~25,000-row calibration set takes about 0.5 s (the
-ten needs_calibration splits and the five cross-fitted ECE folds dominate).
+nannyml package: NannyML 0.13.1 pulls xgboost, lightgbm, FLAML, plotly, kaleido, gcsfs and s3fs,
+which grew the Airflow image's monitoring-venv stage from 348 MB to 2.4 GB. Each function follows the
+NannyML 0.13.1 function it names, step for step (same sorts, same splits, same rounding);
+tests/monitoring/test_cbpe_matches_nannyml.py runs NannyML itself in a test-only venv (.venv-nannyml,
+`make setup-nannyml`) on real BAAC probabilities and finds the same numbers. Measured: a 5,000-row
+window against a 9,585-row calibration set (the backtest's) in 0.11 s once scikit-learn is loaded
+(4.4 s with its first import, at a load average of 9).
 
 The window is the drift job's (its Settings and read_traffic); the result goes to stdout as JSON and
 to a run of the MLflow experiment `monitoring` (kind estimated_performance). The calibration set of a

@@ -17,10 +17,11 @@ DVC_REMOTE ?= $(HOME)/.cache/accidents-mlops/dvc-remote
 DVC_SITE_CACHE := .dvc/tmp/site-cache
 
 MONITORING_VENV := .venv-monitoring
+NANNYML_VENV := .venv-nannyml
 DOCS_VENV := .venv-docs
 DOCS_ADDRESS ?= 127.0.0.1:8008
 
-.PHONY: help setup setup-airflow setup-monitoring setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized
+.PHONY: help setup setup-airflow setup-monitoring setup-nannyml setup-docs docs docs-build monitor run mlflow pipeline test compose-test scale-test lint lock bench clean replay realized monitoring-backtest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -61,6 +62,15 @@ $(MONITORING_VENV)/.installed: requirements/monitoring.txt pyproject.toml | uv
 	uv pip install --quiet --python $(MONITORING_VENV)/bin/python --no-deps -e .
 	@touch $@
 
+# Test-only: NannyML itself, the reference our CBPE (accidents.monitoring.estimation) is checked against
+# (tests/monitoring/test_cbpe_matches_nannyml.py); --no-deps: only what `import nannyml` needs.
+setup-nannyml: $(NANNYML_VENV)/.installed ## create .venv-nannyml (test-only: NannyML 0.13.1, what its import needs)
+
+$(NANNYML_VENV)/.installed: requirements/nannyml-test.txt | uv
+	@test -x $(NANNYML_VENV)/bin/python || uv venv --quiet --python 3.11 $(NANNYML_VENV)
+	uv pip install --quiet --python $(NANNYML_VENV)/bin/python --no-deps -r requirements/nannyml-test.txt
+	@touch $@
+
 # The documentation site (docs/, mkdocs.yml): MkDocs + Material in a venv of their own.
 setup-docs: $(DOCS_VENV)/.installed ## create .venv-docs (MkDocs, Material, pinned)
 
@@ -77,6 +87,9 @@ docs-build: setup-docs ## build the documentation site into site/ (--strict: a b
 
 monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
 	$(MONITORING_VENV)/bin/accidents drift $(ARGS)
+
+monitoring-backtest: setup-monitoring ## a 2020 model serving each month of 2021: drift, estimated vs realized AUC/F1, retrain policy -> reports/
+	$(MONITORING_VENV)/bin/python -m accidents.monitoring.backtest $(ARGS)
 
 run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
 	$(PY) scripts/run_stack.py

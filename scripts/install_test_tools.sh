@@ -8,6 +8,9 @@
 # installed here: the container suites install and start an engine themselves with CI=true or
 # ENGINE_INSTALL=1 (scripts/docker/ensure_engine.sh), and say SKIPPED without one otherwise.
 set -euo pipefail
+# .venv-nannyml: NannyML itself, test-only, the reference our CBPE is checked against
+# (tests/monitoring/test_cbpe_matches_nannyml.py fails under CI=true without it); after the tools below
+trap '[ $? -ne 0 ] || make --no-print-directory -C "$(dirname "$0")/.." setup-nannyml' EXIT
 missing=()
 command -v make >/dev/null || missing+=(make)
 command -v wrk >/dev/null || missing+=(wrk)

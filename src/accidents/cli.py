@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "the report-time model's test AUC/F1/size on the temporal split (issue #25)",
     ),
     "drift": ("accidents.monitoring.drift", "drift job: logged traffic vs the model's reference (.venv-monitoring)"),
+    "estimate": (
+        "accidents.monitoring.estimation",
+        "estimated AUC/F1 before labels, CBPE (.venv-monitoring)",
+    ),
+    "monitoring-backtest": ("accidents.monitoring.backtest", "a 2020 model serving 2021: drift, estimate vs labels"),
     "realized": ("accidents.monitoring.realized", "label job: realized AUC/F1 of the logged predictions"),
     "replay": ("accidents.monitoring.replay", "send real accidents through a running API"),
     "retrain-decision": ("accidents.monitoring.retrain_decision", "should the monitoring DAG start a retrain?"),

@@ -4,7 +4,8 @@ The stack trains its champion on the default split (all of 2020-2021, temporal: 
 and logs its reference profile; real accidents are replayed through the API; the Airflow DAG
 `monitoring` runs the drift job (.venv-monitoring, Evidently), the label job and the decision:
 - unshifted 2021-07..12 accidents -> verdict no_drift, no retraining run, no drift alert;
-- night-time accidents only -> verdict drift on hour and lum, the API's gauges show it, the
+- night-time accidents only -> verdict drift on hour and lum, the API's gauges show it; on the
+  second drifted window (2 of the last 3, params.yaml monitoring.votes_needed/votes_window) the
   repo's DatasetDrift rule fires in a real Prometheus (PROMETHEUS=1) scraping the API, and the
   DAG starts `dvc_pipeline` with a reason starting "drift:" in its conf (GET /retrain/{id} too);
 - a third monitoring run on the same evidence starts nothing: the cooldown.
@@ -116,7 +117,10 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack,
     pipeline_runs = {r["dag_run_id"] for r in stack.dag_runs()}
 
     replay(stack, "--night", "--seed", "1")
-    run = monitoring_run(stack)
+    run = monitoring_run(stack)  # one drifted window of the last 3: not yet evidence (monitoring.votes_needed 2)
+    assert task_states(stack, run["dag_run_id"])["trigger_retraining"] == "skipped"
+    assert "no evidence" in stack.task_logs(run["dag_run_id"], None, MONITORING_DAG)
+    run = monitoring_run(stack)  # the same night traffic, drifted again: 2 of the last 3
     assert task_states(stack, run["dag_run_id"])["trigger_retraining"] == "success"
     drift = newest_drift(stack)
     assert drift["verdict"] == "drift", drift
@@ -134,7 +138,7 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack,
     started = [r for r in stack.dag_runs() if r["dag_run_id"] not in pipeline_runs]
     assert len(started) == 1, started
     retrain = started[0]
-    assert retrain["conf"]["reason"].startswith("drift: drifted share"), retrain["conf"]
+    assert retrain["conf"]["reason"].startswith("drift: 2 of the last 3 windows"), retrain["conf"]
     status = requests.get(f"{stack.api}/retrain/{requests.utils.quote(retrain['dag_run_id'], safe='')}",
                           headers=stack.api_token(), timeout=10).json()  # fmt: skip
     assert status["reason"] == retrain["conf"]["reason"]

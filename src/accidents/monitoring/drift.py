@@ -171,7 +171,10 @@ def _distances(current: pd.DataFrame, base: pd.DataFrame, columns: list[str]) ->
     categorical = [c for c in columns if c in CODED_RANGES or (c in FEATURES_BY_NAME and FEATURES_BY_NAME[c].codes)]
     definition = DataDefinition(numerical_columns=[c for c in columns if c not in categorical],
                                 categorical_columns=categorical)  # fmt: skip
-    snapshot = Report([DataDriftPreset(columns=columns)]).run(
+    # methods pinned: Evidently's default swaps them for p-values (KS, chi-square) when the base has <= 1000
+    # rows, e.g. the noise floor's rest of a ~2,000-row seasonal reference, and a p-value is not a distance
+    preset = DataDriftPreset(columns=columns, cat_method="jensenshannon", num_method="wasserstein")
+    snapshot = Report([preset]).run(
         Dataset.from_pandas(current[columns], data_definition=definition),
         Dataset.from_pandas(base[columns], data_definition=definition),
     )

@@ -1,21 +1,28 @@
-"""Retraining on evidence: should the monitoring DAG start `dvc_pipeline` now, and why?
+"""Retraining on repeated evidence: should the monitoring DAG start `dvc_pipeline` now, and why?
 
     python -m accidents.monitoring.retrain_decision     # prints one JSON object: {"retrain": bool, "reason": ..., ...}
 
-The evidence (`evidence_of`, pure): the newest drift result (accidents.monitoring.drift) and the
-newest realized performance of the champion (accidents.monitoring.realized), against the thresholds of
-params.yaml `monitoring:`:
+The evidence (`evidence_of`, pure) is counted over the champion's windows, oldest first, against
+params.yaml `monitoring:`. A condition speaks for a retrain when it holds in `votes_needed` of the
+last `votes_window` windows (k of n, e.g. 2 of 3: one odd week is not evidence, the monitoring
+backtest's month of 2021 with a one-off holiday mix shows why):
 - drift: the drift job's verdict is `drift` (drifted share >= drift_share_threshold or prediction
-  drift >= prediction_threshold) for the champion's traffic;
-- performance: the champion's realized AUC is `realized_auc_drop` or more below its test AUC.
-`decide` (pure) starts no run while a `dvc_pipeline` run is queued or running, nor within `cooldown_days` of
-the last run that monitoring started (reason starting with "drift" or "performance"). The reason
-travels in the run's conf (`reason`), which the pipeline tags on its MLflow run (`run_reason`).
+  drift >= prediction_threshold);
+- estimated performance: the CBPE estimate of the window (accidents.monitoring.estimation) is
+  `estimated_auc_drop` or more below the champion's test AUC;
+- performance: the realized AUC of a month (the newest label job's per-month rows) is
+  `realized_auc_drop` or more below the champion's test AUC.
+The reason names the windows that voted. `decide` (pure) starts no run while a `dvc_pipeline` run is
+queued or running, nor within `cooldown_days` of the last run that monitoring started (reason starting
+with "drift", "estimated performance" or "performance"). The reason travels in the run's conf
+(`reason`), which the pipeline tags on its MLflow run (`run_reason`).
 
-The CLI gathers the evidence: the prediction log's store (PREDICTION_LOG_URL, as the API), the
-registry's champion and its run's `test_roc_auc` (MLFLOW_TRACKING_URI), and the DAG's runs from
-Airflow's REST API (ACCIDENTS_AIRFLOW_URL, else AIRFLOW__API__BASE_URL, else the local default;
-ACCIDENTS_AIRFLOW_USERNAME / ACCIDENTS_AIRFLOW_PASSWORD, else the local demo login).
+The CLI gathers the evidence: the prediction log's store (PREDICTION_LOG_URL, as the API: the last
+`votes_window` drift results and the newest label job's months), the registry's champion and its
+run's `test_roc_auc` (MLFLOW_TRACKING_URI), and the DAG's runs from Airflow's REST API
+(ACCIDENTS_AIRFLOW_URL, else AIRFLOW__API__BASE_URL, else the local default;
+ACCIDENTS_AIRFLOW_USERNAME / ACCIDENTS_AIRFLOW_PASSWORD, else the local demo login). Estimates are
+not stored yet (issue #24's storage step): the CLI passes none, the pure policy already counts them.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import os
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,18 +49,22 @@ from accidents.config import (
 )
 from accidents.stage import PipelineError, log, run_stage
 from accidents.store import drift_results
-from accidents.store.drift_results import VERDICT_DRIFT
+from accidents.store.drift_results import VERDICT_DRIFT, VERDICT_NOT_ENOUGH_DATA
 from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, realized
 
 REASON_DRIFT = "drift"
+REASON_ESTIMATED = "estimated performance"
 REASON_PERFORMANCE = "performance"
-MONITORING_REASONS = (REASON_DRIFT, REASON_PERFORMANCE)  # the runs the cooldown counts
+MONITORING_REASONS = (REASON_DRIFT, REASON_ESTIMATED, REASON_PERFORMANCE)  # the runs the cooldown counts
 ACTIVE_STATES = ("queued", "running")
 
 
 @dataclass(frozen=True)
 class Thresholds:
     realized_auc_drop: float = 0.05
+    estimated_auc_drop: float = 0.03
+    votes_needed: int = 2  # k: windows where a condition holds ...
+    votes_window: int = 3  # ... among the last n windows of the champion
     cooldown_days: float = 7
 
     @classmethod
@@ -78,33 +90,78 @@ class Decision:
     evidence: list[str]
 
 
+def _voted(windows: list[dict[str, Any]], holds: Callable[[dict[str, Any]], bool], thresholds: Thresholds
+            ) -> list[dict[str, Any]]:  # fmt: skip
+    """The windows among the last `votes_window` where the condition holds, if at least `votes_needed`."""
+    voters = [window for window in windows[-thresholds.votes_window :] if holds(window)]
+    return voters if len(voters) >= thresholds.votes_needed else []
+
+
+def _count(voters: list[dict[str, Any]], windows: list[dict[str, Any]], thresholds: Thresholds) -> str:
+    return f"{len(voters)} of the last {min(len(windows), thresholds.votes_window)} windows"
+
+
+def _auc_drop(key: str, floor: float) -> Callable[[dict[str, Any]], bool]:
+    return lambda window: window.get(key) is not None and window[key] <= floor
+
+
 def evidence_of(
-    drift: dict[str, Any] | None,
-    performance: dict[str, Any] | None,
+    drifts: list[dict[str, Any]],
+    performances: list[dict[str, Any]],
     champion_version: str | None,
     champion_test_auc: float | None,
     thresholds: Thresholds,
+    estimates: list[dict[str, Any]] | None = None,
 ) -> list[str]:
-    """What speaks for a retrain: the champion's drift verdict, its realized AUC drop (pure)."""
+    """What speaks for a retrain, each condition counted k of n over the champion's windows (oldest
+    first): drift verdicts, estimated AUC drops, realized AUC drops (pure)."""
+    mine = [
+        w for w in drifts if w.get("model_version") == champion_version and w.get("verdict") != VERDICT_NOT_ENOUGH_DATA
+    ]
     evidence = []
-    if drift is not None and drift["verdict"] == VERDICT_DRIFT and drift["model_version"] == champion_version:
-        features = ", ".join(drift["drifted_features"]) or "none"
-        evidence.append(
-            f"{REASON_DRIFT}: drifted share {drift['drifted_share']:.2f} ({features}), prediction drift "
-            f"{drift['prediction_drift']:.3f} on {drift['window_rows']} rows of version {champion_version}"
-        )
-    if performance is not None and performance.get("roc_auc") is not None and champion_test_auc is not None:
-        drop = champion_test_auc - performance["roc_auc"]
-        if performance["model_version"] == champion_version and drop >= thresholds.realized_auc_drop:
-            evidence.append(f"{REASON_PERFORMANCE}: realized AUC {performance['roc_auc']:.4f} is {drop:.4f} below the "
-                            f"test AUC {champion_test_auc:.4f} of version {champion_version}")  # fmt: skip
+    voters = _voted(mine, lambda window: window["verdict"] == VERDICT_DRIFT, thresholds)
+    if voters:
+        named = "; ".join(_drift_summary(window) for window in voters)
+        evidence.append(f"{REASON_DRIFT}: {_count(voters, mine, thresholds)} of version {champion_version} drifted "
+                        f"({named})")  # fmt: skip
+    if champion_test_auc is None:
+        return evidence
+    for reason, windows, key, drop, what in (
+        (REASON_ESTIMATED, estimates or [], "roc_auc", thresholds.estimated_auc_drop, "estimated AUC"),
+        (REASON_PERFORMANCE, performances, "roc_auc", thresholds.realized_auc_drop, "realized AUC"),
+    ):
+        mine = [window for window in windows if window.get("model_version") == champion_version]
+        voters = _voted(mine, _auc_drop(key, champion_test_auc - drop), thresholds)
+        if voters:
+            named = "; ".join(f"{_window_name(w)}: {w[key]:.4f}" for w in voters)
+            evidence.append(f"{reason}: {what} {drop:g} or more below the test AUC {champion_test_auc:.4f} of version "
+                            f"{champion_version} in {_count(voters, mine, thresholds)} ({named})")  # fmt: skip
     return evidence
+
+
+def _drift_summary(window: dict[str, Any]) -> str:
+    features = ", ".join(window["drifted_features"]) or "none"
+    return (f"{_window_name(window)}: share {window['drifted_share']:.2f} ({features}), prediction drift "
+            f"{window['prediction_drift']:.3f}, {window['window_rows']} rows")  # fmt: skip
+
+
+def _window_name(window: dict[str, Any]) -> str:
+    """A window as the reason names it: its month, its id, or its time range."""
+    if window.get("name"):
+        return str(window["name"])
+    if window.get("month"):
+        return str(window["month"])
+    start, end = window.get("window_start"), window.get("window_end")
+    prefix = f"#{window['id']} " if window.get("id") is not None else ""
+    return f"{prefix}{start}..{end}" if start or end else prefix.strip() or "window"
 
 
 def decide(evidence: list[str], runs: list[PipelineRun], now: datetime, thresholds: Thresholds) -> Decision:
     """Whether to start a run now, given the evidence and the retraining DAG's runs (pure)."""
     if not evidence:
-        return Decision(False, "no evidence: no drift verdict and no realized AUC drop for the champion", evidence)
+        why = (f"no evidence: no drift verdict, estimated or realized AUC drop in {thresholds.votes_needed} of the "
+               f"last {thresholds.votes_window} windows of the champion")  # fmt: skip
+        return Decision(False, why, evidence)
     active = [run for run in runs if run.state in ACTIVE_STATES]
     if active:
         return Decision(False, f"{DAG_ID} run {active[0].run_id} is {active[0].state}: not starting another", evidence)
@@ -122,19 +179,22 @@ def decide(evidence: list[str], runs: list[PipelineRun], now: datetime, threshol
 # --- gathering the evidence ---------------------------------------------------------------------
 
 
-def newest_evidence(url: str) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-    """The newest drift result and the newest overall realized performance row of each version."""
+def recent_evidence(url: str, windows: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The last `windows` drift results and the newest label job's per-month rows, oldest first."""
     engine = create_log_engine(url)
     try:
         ensure_schema(engine, url)
-        drift = next(iter(drift_results.recent(engine, 1)), None)
-        query = (select(realized).where(realized.c.month.is_(None))
-                 .order_by(realized.c.computed_at.desc(), realized.c.id.desc()).limit(100))  # fmt: skip
+        drifts = list(reversed(drift_results.recent(engine, windows)))
+        newest = select(realized.c.job_id).where(realized.c.shadow_challenger.is_(None))
+        newest = newest.order_by(realized.c.computed_at.desc(), realized.c.id.desc()).limit(1)
+        query = (select(realized).where(realized.c.job_id == newest.scalar_subquery(),
+                                        realized.c.shadow_challenger.is_(None), realized.c.month.is_not(None))
+                 .order_by(realized.c.model_version, realized.c.month))  # fmt: skip
         with engine.connect() as connection:
-            rows = [dict(row) for row in connection.execute(query).mappings().all()]
+            months = [dict(row) for row in connection.execute(query).mappings().all()]
     finally:
         engine.dispose()
-    return drift, rows
+    return drifts, months
 
 
 def champion_and_test_auc(uri: str) -> tuple[str | None, float | None]:
@@ -192,12 +252,13 @@ def _run(item: dict[str, Any]) -> PipelineRun:
 
 
 def gather_and_decide(log_url: str, mlflow_uri: str, airflow: AirflowRuns, thresholds: Thresholds) -> dict[str, Any]:
-    drift, performance_rows = newest_evidence(log_url)
+    drifts, months = recent_evidence(log_url, thresholds.votes_window)
     version, test_auc = champion_and_test_auc(mlflow_uri)
-    performance = next((row for row in performance_rows if row["model_version"] == version), None)
-    evidence = evidence_of(drift, performance, version, test_auc, thresholds)
-    log.info("champion %s (test AUC %s); drift verdict %s; realized AUC %s", version, test_auc,
-             drift and drift["verdict"], performance and performance["roc_auc"])  # fmt: skip
+    evidence = evidence_of(drifts, months, version, test_auc, thresholds)
+    drift = drifts[-1] if drifts else None
+    by_month = {m["month"]: m["roc_auc"] for m in months if m["model_version"] == version}
+    log.info("champion %s (test AUC %s); drift verdicts %s; realized AUC by month %s", version, test_auc,
+             [d["verdict"] for d in drifts], by_month)  # fmt: skip
     runs = airflow.runs() if evidence else []  # Airflow is asked only when there is something to start
     decision = decide(evidence, runs, datetime.now(UTC), thresholds)
     log.info("%s: %s", "retrain" if decision.retrain else "no retrain", decision.reason)

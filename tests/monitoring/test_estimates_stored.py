@@ -144,3 +144,26 @@ def test_windows_with_no_label_yet_stay_to_grade(log_url, baac_dir):
             env={**os.environ, "BAAC_DATA_DIR": str(baac_dir)})  # fmt: skip
     rows = {row["id"]: row for row in stored(log_url)}
     assert rows[first]["graded_at"] is None and rows[first]["realized_auc"] is None
+
+
+def test_the_retrain_decision_counts_the_stored_estimates_k_of_n(log_url):
+    """The decision CLI's evidence reads the last votes_window stored estimates (oldest first): two
+    estimated-AUC drops of the champion among the last three windows are evidence naming them."""
+    from accidents.monitoring.retrain_decision import Thresholds, evidence_of, recent_estimates
+
+    engine = create_log_engine(log_url)
+    ensure_schema(engine, log_url)
+    base = {"model_version": "4", "window_rows": 5000, "f1": 0.5, "precision": 0.4, "recall": 0.6, "threshold": 0.3,
+            "positive_rate": 0.2, "predicted_positive_rate": 0.3, "method": "test", "calibration": {}}  # fmt: skip
+    ids = [estimates.store(engine, estimates.row_of({**base, "roc_auc": auc}, START + timedelta(days=day),
+                                                    START + timedelta(days=day, hours=1),
+                                                    computed_at=START + timedelta(days=day)))
+           for day, auc in enumerate((0.70, 0.79, 0.72, 0.73))]  # fmt: skip
+    engine.dispose()
+    windows = recent_estimates(log_url, 3)
+    assert [w["id"] for w in windows] == ids[1:]
+    thresholds = Thresholds(realized_auc_drop=0.05, estimated_auc_drop=0.03, votes_needed=2, votes_window=3,
+                            cooldown_days=7)  # fmt: skip
+    (evidence,) = evidence_of([], [], "4", 0.78, thresholds, windows)
+    assert evidence.startswith("estimated performance: estimated AUC 0.03 or more below the test AUC 0.7800")
+    assert f"#{ids[2]} " in evidence and f"#{ids[3]} " in evidence and f"#{ids[1]} " not in evidence

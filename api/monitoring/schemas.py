@@ -166,3 +166,32 @@ class PipelineRuns(BaseModel):
     runs: list[PipelineRun] = Field(description="newest first")
     available: bool = Field(description="false: MLflow could not be read (runs is empty, detail says why)")
     detail: str | None = None
+
+
+# --- estimated performance (GET /monitoring/estimates) ------------------------------------------
+
+
+class EstimatedPerformance(BaseModel):
+    id: int
+    computed_at: StoredTime
+    model_version: str | None = Field(description="the model version that served the window")
+    window_start: StoredTime | None = Field(description="logged_at of the window's oldest prediction")
+    window_end: StoredTime | None = Field(description="logged_at of the window's newest prediction")
+    window_rows: int
+    roc_auc: float = Field(description="estimated ROC AUC (CBPE, before labels)")
+    f1: float = Field(description="estimated F1 at the version's threshold")
+    precision: float
+    recall: float
+    positive_rate: float = Field(description="estimated share of severe accidents")
+    predicted_positive_rate: float = Field(description="observed share predicted severe")
+    threshold: float
+    calibration_ece_raw: float | None = Field(description="ECE of the calibration set's raw probabilities")
+    calibration_ece_isotonic: float | None = Field(description="ECE after isotonic calibration")
+    method: str
+    mlflow_run_id: str | None
+    graded_at: StoredTime | None = Field(description="when the label job graded the window (null: no label yet)")
+    realized_rows: int | None = Field(description="window rows joined with a label")
+    realized_auc: float | None
+    realized_f1: float | None
+    auc_error: float | None = Field(description="estimated − realized ROC AUC")
+    f1_error: float | None = Field(description="estimated − realized F1")

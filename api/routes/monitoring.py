@@ -1,8 +1,8 @@
 """GET /monitoring/*: what the API served (/predictions, /prediction-stats), how it did
-(/performance), whether the traffic drifted from what the model learned (/drift), how the shadow
-challenger compares with the champion (/shadow) and why the pipeline last ran (/retrains); admin
-only. The reads themselves live in api/monitoring/ (queries, shadow_report); this file only maps
-HTTP to them."""
+(/performance; estimated before labels: /estimates), whether the traffic drifted from what the
+model learned (/drift), how the shadow challenger compares with the champion (/shadow) and why the
+pipeline last ran (/retrains); admin only. The reads themselves live in api/monitoring/ (queries,
+shadow_report) and accidents.store; this file only maps HTTP to them."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.store import drift_results
+from accidents.store import drift_results, estimates
 from api.deps import AdminUser, PredictionLogDep, SettingsDep
 from api.errors import store_unavailable
 from api.monitoring import queries
 from api.monitoring.schemas import (
     VERSION_PATTERN,
     DriftResult,
+    EstimatedPerformance,
     IsoDateTime,
     PipelineRuns,
     PredictionPage,
@@ -125,3 +126,21 @@ def pipeline_runs(
         return {"runs": [], "available": False, "detail": "MLflow unreachable: retry later"}
     finally:
         registry.close()
+
+
+# --- estimated performance ----------------------------------------------------------------------
+
+
+@router.get("/estimates", response_model=list[EstimatedPerformance], responses=STORE_UNAVAILABLE)
+def estimated_performance(
+    _: AdminUser,
+    log: PredictionLogDep,
+    model_version: Version = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 30,
+) -> list[dict[str, Any]]:
+    """The estimation job's results (`accidents estimate`: CBPE before labels), newest first, with
+    the realized AUC/F1 and the error once the label job graded the same window."""
+    try:
+        return estimates.recent(log.engine, limit, model_version)
+    except SQLAlchemyError as error:
+        raise store_unavailable(error) from None

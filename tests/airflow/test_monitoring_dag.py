@@ -1,11 +1,14 @@
-"""DAG integrity of `monitoring`: drift and label jobs by absolute venv paths, then the decision,
-then the trigger of the retraining DAG with the decision's reason as its conf.
+"""DAG integrity of `monitoring`: drift, estimation (after drift) and label jobs by absolute venv
+paths, then the decision, then the trigger of the retraining DAG with the decision's reason as its conf.
 
 Run in Airflow's venv: `.venv-airflow/bin/pytest tests/airflow` (no project package imported).
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +33,9 @@ def dag():
 def test_shape_schedule_and_policy(dag):
     assert dag.schedule == "@daily"  # ACCIDENTS_MONITORING_SCHEDULE changes it ("none": manual only)
     assert dag.catchup is False and dag.max_active_runs == 1
-    assert dag.get_task("decide").upstream_task_ids == {"drift", "realized"}
+    assert dag.get_task("decide").upstream_task_ids == {"estimate", "realized"}
+    assert dag.get_task("estimate").upstream_task_ids == {"drift"}  # the drift job's window, estimated after it
+    assert dag.get_task("estimate").trigger_rule == "all_done"  # a failed drift job must not hide the estimate
     assert dag.get_task("decide").trigger_rule == "all_done"  # a failed label job must not hide drift
     assert dag.get_task("decide").downstream_task_ids == {"trigger_retraining"}
     trigger = dag.get_task("trigger_retraining")
@@ -41,6 +46,7 @@ def test_shape_schedule_and_policy(dag):
 
 def test_jobs_run_the_projects_venvs_by_absolute_path(dag):
     for task_id, python, module in (("drift", ".venv-monitoring", "accidents.monitoring.drift"),
+                                    ("estimate", ".venv-monitoring", "accidents.monitoring.estimation"),
                                     ("realized", ".venv", "accidents.monitoring.realized")):  # fmt: skip
         task = dag.get_task(task_id)
         command = jinja2.Template(task.bash_command).render()
@@ -48,6 +54,25 @@ def test_jobs_run_the_projects_venvs_by_absolute_path(dag):
         assert task.env["ACCIDENTS_PROJECT_DIR"] == str(REPO)
         assert task.env["PATH"].startswith(str(REPO / python / "bin"))
         assert task.execution_timeout == timedelta(minutes=30)
+
+
+def test_the_estimate_tasks_command_runs_the_estimation_job(dag, tmp_path):
+    """The estimate task's own command (rendered as Airflow runs it, in its env) on an empty
+    prediction log: the estimation job runs in the monitoring venv, migrates the log (the
+    estimated_performance table exists) and answers no estimate for a window with no rows."""
+    python = REPO / ".venv-monitoring" / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} missing: run `make setup-monitoring`")
+    task = dag.get_task("estimate")
+    log = tmp_path / "log.db"
+    env = {**task.env, "PREDICTION_LOG_URL": f"sqlite:///{log}", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
+    answer = subprocess.run(["bash", "-c", jinja2.Template(task.bash_command).render()], cwd=task.cwd, env=env,
+                            capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert answer.returncode == 0, answer.stderr[-3000:]
+    assert json.loads(answer.stdout.strip().splitlines()[-1])["estimate"] is None
+    with sqlite3.connect(log) as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "estimated_performance" in tables
 
 
 def test_schedule_from_the_environment(monkeypatch):
@@ -89,7 +114,7 @@ def test_rendered_fields_show_no_secret_and_jobs_still_get_them(monkeypatch):
         monkeypatch.setenv(name, value)
     bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
     assert bag.import_errors == {}
-    for task_id in ("drift", "realized"):
+    for task_id in ("drift", "estimate", "realized"):
         task = bag.dags["monitoring"].get_task(task_id)
         rendered = repr({field: task.render_template(getattr(task, field), {}) for field in task.template_fields})
         for name in ("PREDICTION_LOG_URL", "MLFLOW_TRACKING_PASSWORD", "ACCIDENTS_AIRFLOW_PASSWORD"):

@@ -106,12 +106,17 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack,
     version = stack.served_version()
     replay(stack)
     run = monitoring_run(stack)
-    assert task_states(stack, run["dag_run_id"]) == {"drift": "success", "realized": "success", "decide": "success",
+    assert task_states(stack, run["dag_run_id"]) == {"drift": "success", "estimate": "success", "realized": "success",
+                                                      "decide": "success",
                                                       "trigger_retraining": "skipped"}  # fmt: skip
     calm = newest_drift(stack)
     assert calm["verdict"] == "no_drift", calm
     assert calm["model_version"] == version and calm["window_rows"] == 5000 and calm["drifted_features"] == []
     assert calm["report_run_id"]  # the HTML report's MLflow run
+    estimates = requests.get(f"{stack.api}/monitoring/estimates?limit=1", headers=stack.api_token(), timeout=10)
+    (estimated,) = estimates.json()
+    assert estimated["model_version"] == version and estimated["window_rows"] == 5000  # the drift job's window
+    assert 0.5 < estimated["roc_auc"] < 1 and estimated["mlflow_run_id"]
     time.sleep(50)  # past the API's gauge cache and a scrape + evaluation: the calm verdict is seen
     assert not {"DatasetDrift", "PredictionDrift"} & set(alerts(prometheus_port)), alerts(prometheus_port)
     pipeline_runs = {r["dag_run_id"] for r in stack.dag_runs()}

@@ -379,6 +379,7 @@ def test_every_route_is_public_user_or_admin(arena):
         ("POST", "/retrain"), ("GET", "/retrain/{run_id}"),
         ("GET", "/monitoring/predictions"), ("GET", "/monitoring/performance"), ("GET", "/monitoring/drift"),
         ("GET", "/monitoring/shadow"), ("GET", "/monitoring/prediction-stats"), ("GET", "/monitoring/retrains"),
+        ("GET", "/monitoring/estimates"),
     }  # fmt: skip
     assert set(admin_routes(arena.client.app)) == known_admin
 

@@ -26,8 +26,10 @@ tests/monitoring/test_cbpe_matches_nannyml.py runs NannyML itself in a test-only
 window against a 9,585-row calibration set (the backtest's) in 0.11 s once scikit-learn is loaded
 (4.4 s with its first import, at a load average of 9).
 
-The window is the drift job's (its Settings and read_traffic); the result goes to stdout as JSON and
-to a run of the MLflow experiment `monitoring` (kind estimated_performance). The calibration set of a
+The window is the drift job's (its Settings and read_traffic); the result goes to stdout as JSON, to
+the prediction log's `estimated_performance` table (accidents.store.estimates: the API's gauges and
+dashboard, graded by the label job) and to a run of the MLflow experiment `monitoring` (kind
+estimated_performance). The calibration set of a
 version is the artifact `calibration/calibration.parquet` of its training run (validation
 probabilities and labels), or a file given with --calibration.
 """
@@ -372,10 +374,24 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, versio
              "in %.1f s", version, len(window), result.roc_auc, result.f1, result.calibration.ece_raw,
              result.calibration.ece_isotonic, result.seconds)  # fmt: skip
     answer["estimate"] = asdict(result)
+    start, end = window["logged_at"].min().to_pydatetime(), window["logged_at"].max().to_pydatetime()
     if mlflow_uri and calibration_file is None:
-        bounds = {"start": str(window["logged_at"].min()), "end": str(window["logged_at"].max())}
-        answer["mlflow_run_id"] = log_estimate(mlflow_uri, result, bounds)
+        answer["mlflow_run_id"] = log_estimate(mlflow_uri, result, {"start": str(start), "end": str(end)})
+    answer["id"] = store_estimate(log_url, answer, start, end)
     return answer
+
+
+def store_estimate(log_url: str, answer: dict[str, Any], start: datetime, end: datetime) -> int:
+    """The estimate as a row of `estimated_performance` (accidents.store.estimates), beside the
+    drift results: what the API's gauges and dashboard read and the label job grades; its id."""
+    from accidents.store import estimates
+    from accidents.store.prediction_log import create_log_engine
+
+    engine = create_log_engine(log_url)
+    try:
+        return estimates.store(engine, estimates.row_of(answer["estimate"], start, end, answer.get("mlflow_run_id")))
+    finally:
+        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

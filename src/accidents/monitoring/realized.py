@@ -14,6 +14,11 @@ Predictions with no label yet stay counted (`rows_unlabelled`). Results go to th
 model version in the `monitoring` experiment, tagged with the model's name and version, and the
 model version itself tagged with that run and the realized AUC.
 
+Estimated performance (accidents.monitoring.estimation, stored in `estimated_performance`) is graded
+too: each stored estimate whose window is not fully labelled yet gets the realized AUC and F1 of
+the same rows (the window re-read from the log: that version's newest `window_rows` rows between
+its first and last logged_at) and its error, estimated − realized, once their labels are published.
+
 Shadow rows (the challenger's predictions of served rows, api/serving/shadow.py) are graded apart: per
 (challenger, champion) pair, both models on the same labelled rows (rows with `shadow_challenger`
 and `shadow_champion` set), what GET /monitoring/shadow shows and POST /model/promote judges by.
@@ -26,7 +31,7 @@ import json
 import tempfile
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +43,7 @@ from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, tracking_uri
 from accidents.data.labelled import SOURCES, load_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
 from accidents.stage import PipelineError, log, run_stage
+from accidents.store import estimates
 from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, read_window, realized
 
 TAG_MONITORING_RUN = "monitoring_run_id"
@@ -117,8 +123,10 @@ def labels_for(accident_ids: pd.Series, source: str) -> tuple[pd.DataFrame, list
             continue
         frames.append(frame[[ACCIDENT_ID, ACCIDENT_DATE, TARGET]])
         origins.append(origin)
-    if not frames:
-        return pd.DataFrame(columns=[ACCIDENT_ID, ACCIDENT_DATE, TARGET]), origins
+    if not frames:  # typed: grade_log reads the (empty) dates as dates
+        empty = {ACCIDENT_ID: pd.Series(dtype=object), ACCIDENT_DATE: pd.Series(dtype="datetime64[ns]"),
+                 TARGET: pd.Series(dtype=float)}  # fmt: skip
+        return pd.DataFrame(empty), origins
     labels = pd.concat(frames, ignore_index=True).drop_duplicates(ACCIDENT_ID, keep="first")
     return labels, origins
 
@@ -214,6 +222,39 @@ def _numbers(g: Grade) -> dict[str, float]:
             and value is not None}  # fmt: skip
 
 
+# --- estimated performance, graded -----------------------------------------------------------
+
+
+def estimate_windows(engine: Any, since: datetime | None, until: datetime | None) -> list[tuple[dict, pd.DataFrame]]:
+    """Each stored estimate still to grade with its window's logged rows: the same rows the
+    estimate read (that version's newest `window_rows` served rows between the window's first and
+    last logged_at), those with an accident id."""
+    pending = []
+    for estimate in estimates.to_grade(engine, since, until):
+        rows = read_window(engine, estimate["window_start"], estimate["window_end"] + timedelta(microseconds=1),
+                           model_version=estimate["model_version"], newest=estimate["window_rows"])  # fmt: skip
+        pending.append((estimate, rows[rows[ACCIDENT_ID_COLUMN].notna()]))
+    return pending
+
+
+def grade_estimates(engine: Any, pending: list[tuple[dict, pd.DataFrame]], labels: pd.DataFrame) -> list[dict]:
+    """Record the realized AUC/F1 of each estimate's labelled rows and the estimate's error; the
+    estimates graded now (those with no label yet stay to grade)."""
+    graded = []
+    for estimate, rows in pending:
+        joined = rows.merge(labels, left_on=ACCIDENT_ID_COLUMN, right_on=ACCIDENT_ID, how="left")
+        labelled = joined[joined[TARGET].notna()]
+        if labelled.empty:
+            continue
+        result = grade(labelled, str(estimate["model_version"]), ALL_MONTHS, len(rows), len(rows) - len(labelled))
+        estimates.record_grade(engine, estimate, len(labelled), result.roc_auc, result.f1)
+        graded.append(estimate)
+        log.info("estimate #%d (version %s, %d rows): estimated AUC %.4f vs realized %s, F1 %.4f vs %s on %d "
+                 "labelled rows", estimate["id"], estimate["model_version"], estimate["window_rows"],
+                 estimate["roc_auc"], _fmt(result.roc_auc), estimate["f1"], _fmt(result.f1), len(labelled))  # fmt: skip
+    return graded
+
+
 def run_job(log_url: str, since: datetime | None, until: datetime | None, source: str, mlflow_uri: str | None
             ) -> list[Grade]:  # fmt: skip
     engine = create_log_engine(log_url)
@@ -224,8 +265,11 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
         log.info("%d logged predictions with an accident id (%d shadow rows)", len(logged), len(shadow))
         if logged.empty and shadow.empty:
             return []
-        ids = pd.concat([logged[ACCIDENT_ID_COLUMN], shadow[ACCIDENT_ID_COLUMN]], ignore_index=True)
+        pending = estimate_windows(engine, since, until)
+        ids = pd.concat([logged[ACCIDENT_ID_COLUMN], shadow[ACCIDENT_ID_COLUMN],
+                         *(rows[ACCIDENT_ID_COLUMN] for _, rows in pending)], ignore_index=True)  # fmt: skip
         labels, origins = labels_for(ids, source)
+        grade_estimates(engine, pending, labels)
         grades = grade_log(logged, labels) if not logged.empty else []
         compared = grade_shadow(shadow, labels) if not shadow.empty else []
         job_id = uuid.uuid4().hex

@@ -48,7 +48,7 @@ from accidents.config import (
     tracking_uri,
 )
 from accidents.stage import PipelineError, log, run_stage
-from accidents.store import drift_results
+from accidents.store import drift_results, estimates
 from accidents.store.drift_results import VERDICT_DRIFT, VERDICT_NOT_ENOUGH_DATA
 from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, realized
 
@@ -197,6 +197,16 @@ def recent_evidence(url: str, windows: int) -> tuple[list[dict[str, Any]], list[
     return drifts, months
 
 
+def recent_estimates(url: str, windows: int) -> list[dict[str, Any]]:
+    """The last `windows` stored estimates (the monitoring DAG's estimate task), oldest first."""
+    engine = create_log_engine(url)
+    try:
+        ensure_schema(engine, url)
+        return list(reversed(estimates.recent(engine, windows)))
+    finally:
+        engine.dispose()
+
+
 def champion_and_test_auc(uri: str) -> tuple[str | None, float | None]:
     from accidents.model import registry
 
@@ -251,10 +261,18 @@ def _run(item: dict[str, Any]) -> PipelineRun:
     return PipelineRun(str(item.get("dag_run_id")), str(item.get("state") or ""), started, reason)
 
 
-def gather_and_decide(log_url: str, mlflow_uri: str, airflow: AirflowRuns, thresholds: Thresholds) -> dict[str, Any]:
+def stored_evidence(log_url: str, version: str | None, test_auc: float | None, thresholds: Thresholds
+                    ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
+    """The store's evidence for `version`: (evidence, the drift results, the newest label job's months),
+    from the last drift results, stored estimates and realized months."""
     drifts, months = recent_evidence(log_url, thresholds.votes_window)
+    estimated = recent_estimates(log_url, thresholds.votes_window)
+    return evidence_of(drifts, months, version, test_auc, thresholds, estimated), drifts, months
+
+
+def gather_and_decide(log_url: str, mlflow_uri: str, airflow: AirflowRuns, thresholds: Thresholds) -> dict[str, Any]:
     version, test_auc = champion_and_test_auc(mlflow_uri)
-    evidence = evidence_of(drifts, months, version, test_auc, thresholds)
+    evidence, drifts, months = stored_evidence(log_url, version, test_auc, thresholds)
     drift = drifts[-1] if drifts else None
     by_month = {m["month"]: m["roc_auc"] for m in months if m["model_version"] == version}
     log.info("champion %s (test AUC %s); drift verdicts %s; realized AUC by month %s", version, test_auc,

@@ -1,1 +1,2 @@
-"""The monitoring database: the prediction log, the drift results and their Alembic migrations."""
+"""The monitoring database: the prediction log, the drift results, the estimated performance and
+their Alembic migrations."""

@@ -71,10 +71,10 @@ def test_every_monitoring_read_answers_503_with_retry_after_when_the_store_fails
     client: TestClient = app_factory(project_with_champion(tmp_path / "project", champion_bundle))
     admin = login(client)
     reads = ["/monitoring/predictions", "/monitoring/performance", "/monitoring/drift", "/monitoring/shadow",
-             "/monitoring/prediction-stats"]  # fmt: skip
+             "/monitoring/prediction-stats", "/monitoring/estimates"]  # fmt: skip
     assert [client.get(path, headers=admin).status_code for path in reads] == [200] * len(reads)
     engine = client.app.state.services.prediction_log.engine
-    tables = ("prediction_log", "realized_performance", "drift_results")
+    tables = ("prediction_log", "realized_performance", "drift_results", "estimated_performance")
 
     def rename(suffix_from: str, suffix_to: str) -> None:
         with engine.begin() as connection:

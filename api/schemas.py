@@ -263,7 +263,8 @@ class PromotionIntervals(BaseModel):
 class PromoteResponse(BaseModel):
     promoted_version: str
     previous_champion: str | None
-    rule: str = Field(description="promotion.rule of params.yaml: margin | interval")
+    rule: str | None = Field(description="promotion.rule of params.yaml: margin | interval (None: no realized "
+                             "grades to judge, params.yaml not read)")  # fmt: skip
     rule_applied: bool = Field(description="false: no realized AUC/F1 of both models on labelled shadow rows yet, "
                                "or rule interval without an interval")  # fmt: skip
     rule_promotes: bool | None

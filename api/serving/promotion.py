@@ -70,19 +70,10 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
                              services.settings.production)  # fmt: skip
     if refusal is not None:
         raise RefusedError(f"challenger {served.version} not promoted, even with an override: {refusal}")
-    rule, margin = promotion_rule(services)
     evidence = shadow_evidence(services, served.version, champion_version)
     grades = (evidence or {}).get("realized") or {}
     intervals = recorded_intervals(challenger.registry, served.version, champion_version, grades.get("job_id"))
-    scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
-    verdict: bool | None = None
-    if not all(scores[role].get(metric) is not None for role in scores for metric in COMPARED):
-        rule_reason = "no realized AUC/F1 of both models on labelled shadow rows yet (run the label job)"
-    elif rule == "interval" and "unavailable" in intervals:
-        rule_reason = f"promotion.rule interval cannot judge: the interval is unavailable ({intervals['unavailable']})"
-    else:
-        verdict, rule_reason = judge(rule, scores["challenger"], scores["champion"], margin,
-                                     None if "unavailable" in intervals else intervals)  # fmt: skip
+    rule, verdict, rule_reason = rule_verdict(services, grades, intervals)
     applicable = verdict is not None
     if not verdict and not override:
         raise RefusedError(f"challenger {served.version} not promoted: {rule_reason}; "
@@ -97,7 +88,7 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         "promotion_rule": rule_reason[:500],
         "promotion_previous_champion": str(champion_version),
         "promotion_evidence": json.dumps(evidence, default=str)[:EVIDENCE_TAG_LIMIT],
-        "promotion_rule_name": rule,
+        "promotion_rule_name": rule or "not read (no realized grades)",
         "promotion_intervals": json.dumps(intervals)[:EVIDENCE_TAG_LIMIT],
     }
     registry = challenger.registry
@@ -128,6 +119,22 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         "audit_tags": tags,
         "warnings": warnings,
     }
+
+
+def rule_verdict(services: Services, grades: dict[str, Any], intervals: dict[str, Any]
+                 ) -> tuple[str | None, bool | None, str]:  # fmt: skip
+    """(promotion.rule, promote?, reason) on the realized grades and intervals; promote? is None
+    when the rule cannot judge (no grades: then params.yaml is not even read, so an override needs
+    none; or rule interval without an interval)."""
+    scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
+    if not all(scores[role].get(metric) is not None for role in scores for metric in COMPARED):
+        return None, None, "no realized AUC/F1 of both models on labelled shadow rows yet (run the label job)"
+    rule, margin = promotion_rule(services)
+    if rule == "interval" and "unavailable" in intervals:
+        why = intervals["unavailable"]
+        return rule, None, f"promotion.rule interval cannot judge: the interval is unavailable ({why})"
+    usable = None if "unavailable" in intervals else intervals
+    return rule, *judge(rule, scores["challenger"], scores["champion"], margin, usable)
 
 
 def after_the_move(registry: MlflowRegistry, *writes: Callable[[], object]) -> list[str]:

@@ -242,14 +242,37 @@ class PromoteRequest(BaseModel):
     reason: str | None = Field(None, max_length=500, description="why (kept in the audit tags)")
 
 
+class DifferenceInterval(BaseModel):
+    difference: float = Field(description="challenger minus champion on the labelled shadow rows")
+    low: float
+    high: float
+
+
+class PromotionIntervals(BaseModel):
+    """The paired bootstrap intervals the label job recorded (accidents.model.bootstrap)."""
+
+    unavailable: str | None = Field(None, description="why there is no interval (then no bounds)")
+    rows: int | None = Field(None, description="labelled shadow rows both models were graded on")
+    rounds: int | None = None
+    level: float | None = Field(None, description="0.95")
+    job_id: str | None = Field(None, description="the label job whose realized grades they go with")
+    roc_auc: DifferenceInterval | None = None
+    f1: DifferenceInterval | None = None
+
+
 class PromoteResponse(BaseModel):
     promoted_version: str
     previous_champion: str | None
-    rule_applied: bool = Field(description="false: no realized AUC/F1 of both models on labelled shadow rows yet")
+    rule: str | None = Field(description="promotion.rule of params.yaml: margin | interval (None: no realized "
+                             "grades to judge, params.yaml not read)")  # fmt: skip
+    rule_applied: bool = Field(description="false: no realized AUC/F1 of both models on labelled shadow rows yet, "
+                               "or rule interval without an interval")  # fmt: skip
     rule_promotes: bool | None
     rule_reason: str
     override: bool
     evidence: dict[str, Any] | None
+    intervals: PromotionIntervals = Field(description="paired bootstrap 95 % intervals of the AUC and F1 differences "
+                                          "on the labelled shadow rows, reported under either rule")  # fmt: skip
     audit_tags: dict[str, str] = Field(description="tags set on the promoted model version in MLflow")
     warnings: list[str] = Field(default=[], description="registry writes that failed after the alias moved")
 

@@ -86,15 +86,18 @@ REGISTRY_DOWN = {503: {"description": "MLflow registry or prediction log store u
 
 
 @router.post("/promote", response_model=PromoteResponse,
-             responses={409: {"description": "no challenger, or the promotion rule says no (override not set)"},
+             responses={409: {"description": "no challenger, or the promotion rule says no or cannot judge "
+                                               "(override not set)"},
                         **REGISTRY_DOWN})  # fmt: skip
 def promote_challenger(
     admin: AdminUser, services: ServicesDep, body: Annotated[PromoteRequest | None, Body()] = None
 ) -> dict[str, Any]:
-    """Make the loaded challenger the champion. The promotion rule of params.yaml (`promotion`)
-    judges the shadow evidence (realized AUC/F1 of both models on the same labelled live rows);
-    without such evidence, or when the rule says no, only `{"override": true}` promotes. Who, when,
-    the evidence, the rule's verdict and the override are tagged on the promoted version."""
+    """Make the loaded challenger the champion. The promotion rule of params.yaml (`promotion.rule`:
+    margin or interval) judges the shadow evidence (realized AUC/F1 of both models on the same
+    labelled live rows, and the label job's paired bootstrap 95 % intervals of their differences);
+    without such evidence (or, under the interval rule, without an interval), or when the rule says
+    no, only `{"override": true}` promotes. Who, when, the evidence, the intervals, the rule's
+    verdict and the override are tagged on the promoted version."""
     request = body or PromoteRequest()
     with _as_http():
         return promotion.promote(services, admin.username, bool(request.override), request.reason)

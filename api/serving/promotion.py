@@ -1,10 +1,16 @@
 """Promote the shadow challenger to champion, or drop it: the logic behind POST /model/promote and
 DELETE /model/challenger (api/routes/model.py maps its errors to HTTP).
 
-The promotion rule is the pipeline's (accidents.model.promotion, margin from params.yaml), judged
-on the shadow evidence: realized AUC/F1 of both models on the same labelled live rows. Without
-such evidence, or when the rule says no, only an explicit override promotes. Who, when, the
-evidence, the rule's verdict and the override are tagged on the promoted version in MLflow.
+The promotion rule is the pipeline's (accidents.model.promotion.judge, `promotion.rule` and margin
+from params.yaml), judged on the shadow evidence: realized AUC/F1 of both models on the same labelled
+live rows, and the paired bootstrap 95 % intervals of their differences on those rows. The labels
+are the label job's (the API holds none): it computes the intervals (accidents.model.bootstrap) and
+tags them on the challenger's version with its job id; they are used only with the realized grades
+of the same job, else reported unavailable (as under MIN_ROWS labelled rows). Under `rule: interval`
+unavailable intervals cannot judge. Without such evidence, or when the rule says no, only an
+explicit override promotes. Who, when, the evidence, the intervals, the rule's verdict and the
+override are tagged on the promoted version in MLflow. One registry read (the challenger's tags),
+admin route only: nothing here is on /predict's request path.
 
 The audit trail is written before the alias moves (with `promotion=pending`): a registry that
 refuses the record refuses the promotion (503, nothing moved), and the alias never moves without
@@ -23,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, Paths, load_params
-from accidents.model.promotion import COMPARED, decide, source_refusal
+from accidents.model.promotion import COMPARED, TAG_SHADOW_INTERVALS, judge, rule_settings, source_refusal
 from api.monitoring.shadow_report import shadow_report
 from api.services import Services
 from api.serving.model_service import ModelService, Served
@@ -31,6 +37,7 @@ from api.serving.registry_client import MlflowRegistry, RegistryError
 
 NO_SHADOW = "the shadow is off (SHADOW_ENABLED=false): no challenger is loaded"
 NOT_LOADED = "no challenger is loaded (the registry has none, or it failed to load: GET /model shows the last check)"
+INTERVAL_FIELDS = ("difference", "low", "high")
 EVIDENCE_TAG_LIMIT = 5000  # MLflow keeps tag values up to 5,000 characters on every backend
 
 
@@ -39,7 +46,7 @@ class RefusedError(Exception):
 
 
 class RuleUnavailableError(Exception):
-    """params.yaml's promotion margin cannot be read (the route answers 503)."""
+    """params.yaml's promotion rule cannot be read (the route answers 503)."""
 
 
 def loaded_challenger(services: Services) -> tuple[ModelService, Served]:
@@ -65,12 +72,9 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         raise RefusedError(f"challenger {served.version} not promoted, even with an override: {refusal}")
     evidence = shadow_evidence(services, served.version, champion_version)
     grades = (evidence or {}).get("realized") or {}
-    scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
-    applicable = all(scores[role].get(metric) is not None for role in scores for metric in COMPARED)
-    if applicable:
-        verdict, rule_reason = decide(scores["challenger"], scores["champion"], promotion_margin(services))
-    else:
-        verdict, rule_reason = None, "no realized AUC/F1 of both models on labelled shadow rows yet (run the label job)"
+    intervals = recorded_intervals(challenger.registry, served.version, champion_version, grades.get("job_id"))
+    rule, verdict, rule_reason = rule_verdict(services, grades, intervals)
+    applicable = verdict is not None
     if not verdict and not override:
         raise RefusedError(f"challenger {served.version} not promoted: {rule_reason}; "
                       'send {"override": true} to promote anyway (recorded)')  # fmt: skip
@@ -84,6 +88,8 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         "promotion_rule": rule_reason[:500],
         "promotion_previous_champion": str(champion_version),
         "promotion_evidence": json.dumps(evidence, default=str)[:EVIDENCE_TAG_LIMIT],
+        "promotion_rule_name": rule or "not read (no realized grades)",
+        "promotion_intervals": json.dumps(intervals)[:EVIDENCE_TAG_LIMIT],
     }
     registry = challenger.registry
     registry.set_version_tags(served.version, tags)  # the record first: refused here, nothing moved
@@ -105,12 +111,30 @@ def promote(services: Services, admin: str, override: bool, reason: str | None) 
         "previous_champion": champion_version,
         "rule_applied": applicable,
         "rule_promotes": verdict,
+        "rule": rule,
         "rule_reason": rule_reason,
         "override": override,
         "evidence": evidence,
+        "intervals": intervals,
         "audit_tags": tags,
         "warnings": warnings,
     }
+
+
+def rule_verdict(services: Services, grades: dict[str, Any], intervals: dict[str, Any]
+                 ) -> tuple[str | None, bool | None, str]:  # fmt: skip
+    """(promotion.rule, promote?, reason) on the realized grades and intervals; promote? is None
+    when the rule cannot judge (no grades: then params.yaml is not even read, so an override needs
+    none; or rule interval without an interval)."""
+    scores = {role: grades.get(role) or {} for role in ("challenger", "champion")}
+    if not all(scores[role].get(metric) is not None for role in scores for metric in COMPARED):
+        return None, None, "no realized AUC/F1 of both models on labelled shadow rows yet (run the label job)"
+    rule, margin = promotion_rule(services)
+    if rule == "interval" and "unavailable" in intervals:
+        why = intervals["unavailable"]
+        return rule, None, f"promotion.rule interval cannot judge: the interval is unavailable ({why})"
+    usable = None if "unavailable" in intervals else intervals
+    return rule, *judge(rule, scores["challenger"], scores["champion"], margin, usable)
 
 
 def after_the_move(registry: MlflowRegistry, *writes: Callable[[], object]) -> list[str]:
@@ -144,14 +168,46 @@ def shadow_evidence(services: Services, challenger: str, champion: str | None) -
     return next((entry for entry in report if entry["champion_version"] == champion), None)
 
 
-def promotion_margin(services: Services) -> float:
-    """promotion.min_improvement of the project's params.yaml (the rule's one source of truth)."""
+def promotion_rule(services: Services) -> tuple[str, float]:
+    """promotion.rule and promotion.min_improvement of the project's params.yaml (the rule's one
+    source of truth, read as `evaluate` reads it)."""
     path = Paths(services.settings.project_dir).params
     try:
-        return float(load_params(path)["promotion"]["min_improvement"])
+        rule, margin, _ = rule_settings(load_params(path)["promotion"])
     except (OSError, KeyError, TypeError, ValueError) as error:
-        raise RuleUnavailableError(f"promotion rule unavailable: cannot read promotion.min_improvement from {path} "
-                              f"({type(error).__name__})") from None  # fmt: skip
+        raise RuleUnavailableError(f"promotion rule unavailable: cannot read the promotion section of {path} "
+                                   f"({type(error).__name__}: {error})") from None  # fmt: skip
+    return rule, margin
+
+
+def recorded_intervals(registry: MlflowRegistry, challenger: str, champion: str | None, job_id: str | None
+                       ) -> dict[str, Any]:  # fmt: skip
+    """The label job's paired intervals of challenger minus champion on the labelled shadow rows
+    ({"rows", "rounds", "level", "roc_auc": {"difference", "low", "high"}, "f1": {...}, "job_id"}),
+    or {"unavailable": why, ...}: none recorded, too few rows, or not of the job whose grades judge."""
+    if job_id is None:
+        return {"unavailable": "no label job has graded this challenger against this champion yet"}
+    current = registry.alias_version(CHALLENGER_ALIAS)
+    if current is None or current.version != challenger:
+        return {"unavailable": f"the challenger alias no longer names version {challenger}"}
+    text = current.tags.get(f"{TAG_SHADOW_INTERVALS}{champion}")
+    try:
+        recorded = json.loads(text) if text else None
+    except ValueError:
+        recorded = None
+    if not isinstance(recorded, dict):
+        return {"unavailable": f"no intervals recorded on version {challenger} against champion {champion} "
+                               "(the label job records them when it can reach MLflow)"}  # fmt: skip
+    if "unavailable" not in recorded and not all(_is_interval(recorded.get(metric)) for metric in COMPARED):
+        return {"unavailable": f"the intervals recorded on version {challenger} are unreadable (run the label job)"}
+    if recorded.get("job_id") != job_id:
+        return {"unavailable": f"the recorded intervals are of label job {recorded.get('job_id')}, the realized "
+                               f"grades of job {job_id}: run the label job again"}  # fmt: skip
+    return recorded
+
+
+def _is_interval(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(value.get(bound), int | float) for bound in INTERVAL_FIELDS)
 
 
 def recheck(services: Services) -> None:

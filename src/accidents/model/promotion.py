@@ -5,9 +5,15 @@ models graded on the same labelled live rows). Plain Python: the API imports it.
 Before the rule, the data-source guard (issue #23): a model trained on anything but real data is
 never compared with, nor promoted over, a champion that may be real (its `data_source` tag is not
 "synthetic"), whatever the margin or an override say; in production mode it is never promoted.
+
+`promotion.rule` (params.yaml) picks the rule, `judge` applies it for both users: `margin` (the
+seed's, default) or `interval` (the paired bootstrap 95 % intervals, accidents.model.bootstrap:
+`evaluate` computes them on the test split, the label job on the labelled shadow rows).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 COMPARED = ("roc_auc", "f1")
 REAL = "real"
@@ -40,6 +46,10 @@ def decide(challenger: dict[str, float], champion: dict[str, float] | None, marg
 
 
 RULES = ("margin", "interval")  # promotion.rule: the seed's margin (default) | the bootstrap interval
+DEFAULT_ROUNDS = 1000  # promotion.bootstrap_rounds when params.yaml does not say
+# The label job's intervals on the labelled shadow rows, tagged on the challenger's model version
+# (+ the champion's version): what POST /model/promote judges by under the interval rule.
+TAG_SHADOW_INTERVALS = "shadow_intervals_vs_"
 
 
 def decide_interval(intervals: dict[str, dict[str, float]]) -> tuple[bool, str]:
@@ -55,6 +65,15 @@ def decide_interval(intervals: dict[str, dict[str, float]]) -> tuple[bool, str]:
 def interval_text(metric: str, interval: dict[str, float]) -> str:
     """ "roc_auc +0.0031 [-0.0012, +0.0074]": the difference and its interval."""
     return f"{metric} {interval['difference']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+
+
+def rule_settings(params: dict[str, Any]) -> tuple[str, float, int]:
+    """(rule, margin, bootstrap rounds) of params.yaml's `promotion` section; ValueError (or KeyError,
+    TypeError) when it is unusable."""
+    rule = params.get("rule", "margin")
+    if rule not in RULES:
+        raise ValueError(f"promotion.rule must be one of {RULES}, got {rule!r}")
+    return rule, float(params["min_improvement"]), int(params.get("bootstrap_rounds", DEFAULT_ROUNDS))
 
 
 def judge(rule: str, challenger: dict[str, float], champion: dict[str, float] | None, margin: float,

@@ -22,6 +22,11 @@ its first and last logged_at) and its error, estimated − realized, once their 
 Shadow rows (the challenger's predictions of served rows, api/serving/shadow.py) are graded apart: per
 (challenger, champion) pair, both models on the same labelled rows (rows with `shadow_challenger`
 and `shadow_champion` set), what GET /monitoring/shadow shows and POST /model/promote judges by.
+On those same rows (ordered by accident id, so the same rows give the same interval), the paired
+bootstrap 95 % intervals of the challenger-minus-champion AUC and F1 differences
+(accidents.model.bootstrap, `promotion.bootstrap_rounds` of params.yaml, seed 0 as `evaluate`) are
+logged and tagged on the challenger's model version (`shadow_intervals_vs_<champion>`, with the
+job id), where POST /model/promote reads them: the labels are here, not in the API.
 """
 
 from __future__ import annotations
@@ -39,9 +44,11 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
 
-from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, tracking_uri
+from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, load_params, tracking_uri
 from accidents.data.labelled import SOURCES, load_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
+from accidents.model.bootstrap import paired_intervals, too_few
+from accidents.model.promotion import COMPARED, DEFAULT_ROUNDS, TAG_SHADOW_INTERVALS, interval_text, rule_settings
 from accidents.stage import PipelineError, log, run_stage
 from accidents.store import estimates
 from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, read_window, realized
@@ -51,6 +58,7 @@ TAG_REALIZED_AUC = "realized_roc_auc"
 CALIBRATION_BINS = 10
 ALL_MONTHS = None  # the month column of the overall row
 ACCIDENT_ID_COLUMN = "accident_id"  # the log's column (the labels call it ACCIDENT_ID)
+Pair = tuple[str, str]  # (challenger version, champion version) of shadow rows
 
 
 @dataclass
@@ -146,11 +154,13 @@ def grade_log(logged: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
     return grades
 
 
-def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
+def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame, rounds: int = DEFAULT_ROUNDS
+                 ) -> tuple[list[Grade], dict[Pair, dict[str, Any]]]:  # fmt: skip
     """Per (challenger, champion) pair of the shadow rows: both models graded on the same labelled
-    rows (the latest shadow row of each accident), overall only. The champion's prediction of each
-    row is the one logged beside the challenger's (api/serving/shadow.py)."""
-    grades = []
+    rows (the latest shadow row of each accident), overall only, and the paired intervals of their
+    differences on those rows. The champion's prediction of each row is the one logged beside the
+    challenger's (api/serving/shadow.py)."""
+    grades, intervals = [], {}
     pairs = shadow.groupby([shadow["model_version"].fillna("unknown"), shadow["champion_version"].fillna("unknown")])
     for (challenger, champion), rows in pairs:
         latest = rows.sort_values("id", kind="stable").drop_duplicates(ACCIDENT_ID_COLUMN, keep="last")
@@ -164,7 +174,50 @@ def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
             result = grade(graded, str(version), ALL_MONTHS, len(joined), unlabelled)
             result.shadow_challenger, result.shadow_champion = str(challenger), str(champion)
             grades.append(result)
-    return grades
+        intervals[(str(challenger), str(champion))] = shadow_intervals(labelled, rounds)
+    return grades, intervals
+
+
+def shadow_intervals(labelled: pd.DataFrame, rounds: int) -> dict[str, Any]:
+    """The paired bootstrap intervals of the challenger-minus-champion differences on the labelled
+    shadow rows of one pair, ordered by accident id; {"rows", "unavailable": why} when too few."""
+    rows = labelled.sort_values(ACCIDENT_ID_COLUMN, kind="stable")
+    truth = rows[TARGET].to_numpy(dtype=float)
+    reason = too_few(truth)
+    if reason is not None:
+        return {"rows": len(truth), "unavailable": reason}
+    found = paired_intervals(truth, (rows["probability"], rows["predicted_class"]),
+                             (rows["champion_probability"], rows["champion_class"]), rounds)  # fmt: skip
+    return {"rows": len(truth), **found}
+
+
+def bootstrap_rounds() -> int:
+    """promotion.bootstrap_rounds of the project's params.yaml (as `evaluate`), else the default."""
+    try:
+        return rule_settings(load_params()["promotion"])[2]
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        log.warning("promotion.bootstrap_rounds unreadable (%s): %d rounds", type(error).__name__, DEFAULT_ROUNDS)
+        return DEFAULT_ROUNDS
+
+
+def tag_shadow_intervals(uri: str, intervals: dict[Pair, dict[str, Any]], job_id: str) -> None:
+    """Each challenger version tagged with its intervals against each champion, and this job's id
+    (POST /model/promote uses them only with the realized grades of the same job)."""
+    from accidents.model import registry
+
+    reason = registry.unreachable_reason(uri)
+    if reason is not None:
+        log.warning("MLflow unreachable (%s): shadow intervals not recorded", reason)
+        return
+    mlflow_client = registry.client(uri)
+    for (challenger, champion), found in intervals.items():
+        if not challenger.isdigit():
+            continue
+        try:
+            mlflow_client.set_model_version_tag(MODEL_NAME, challenger, TAG_SHADOW_INTERVALS + champion,
+                                                json.dumps({"job_id": job_id, **found}))  # fmt: skip
+        except Exception as error:  # a version of another registry (e.g. served from a local copy)
+            log.warning("could not tag model version %s: %s", challenger, error)
 
 
 def store(engine: Any, grades: list[Grade], job_id: str, label_source: str, runs: dict[str, str]) -> None:
@@ -271,16 +324,21 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
         labels, origins = labels_for(ids, source)
         grade_estimates(engine, pending, labels)
         grades = grade_log(logged, labels) if not logged.empty else []
-        compared = grade_shadow(shadow, labels) if not shadow.empty else []
+        compared, intervals = grade_shadow(shadow, labels, bootstrap_rounds()) if not shadow.empty else ([], {})
         job_id = uuid.uuid4().hex
         window = {"from": since.isoformat() if since else None, "to": until.isoformat() if until else None}
         runs = log_to_mlflow(mlflow_uri, grades, job_id, window) if mlflow_uri and grades else {}
+        if mlflow_uri and intervals:
+            tag_shadow_intervals(mlflow_uri, intervals, job_id)
         grades += compared
         store(engine, grades, job_id, "; ".join(origins) or "no labels", runs)
         for g in compared:
             log.info("shadow %s vs champion %s: model %s realized AUC %s, F1 %s on %d labelled rows",
                      g.shadow_challenger, g.shadow_champion, g.model_version, _fmt(g.roc_auc), _fmt(g.f1),
                      g.rows_labelled)  # fmt: skip
+        for (challenger, champion), found in intervals.items():
+            log.info("shadow %s vs champion %s: %s", challenger, champion, found.get("unavailable")
+                     or ", ".join(interval_text(metric, found[metric]) for metric in COMPARED))  # fmt: skip
     finally:
         engine.dispose()
     for g in grades:

@@ -78,7 +78,7 @@ docs-build: setup-docs ## build the documentation site into site/ (--strict: a b
 monitor: setup-monitoring ## drift job: latest window of logged traffic vs its model's reference -> store, /metrics, MLflow
 	$(MONITORING_VENV)/bin/accidents drift $(ARGS)
 
-run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
+run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus + Alertmanager)
 	$(PY) scripts/run_stack.py
 
 mlflow: setup ## run the MLflow tracking server on 127.0.0.1:5000 (foreground)

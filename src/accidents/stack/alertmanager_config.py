@@ -28,6 +28,7 @@ RECEIVER_PATH = "/monitoring/alerts"
 COMPOSE_CONFIG = "alertmanager.yml"  # in deploy/alertmanager
 COMPOSE_API = "http://api:8000"
 COMPOSE_CREDENTIALS_FILE = "/run/alertmanager/receiver_token"  # written from the env at start (docker/alertmanager)
+PORT = 9093  # Alertmanager's usual port: `make run PROMETHEUS=1` (ALERTMANAGER_PORT) and compose
 MAX_ALERTS = 100  # per notification: bounds the receiver's body (api/monitoring/alerts.py)
 
 

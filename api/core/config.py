@@ -123,7 +123,7 @@ class Settings(BaseSettings):
     airflow_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # alert receiver (api/routes/alerts.py): Alertmanager's bearer credential for POST /monitoring/alerts,
-    # a secret of its own (not a user token); unset: the receiver answers 503. Checked like JWT_SECRET.
+    # a secret of its own (not a user token); unset: the receiver refuses every caller (401). Checked like JWT_SECRET.
     alerts_receiver_token: SecretStr | None = None
     alerts_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
 

@@ -166,7 +166,7 @@ def startup_problems(settings: Settings) -> list[str]:
 
 def _alerts_receiver_problems(settings: Settings) -> list[str]:
     """ALERTS_RECEIVER_TOKEN, when set, is as strong as a JWT secret in every mode (it lets a caller
-    write alerts the dashboard shows); unset, the receiver is off (503), so no default ever works."""
+    write alerts the dashboard shows); unset, the receiver refuses every caller (401), so no default ever works."""
     token = settings.alerts_receiver_token.get_secret_value() if settings.alerts_receiver_token else ""
     reason = weak_secret_reason(token) if token else None
     return [] if reason is None else [f"ALERTS_RECEIVER_TOKEN {reason} (generate one: {GENERATE_SECRET})"]

@@ -30,10 +30,11 @@ Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 async def alertmanager(settings: SettingsDep, credentials: Credentials) -> None:
-    """Only Alertmanager: its bearer secret, compared in constant time; 503 while none is configured."""
+    """Only Alertmanager: its bearer secret, compared in constant time. With none configured no
+    credential is right: 401 too, saying so (Alertmanager logs it; generic clients see an auth error)."""
     expected = settings.alerts_receiver_token
     if expected is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NOT_CONFIGURED)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, NOT_CONFIGURED, headers={"WWW-Authenticate": "Bearer"})
     given = credentials.credentials.encode() if credentials is not None else b""
     if not hmac.compare_digest(given, expected.get_secret_value().encode()):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid alert receiver credential",
@@ -63,10 +64,10 @@ def _problems(error: ValidationError) -> list[dict[str, Any]]:
     response_model=ReceiverAnswer,
     dependencies=[Depends(alertmanager)],
     responses={
-        401: {"description": "missing or wrong ALERTS_RECEIVER_TOKEN"},
+        401: {"description": "missing or wrong ALERTS_RECEIVER_TOKEN (or none configured)"},
         413: {"description": "notification larger than ALERTS_MAX_BODY_BYTES"},
         422: {"description": "not an Alertmanager webhook notification (version 4)"},
-        503: {"description": "receiver not configured, or the store unavailable (Alertmanager retries)"},
+        503: {"description": "the store unavailable (Alertmanager retries)"},
     },
 )
 async def receive_alerts(request: Request, settings: SettingsDep, log: PredictionLogDep,

@@ -102,7 +102,7 @@ realized: setup ## label job: realized AUC/F1/calibration of the logged predicti
 	$(VENV)/bin/accidents realized $(ARGS)
 
 .PHONY: setup-test-tools
-setup-test-tools: ## install what make test needs beyond make run (wrk, prometheus, chromium, PostgreSQL; apt, as root)
+setup-test-tools: ## install what make test needs beyond make run (wrk, prometheus, alertmanager, chromium, PostgreSQL; apt, as root)
 	bash scripts/install_test_tools.sh
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down

@@ -191,3 +191,27 @@ def test_the_upsert_only_moves_forward_on_both_stores(log_engine):
     assert received_alerts.upsert(log_engine, [row("firing", STARTS + timedelta(hours=2))]) == 1
     (stored,) = received_alerts.recent(log_engine)
     assert stored["status"] == "firing" and stored["ends_at"] is None
+
+
+def test_a_store_failure_is_a_503_alertmanager_retries_not_a_500(client):
+    """The table gone (a broken or half-migrated log database): the receiver answers 503 with
+    Retry-After (Alertmanager keeps the notification and retries) and counts nothing; once the
+    table is back, the retried notification is stored."""
+    admin = login(client)
+    engine = client.app.state.services.prediction_log.engine
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE received_alerts RENAME TO received_alerts_away")
+    try:
+        answer = client.post("/monitoring/alerts", json=notification(alert()), headers=BEARER)
+        listed = client.get("/monitoring/alerts", headers=admin)
+    finally:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("ALTER TABLE received_alerts_away RENAME TO received_alerts")
+    assert (answer.status_code, listed.status_code) == (503, 503), answer.text
+    assert (
+        answer.headers["retry-after"] == "5"
+        and answer.json()["detail"] == "prediction log store unavailable: retry later"
+    )
+    assert metric(client.get("/metrics").text, "alerts_received_total", alertname="DatasetDrift", status="firing") == 0
+    assert client.post("/monitoring/alerts", json=notification(alert()), headers=BEARER).json()["changed"] == 1
+    assert [row["status"] for row in client.get("/monitoring/alerts", headers=admin).json()] == ["firing"]

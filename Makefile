@@ -91,7 +91,7 @@ monitor: setup-monitoring ## drift job: latest window of logged traffic vs its m
 monitoring-backtest: setup-monitoring ## a 2020 model serving each month of 2021: drift, estimated vs realized AUC/F1, retrain policy -> reports/
 	$(MONITORING_VENV)/bin/python -m accidents.monitoring.backtest $(ARGS)
 
-run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus)
+run: setup setup-airflow setup-monitoring ## set up, train once if needed, start MLflow, Airflow and the API (PROMETHEUS=1: and Prometheus + Alertmanager)
 	$(PY) scripts/run_stack.py
 
 mlflow: setup ## run the MLflow tracking server on 127.0.0.1:5000 (foreground)
@@ -115,7 +115,7 @@ realized: setup ## label job: realized AUC/F1/calibration of the logged predicti
 	$(VENV)/bin/accidents realized $(ARGS)
 
 .PHONY: setup-test-tools
-setup-test-tools: ## install what make test needs beyond make run (wrk, prometheus, chromium, PostgreSQL; apt, as root)
+setup-test-tools: ## install what make test needs beyond make run (wrk, prometheus, alertmanager, chromium, PostgreSQL; apt, as root)
 	bash scripts/install_test_tools.sh
 
 compose-test: setup ## build the images, start docker compose on free ports, run tests/compose, tear down

@@ -20,7 +20,7 @@ from api.core.observability import Metrics, RequestMiddleware, configure_logging
 from api.core.security import StartupRefusedError, startup_problems
 from api.errors import add_exception_handlers
 from api.openapi import complete_openapi, document_errors
-from api.routes import auth, dashboard, model, monitoring, ops, predict, retrain, users
+from api.routes import alerts, auth, dashboard, model, monitoring, ops, predict, retrain, users
 from api.services import start_services
 from api.serving.lean_imports import keep_heavy_modules_out
 
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # /predict first: a request is matched against the routes in this order (~25 us per request
     # when it came fourth, measured in process: issue #26); no two routers share a path
     routers = (predict.build_router(settings), ops.router, auth.router, users.router, model.router, retrain.router,
-               monitoring.router, dashboard.router)  # fmt: skip
+               monitoring.router, alerts.router, dashboard.router)  # fmt: skip
     for router in routers:
         document_errors(router)
         app.include_router(router)

@@ -20,9 +20,12 @@ Settings (environment, or the project's .env file; the environment wins):
                                           what the DAG uses for POST /model/reload (default: the
                                           API's admin above; set them if you use ADMIN_PASSWORD_HASH)
     ACCIDENTS_RETRAIN_SCHEDULE            unconditional schedule of dvc_pipeline (default none: new-data check, manual)
-    PROMETHEUS=1 (off)  PROMETHEUS_PORT (9090)
+    PROMETHEUS=1 (off)  PROMETHEUS_PORT (9090)  ALERTMANAGER_PORT (9093)
                                           also run the host's Prometheus (Debian package `prometheus`) scraping
-                                          the API with the alert rules of deploy/prometheus (state/prometheus)
+                                          the API with the alert rules of deploy/prometheus (state/prometheus),
+                                          and its Alertmanager (`prometheus-alertmanager`) delivering them to the
+                                          API's POST /monitoring/alerts with ALERTS_RECEIVER_TOKEN (default:
+                                          generated once into state/alertmanager/receiver_token)
     BAAC_DATA_DIR, BAAC_OFFLINE, ...      passed to the pipeline (see .env.example)
 """
 
@@ -57,6 +60,7 @@ from stack_supervisor import (
 )
 
 from accidents import config
+from accidents.stack import alertmanager_config
 from accidents.stack.prometheus_config import write_config
 from api.core.config import DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME, DEMO_AIRFLOW_PASSWORD, DEMO_AIRFLOW_USERNAME
 from api.core.config import Settings as ApiSettings
@@ -84,6 +88,7 @@ class Settings:
     env: dict[str, str]  # the environment every service starts from
     prometheus: bool = False
     prometheus_port: int = config.PROMETHEUS_PORT
+    alertmanager_port: int = alertmanager_config.PORT
 
     @property
     def state(self) -> Path:
@@ -112,6 +117,10 @@ class Settings:
     @property
     def prometheus_url(self) -> str:
         return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def alertmanager_url(self) -> str:
+        return f"http://{self.host}:{self.alertmanager_port}"
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -145,6 +154,7 @@ def load_settings(project: Path = PROJECT, environ: dict[str, str] | None = None
         env=env,
         prometheus=switch(env, "PROMETHEUS"),
         prometheus_port=port("PROMETHEUS_PORT", config.PROMETHEUS_PORT),
+        alertmanager_port=port("ALERTMANAGER_PORT", alertmanager_config.PORT),
     )
 
 
@@ -276,6 +286,8 @@ def api_env(s: Settings) -> dict[str, str]:
         "AIRFLOW_PASSWORD": s.airflow_password,
         # the registry's challenger scores a share of live rows in the shadow of the champion (api/serving/shadow.py)
         "SHADOW_ENABLED": s.env.get("SHADOW_ENABLED", "true"),
+        # Alertmanager's credential for the receiver (PROMETHEUS=1 only: without it the receiver stays off)
+        **({"ALERTS_RECEIVER_TOKEN": receiver_token(s)} if s.prometheus else {}),
     }
 
 
@@ -288,6 +300,7 @@ def check_ports(s: Settings) -> None:
                 ("API", "API_PORT", s.api_port)]  # fmt: skip
     if s.prometheus:
         services.append(("Prometheus", "PROMETHEUS_PORT", s.prometheus_port))
+        services.append(("Alertmanager", "ALERTMANAGER_PORT", s.alertmanager_port))
     for name, variable, port in services:
         problem = port_problem(s.host, port)
         if problem:
@@ -311,12 +324,49 @@ def prometheus_binary(s: Settings) -> str | None:
 
 
 def start_prometheus(s: Settings, sup: Supervisor, binary: str) -> Service:
-    """Prometheus on loopback scraping the API, with the repo's alert rules; data in state/prometheus."""
+    """Prometheus on loopback scraping the API, with the repo's alert rules sent to the stack's
+    Alertmanager; data in state/prometheus."""
     folder = s.state / "prometheus"
-    config_file = write_config(folder / "prometheus.yml", [f"{s.host}:{s.api_port}"])
+    config_file = write_config(folder / "prometheus.yml", [f"{s.host}:{s.api_port}"],
+                               alertmanagers=[f"{s.host}:{s.alertmanager_port}"])  # fmt: skip
     cmd = [binary, f"--config.file={config_file}", f"--storage.tsdb.path={folder / 'data'}",
            f"--web.listen-address={s.host}:{s.prometheus_port}", "--storage.tsdb.retention.time=15d"]  # fmt: skip
     return sup.start("prometheus", cmd, base_env(s, ()), s.project)
+
+
+def alertmanager_binary(s: Settings) -> str | None:
+    """The host's Alertmanager when PROMETHEUS=1 (Debian names it prometheus-alertmanager)."""
+    if not s.prometheus:
+        return None
+    for name in ("prometheus-alertmanager", "alertmanager"):
+        binary = shutil.which(name, path=s.env.get("PATH"))
+        if binary is not None:
+            return binary
+    raise ConfigurationError("PROMETHEUS=1 but no Alertmanager on PATH: apt-get install prometheus-alertmanager")
+
+
+def receiver_token(s: Settings) -> str:
+    """ALERTS_RECEIVER_TOKEN when set, else a strong one generated once into
+    state/alertmanager/receiver_token (0600): the API gets it in its environment, Alertmanager
+    reads the file (its credentials_file). Written again from the setting so both always agree."""
+    path = s.state / "alertmanager" / "receiver_token"
+    stored = path.read_text().strip() if path.is_file() else ""
+    token = s.env.get("ALERTS_RECEIVER_TOKEN") or stored or secrets.token_urlsafe(48)
+    if token != stored:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(token)
+    return token
+
+
+def start_alertmanager(s: Settings, sup: Supervisor, binary: str) -> Service:
+    """Alertmanager on loopback delivering every alert to the API's receiver; data in state/alertmanager."""
+    folder = s.state / "alertmanager"
+    receiver_token(s)
+    config_file = alertmanager_config.write_config(folder / "alertmanager.yml", s.api_url, folder / "receiver_token")
+    cmd = [binary, f"--config.file={config_file}", f"--storage.path={folder / 'data'}",
+           f"--web.listen-address={s.host}:{s.alertmanager_port}", "--cluster.listen-address="]  # fmt: skip
+    return sup.start("alertmanager", cmd, base_env(s, ()), s.project)
 
 
 def check_venvs(s: Settings) -> None:
@@ -427,7 +477,10 @@ def banner(s: Settings, seconds: float) -> str:
     )
     data = s.env.get(config.ENV_DATA_DIR) or "not set (download, else synthetic demo data)"
     prometheus = (
-        f"\n   Prometheus {s.prometheus_url}/alerts   rules deploy/prometheus/alerts.yml" if s.prometheus else ""
+        f"\n   Prometheus {s.prometheus_url}/alerts   rules deploy/prometheus/alerts.yml"
+        f"\n   Alertmanager {s.alertmanager_url}   delivers to {s.api_url}/monitoring/alerts (dashboard)"
+        if s.prometheus
+        else ""
     )
     return f"""
 ================================================================================
@@ -451,6 +504,7 @@ def start_stack(s: Settings, sup: Supervisor) -> float:
     check_venvs(s)
     check_ports(s)
     prometheus = prometheus_binary(s)
+    alertmanager = alertmanager_binary(s)
     secret = airflow_secrets(s)
     write_passwords(s)
     airflow = [str(s.project / ".venv-airflow" / "bin" / "airflow")]
@@ -506,6 +560,13 @@ def start_stack(s: Settings, sup: Supervisor) -> float:
         sup.wait_until("a model in the API", lambda: http_get(f"{s.api_url}/ready")[0] == 200, [api], timeout=60)
     if http_get(f"{s.api_url}/ready")[0] != 200:
         sup.say(f"WARNING: {s.api_url}/ready is not 200: the API has no model yet (see logs/api.log)")
+    if alertmanager is not None:
+        manager = start_alertmanager(s, sup, alertmanager)
+        ready = f"{s.alertmanager_url}/-/ready"
+        waited = sup.wait_until("Alertmanager", lambda: http_get(ready)[0] == 200, [manager], timeout=60)
+        sup.say(
+            f"Alertmanager up at {s.alertmanager_url}, delivering to {s.api_url}/monitoring/alerts ({waited:.0f} s)"
+        )
     if prometheus is not None:
         server = start_prometheus(s, sup, prometheus)
         ready = f"{s.prometheus_url}/-/ready"

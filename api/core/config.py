@@ -122,6 +122,11 @@ class Settings(BaseSettings):
     airflow_password: SecretStr = SecretStr(DEMO_AIRFLOW_PASSWORD)
     airflow_timeout_seconds: float = Field(default=10.0, gt=0)
 
+    # alert receiver (api/routes/alerts.py): Alertmanager's bearer credential for POST /monitoring/alerts,
+    # a secret of its own (not a user token); unset: the receiver refuses every caller (401). Checked like JWT_SECRET.
+    alerts_receiver_token: SecretStr | None = None
+    alerts_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+
     # HTTP
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
@@ -143,6 +148,7 @@ class Settings(BaseSettings):
         "jwt_secret_file",
         "admin_password",
         "admin_password_hash",
+        "alerts_receiver_token",
         mode="before",
     )
     @classmethod

@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.monitoring.alerts import AlertMetrics
 from api.monitoring.writer import LogMetrics
 from api.serving.shadow import ShadowMetrics
 
@@ -56,6 +57,7 @@ class Metrics:
         self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
         self.prediction_log = LogMetrics(self.registry)  # api.monitoring.writer
         self.shadow = ShadowMetrics(self.registry)  # api.serving.shadow
+        self.alerts = AlertMetrics(self.registry)  # api.monitoring.alerts: what Alertmanager delivered
         self.retrain_runs = Counter(
             "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
         )

@@ -156,11 +156,20 @@ def startup_problems(settings: Settings) -> list[str]:
         problems.append(f"JWT_SECRET {reason} (generate one: {GENERATE_SECRET})")
     elif not secret and settings.production:
         problems.append(f"JWT_SECRET is not set (generate one: {GENERATE_SECRET})")
+    problems += _alerts_receiver_problems(settings)
     if settings.admin_password is not None and settings.admin_password_hash is not None:
         problems.append("ADMIN_PASSWORD and ADMIN_PASSWORD_HASH are both set: keep one (the hash was used)")
     if settings.production:
         problems += _production_credential_problems(settings)
     return problems
+
+
+def _alerts_receiver_problems(settings: Settings) -> list[str]:
+    """ALERTS_RECEIVER_TOKEN, when set, is as strong as a JWT secret in every mode (it lets a caller
+    write alerts the dashboard shows); unset, the receiver refuses every caller (401), so no default ever works."""
+    token = settings.alerts_receiver_token.get_secret_value() if settings.alerts_receiver_token else ""
+    reason = weak_secret_reason(token) if token else None
+    return [] if reason is None else [f"ALERTS_RECEIVER_TOKEN {reason} (generate one: {GENERATE_SECRET})"]
 
 
 def _production_credential_problems(settings: Settings) -> list[str]:

@@ -467,6 +467,28 @@ async function drawEstimated() {
       `${fmt(r.calibration_ece_raw)} → ${fmt(r.calibration_ece_isotonic)}`,
     ])),
   ], rows.length);
+// ------------------------------------------------------------------------------ received alerts
+// What Alertmanager delivered to POST /monitoring/alerts: one row per alert (fingerprint), firing
+// first; a resolved alert stays listed with its end.
+
+async function drawReceivedAlerts() {
+  const alerts = await api("/monitoring/alerts?limit=50");
+  if (!alerts.length) { empty("alerts", "no alert received from Alertmanager"); return; }
+  const firing = alerts.filter((a) => a.status === "firing").length;
+  const scope = (a) => Object.entries(a.labels).filter(([k]) => !["alertname", "severity"].includes(k))
+    .map(([k, v]) => `${k}=${v}`).join(", ");
+  setPanel("alerts", "ready", [
+    el("div", { class: "stats" }, [
+      el("div", {}, [el("b", { text: String(firing) }), "firing"]),
+      el("div", {}, [el("b", { text: String(alerts.length - firing) }), "resolved"]),
+    ]),
+    table(["alert", "status", "severity", "summary", "labels", "since", "resolved at", "last notified"],
+      alerts.map((a) => [a.alertname, pill(a.status), a.severity || "–", a.annotations.summary || "–", scope(a),
+        shortTime(a.starts_at), a.ends_at ? shortTime(a.ends_at) : "–", shortTime(a.last_received_at)])),
+  ], alerts.length);
+  const card = panel("alerts");
+  card.dataset.firing = alerts.filter((a) => a.status === "firing").map((a) => a.alertname).join(",");
+  card.dataset.resolved = alerts.filter((a) => a.status === "resolved").map((a) => a.alertname).join(",");
 }
 
 async function drawModel() {
@@ -483,8 +505,9 @@ async function drawModel() {
 
 async function refresh() {
   const jobs = { model: drawModel, drift: drawDrift, predictions: drawPredictions, realized: drawRealized,
-    retrains: drawRetrains, shadow: drawShadow };
-  const names = { predictions: ["prediction-distribution", "volume"], realized: ["realized"], retrains: ["retrains"] };
+    retrains: drawRetrains, shadow: drawShadow, alerts: drawReceivedAlerts };
+  const names = { predictions: ["prediction-distribution", "volume"], realized: ["realized"], retrains: ["retrains"],
+    alerts: ["alerts"] };
   jobs.estimated = drawEstimated;  // estimated vs realized performance
   names.estimated = ["estimated"];
   await Promise.all(Object.entries(jobs).map(async ([job, draw]) => {

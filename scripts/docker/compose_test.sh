@@ -50,7 +50,7 @@ engine_and_base_image compose-test
 find_baac
 ("$project_dir/.venv/bin/python" "$project_dir/scripts/docker/write_stack_env.py" "$env_file" --by compose_test.sh \
   --base-image "$base_image" --baac "$baac" --tag e2e \
-  --ports API_HOST_PORT,MLFLOW_HOST_PORT,AIRFLOW_HOST_PORT,PROMETHEUS_HOST_PORT
+  --ports API_HOST_PORT,MLFLOW_HOST_PORT,AIRFLOW_HOST_PORT,PROMETHEUS_HOST_PORT,ALERTMANAGER_HOST_PORT
 ) || fail "could not write $env_file"
 get() { grep -E "^$1=" "$env_file" | cut -d= -f2-; }
 api_url="http://127.0.0.1:$(get API_HOST_PORT)"

@@ -57,6 +57,7 @@ def stack_values(base_image: str, baac: str, tag: str, ports: dict[str, int], s3
         "MLFLOW_FLASK_SECRET_KEY": token(32),
         "API_ENVIRONMENT": "production",
         "JWT_SECRET": token(48),
+        "ALERTS_RECEIVER_TOKEN": token(48),
         "ADMIN_USERNAME": "admin",
         "ADMIN_PASSWORD": token(18),
         "AIRFLOW_ADMIN_USERNAME": "admin",

@@ -132,7 +132,10 @@ def test_prometheus_scrapes_the_api_with_the_alert_rules(stack):
     assert target["health"] == "up" and target["labels"]["instance"] == "api:8000", target
     rules = {rule["name"]: rule for group in api_v1("rules")["groups"] for rule in group["rules"]}
     assert {"NoModelLoaded", "DatasetDrift", "PredictionDrift", "RealizedAucDrop", "PredictionLogDropping",
-            "HighServerErrorRate", "HighPredictLatencyP99", "AccidentsApiDown"} <= rules.keys()  # fmt: skip
+            "HighServerErrorRate", "HighPredictLatencyP99", "AccidentsApiDown", "EstimatedAucDrop",
+            "EstimateRealizedGap"} <= rules.keys()  # fmt: skip
+    (manager,) = api_v1("alertmanagers")["activeAlertmanagers"]  # the alertmanager service receives them
+    assert manager["url"] == "http://alertmanager:9093/api/v2/alerts"
     assert all(rule["health"] in ("ok", "unknown") for rule in rules.values()), rules
     (info,) = api_v1("query", query='model_info{job="accidents-api"} == 1')["result"]
     assert info["metric"]["version"] == served_model(stack)["version"]

@@ -57,9 +57,12 @@ class PrometheusServer:
         self.process.stop()
 
 
-def start_prometheus(folder: Path, targets: Sequence[str], interval: str = "1s") -> PrometheusServer:
-    """Prometheus scraping `targets` with the repo's alert rules, scrape and evaluation every `interval`."""
-    config = write_config(folder / "prometheus.yml", targets, scrape_interval=interval, evaluation_interval=interval)
+def start_prometheus(folder: Path, targets: Sequence[str], interval: str = "1s",
+                     alertmanagers: Sequence[str] = ()) -> PrometheusServer:  # fmt: skip
+    """Prometheus scraping `targets` with the repo's alert rules, scrape and evaluation every
+    `interval`, sending its alerts to `alertmanagers` (host:port)."""
+    config = write_config(folder / "prometheus.yml", targets, scrape_interval=interval, evaluation_interval=interval,
+                          alertmanagers=alertmanagers)  # fmt: skip
     port = free_port()
     cmd = [
         binary("prometheus"),

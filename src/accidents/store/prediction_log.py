@@ -54,7 +54,7 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0004"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
+SCHEMA_REVISION = "0005"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 metadata = MetaData()

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.store import drift_results, estimates  # noqa: F401  (their tables are part of the migrated schema)
+from accidents.store import drift_results, estimates, received_alerts  # noqa: F401  (their tables are part of the migrated schema)
 from accidents.store.prediction_log import (
     MIGRATIONS,
     SCHEMA_REVISION,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from accidents.store import drift_results, estimates  # noqa: F401  (their tables join the log's metadata)
+from accidents.store import drift_results, estimates, received_alerts  # noqa: F401  (their tables join the log's metadata)
 from accidents.store.prediction_log import VERSION_TABLE, create_log_engine, default_url, metadata
 
 config = context.config

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from api.core.auth_cache import AuthState, UsersDatabase, UsersDatabaseUnavailableError
 from api.core.config import Settings
 from api.core.observability import Metrics
-from api.core.security import InvalidTokenError, decode_access_token
+from api.core.security import InvalidTokenError, VerifiedTokens
 from api.core.throttle import LoginThrottle
 from api.db.crud import find_user
 from api.db.models import Role, User
@@ -96,6 +96,11 @@ PredictionLogDep = Annotated[PredictionLog, Depends(get_prediction_log)]
 UsersDatabaseDep = Annotated[UsersDatabase, Depends(get_users_database)]
 
 
+# Tokens verified once per process (api.core.security.VerifiedTokens): keyed by secret and token, so
+# apps with different secrets (tests) never share an entry.
+verified_tokens = VerifiedTokens()
+
+
 def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -108,7 +113,7 @@ async def authenticated(services: ServicesDep, token: Annotated[str | None, Depe
     if not token:
         raise unauthorized("not authenticated: send Authorization: Bearer <token> (POST /auth/token)")
     try:
-        claims = decode_access_token(token, services.jwt_secret)
+        claims = verified_tokens.claims(token, services.jwt_secret)  # expiry checked on every use
     except InvalidTokenError as error:
         raise unauthorized(str(error)) from None
     state = services.auth_cache.get(claims.subject)

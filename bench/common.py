@@ -111,12 +111,16 @@ def rss_after_requests(pid: int, url: str, body: Path, token: str | None = None,
 # --- end of resident memory ----------------------------------------------------------------------
 
 
-def start_api(project: Project, state: Path, **env: str) -> tuple[ManagedProcess, str]:
+def start_api(project: Project, state: Path, source: Path | None = None, **env: str) -> tuple[ManagedProcess, str]:
     """The project's API as uvicorn serves it (one worker), its state and log in `state`; `env`
-    on top of the project's (PREDICTION_LOG_ENABLED, SHADOW_ENABLED, ...)."""
+    on top of the project's (PREDICTION_LOG_ENABLED, SHADOW_ENABLED, ...). `source`: serve the
+    api/ and src/ of that folder instead (another commit's code, bench/floor.py's baseline)."""
     port = free_port()
     cmd = [str(project.root / ".venv" / "bin" / "uvicorn"), "api.main:app", "--host", "127.0.0.1", "--port",
            str(port), "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    if source is not None:
+        cmd += ["--app-dir", str(source)]
+        env = {"PYTHONPATH": f"{source / 'src'}:{source}", **env}
     url = f"http://127.0.0.1:{port}"
     full_env = project.env(MODEL_POLL_SECONDS="0", STATE_DIR=str(state), **env)
     return start_service(cmd, state / "api.log", f"{url}/ready", env=full_env, cwd=project.root), url

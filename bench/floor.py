@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from accidents.model.model_store import read_bundle
 from bench.common import child_pids, median_of, rss_mb, start_api, token_of, wrk
 from tests.api.conftest import register
 from tests.support.processes import ManagedProcess, free_port, start_service
-from tests.support.project import Project
+from tests.support.project import REPO, Project
 
 # 1 row at 1 connection (latency) and at 16 (throughput): the goals' two measures
 FLOOR_SCENARIOS = {"single_c1": 1, "single_c16": 16}
@@ -71,60 +72,89 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_floor(project: Project, work: Path, body: Path, repeats: int, seconds: int) -> dict[str, Any]:
-    """Our API (logging and shadow on) and the floor app, alternated A/B/B/A."""
+def baseline_source(ref: str, work: Path) -> Path:
+    """api/ and src/ of the git commit `ref` (e.g. main), extracted into `work`: the "before" server."""
+    folder = work / "baseline-source"
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", ref, "api", "src"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def bench_floor(project: Project, work: Path, body: Path, repeats: int, seconds: int,
+                baseline: str | None = None, batch_body: Path | None = None) -> dict[str, Any]:  # fmt: skip
+    """Our API (logging and shadow on) and the floor app, alternated A/B/B/A; with `baseline` (a git
+    ref), that commit's API too, as a third server in the same alternation (A/C/B/B/C/A), so a change
+    is measured before and after in one run, and with `batch_body` (1,000 rows) both at 1 connection
+    (before/after/after/before)."""
     challenger = ensure_challenger(project)
     secret = secrets.token_urlsafe(48)
-    api, api_url = start_api(project, work / "floor-api", PREDICTION_LOG_ENABLED="true", SHADOW_ENABLED="true")
-    floor, floor_url = start_floor(project, work / "floor-app", secret)
+    servers: dict[str, tuple[ManagedProcess, str]] = {}
     try:
-        targets = {"api": (f"{api_url}/predict", token_of(api_url)), "floor": (f"{floor_url}/predict",
-                   floor_token(secret))}  # fmt: skip
-        runs: dict[str, dict[str, list[dict[str, float]]]] = {"api": {}, "floor": {}}
-        pair_ratios: dict[str, list[float]] = {"p50_c1_over_floor": [], "rps_c16_over_floor": []}
-        cpu: dict[str, list[dict[str, float]]] = {"api": [], "floor": []}
+        on = {"PREDICTION_LOG_ENABLED": "true", "SHADOW_ENABLED": "true"}
+        servers["api"] = start_api(project, work / "floor-api", **on)
+        if baseline is not None:
+            servers["before"] = start_api(project, work / "floor-before", baseline_source(baseline, work), **on)
+        servers["floor"] = start_floor(project, work / "floor-app", secret)
+        targets = {name: (f"{url}/predict", floor_token(secret) if name == "floor" else token_of(url))
+                   for name, (_, url) in servers.items()}  # fmt: skip
+        names = list(servers)  # api, [before,] floor
+        order = [name for name in names if name != "floor"] + ["floor", "floor"]
+        order += [name for name in reversed(names) if name != "floor"]
+        runs: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name in names}
+        pair_ratios: dict[str, dict[str, list[float]]] = {
+            name: {"p50_c1_over_floor": [], "rps_c16_over_floor": []} for name in names if name != "floor"
+        }
+        cpu: dict[str, list[dict[str, float]]] = {name: [] for name in names}
         for url, token in targets.values():
             wrk(url, body, 16, 2, token)  # warm-up
         for _ in range(repeats):
-            for name, connections in FLOOR_SCENARIOS.items():
-                measured: dict[str, list[dict[str, float]]] = {"api": [], "floor": []}
-                for server in ("api", "floor", "floor", "api"):
-                    url, token = targets[server]
-                    pid = api.pid if server == "api" else floor.pid
+            for scenario, connections in FLOOR_SCENARIOS.items():
+                measured: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+                for name in order:
+                    url, token = targets[name]
+                    pid = servers[name][0].pid
                     before = _cpu_of(pid) if connections > 1 else None
                     run = wrk(url, body, connections, seconds, token)
                     if run["errors"]:  # a floor answering 4xx would be measuring the wrong thing
-                        raise RuntimeError(f"{server}: {run['errors']:.0f} failed requests, {connections} connections")
-                    measured[server].append(run)
+                        raise RuntimeError(f"{name}: {run['errors']:.0f} failed requests, {connections} connections")
+                    measured[name].append(run)
                     if before is not None:
-                        cpu[server].append(_cpu_share(before, _cpu_of(pid), seconds, run["rps"]))
-                for server, values in measured.items():
-                    runs[server].setdefault(name, []).extend(values)
-                api_mean = {key: statistics.mean(run[key] for run in measured["api"]) for key in ("p50_ms", "rps")}
-                floor_mean = {key: statistics.mean(run[key] for run in measured["floor"]) for key in ("p50_ms", "rps")}
-                if connections == 1:
-                    pair_ratios["p50_c1_over_floor"].append(api_mean["p50_ms"] / floor_mean["p50_ms"])
-                else:
-                    pair_ratios["rps_c16_over_floor"].append(api_mean["rps"] / floor_mean["rps"])
-        api_rss = rss_mb(api.pid, children=False)
+                        cpu[name].append(_cpu_share(before, _cpu_of(pid), seconds, run["rps"]))
+                for name, values in measured.items():
+                    runs[name].setdefault(scenario, []).extend(values)
+                mean = {name: {key: statistics.mean(run[key] for run in values) for key in ("p50_ms", "rps")}
+                        for name, values in measured.items()}  # fmt: skip
+                for name, ratios in pair_ratios.items():
+                    if connections == 1:
+                        ratios["p50_c1_over_floor"].append(mean[name]["p50_ms"] / mean["floor"]["p50_ms"])
+                    else:
+                        ratios["rps_c16_over_floor"].append(mean[name]["rps"] / mean["floor"]["rps"])
+        if baseline is not None and batch_body is not None:
+            for _ in range(repeats):
+                for name in ("before", "api", "api", "before"):
+                    url, token = targets[name]
+                    runs[name].setdefault("batch_c1", []).append(wrk(url, batch_body, 1, seconds, token))
+        rss = {name: rss_mb(process.pid, children=False) for name, (process, _) in servers.items() if name != "floor"}
     finally:
-        api.stop()
-        floor.stop()
-    medians = {server: {name: median_of(values) for name, values in by_name.items()}
-               for server, by_name in runs.items()}  # fmt: skip
-    ours = medians["api"]
-    ratios = {name: round(statistics.median(values), 3) for name, values in pair_ratios.items()}
-    ratios["rps_c16_over_rps_c1"] = round(ours["single_c16"]["rps"] / ours["single_c1"]["rps"], 3)
-    return {
-        **medians,
-        "challenger_version": challenger,
-        "pair_ratios": {name: [round(value, 3) for value in values] for name, values in pair_ratios.items()},
-        "ratios": ratios,
-        "goals_met": {name: _met(name, value) for name, value in ratios.items()},
-        "cpu_c16": {server: median_of(values) for server, values in cpu.items() if values},
-        "api_rss_after_runs_mb": api_rss,
-        "load_average": os.getloadavg()[0],
-    }
+        for process, _ in servers.values():
+            process.stop()
+    medians = {name: {scenario: median_of(values) for scenario, values in by_scenario.items()}
+               for name, by_scenario in runs.items()}  # fmt: skip
+    result: dict[str, Any] = {**medians, "challenger_version": challenger, "baseline": baseline}
+    for name, ratios_of in pair_ratios.items():
+        ratios = {key: round(statistics.median(values), 3) for key, values in ratios_of.items()}
+        ratios["rps_c16_over_rps_c1"] = round(medians[name]["single_c16"]["rps"] / medians[name]["single_c1"]["rps"], 3)
+        suffix = "" if name == "api" else f"_{name}"
+        result[f"pair_ratios{suffix}"] = {key: [round(v, 3) for v in values] for key, values in ratios_of.items()}
+        result[f"ratios{suffix}"] = ratios
+        result[f"goals_met{suffix}"] = {key: _met(key, value) for key, value in ratios.items()}
+    result["cpu_c16"] = {name: median_of(values) for name, values in cpu.items() if values}
+    result["api_rss_after_runs_mb"] = rss["api"]
+    if "before" in rss:
+        result["before_rss_after_runs_mb"] = rss["before"]
+    result["load_average"] = os.getloadavg()[0]
+    return result
 
 
 def _cpu_of(pid: int) -> dict[str, float]:
@@ -149,7 +179,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
     cpu = result["cpu_c16"]
     mark = {True: "met", False: "**not met**"}
     met = result["goals_met"]
-    return [
+    lines = [
         "",
         "Framework floor (issue #26): our `/predict` (prediction log and shadow on, as `make run` starts it) "
         "against a bare FastAPI app (same uvicorn, PyJWT HS256 bearer check, pydantic body of 28 floats, "
@@ -175,3 +205,37 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"{result['api_rss_after_runs_mb']:.0f} MB; load average {result['load_average']:.1f} at the end "
         "(other load stretches wall times: compare the ratios and the CPU per request).",
     ]
+    return lines + (_before_after(result) if result.get("baseline") else [])
+
+
+def _before_after(result: dict[str, Any]) -> list[str]:
+    """The baseline commit's API, measured in the same alternation (`--floor-baseline REF`)."""
+    before, after = result["before"], result["api"]
+    ratios_before, ratios_after = result["ratios_before"], result["ratios"]
+    cpu = result["cpu_c16"]
+    return [
+        "",
+        f"Before / after, same run: `{result['baseline']}`'s API and this tree's, alternated with the floor "
+        "(A/C/B/B/C/A), medians:",
+        "",
+        "| 1 row | before | after | after / before |",
+        "|---|---|---|---|",
+        f"| CPU per request at 16 connections | {cpu['before']['cpu_ms_per_request']:.2f} ms "
+        f"| {cpu['api']['cpu_ms_per_request']:.2f} ms "
+        f"| {cpu['api']['cpu_ms_per_request'] / cpu['before']['cpu_ms_per_request']:.2f}x |",
+        f"| 16 connections: req/s | {before['single_c16']['rps']:.0f} | {after['single_c16']['rps']:.0f} "
+        f"| {after['single_c16']['rps'] / before['single_c16']['rps']:.2f}x |",
+        f"| 1 connection: p50 | {before['single_c1']['p50_ms']:.2f} ms | {after['single_c1']['p50_ms']:.2f} ms "
+        f"| {after['single_c1']['p50_ms'] / before['single_c1']['p50_ms']:.2f}x |",
+        f"| req/s at 16 connections over the floor's | {ratios_before['rps_c16_over_floor']:.2f}x "
+        f"| {ratios_after['rps_c16_over_floor']:.2f}x | |",
+        f"| p50 at 1 connection over the floor's | {ratios_before['p50_c1_over_floor']:.2f}x "
+        f"| {ratios_after['p50_c1_over_floor']:.2f}x | |",
+        f"| resident memory after the runs | {result['before_rss_after_runs_mb']:.0f} MB "
+        f"| {result['api_rss_after_runs_mb']:.0f} MB | |",
+        *([_batch_row(before["batch_c1"]["p50_ms"], after["batch_c1"]["p50_ms"])] if "batch_c1" in after else []),
+    ]
+
+
+def _batch_row(before_ms: float, after_ms: float) -> str:
+    return f"| 1,000 rows at 1 connection: p50 | {before_ms:.1f} ms | {after_ms:.1f} ms | {after_ms / before_ms:.2f}x |"

@@ -42,6 +42,8 @@ def main() -> None:
     )
     parser.add_argument("--floor-only", action="store_true",
                         help="only our API against the bare FastAPI floor (bench/floor.py)")  # fmt: skip
+    parser.add_argument("--floor-baseline", metavar="REF",
+                        help="also serve git REF's API in the floor section: before/after in one run")  # fmt: skip
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found: `apt-get install wrk` (make bench installs it)")
@@ -72,7 +74,8 @@ def main() -> None:
         # the framework floor (issue #26, bench/floor.py): logging and shadow on, a challenger registered
         if args.floor_only:
             results["floor_ratio"] = floor.bench_floor(project, work, bodies["api"]["single"], args.repeats,
-                                                       args.seconds)  # fmt: skip
+                                                       args.seconds, args.floor_baseline,
+                                                       bodies["api"]["batch"])  # fmt: skip
             write_section(results, RESULTS, "floor_ratio", "floor", floor.markdown)
             return
         # shadow challenger and explanations (issue #15, bench/shadow.py)
@@ -106,7 +109,15 @@ def main() -> None:
             project, work, args.repeats, args.seconds
         )  # after: it adds a challenger
         print("our API against the framework floor ...", flush=True)
-        results["floor_ratio"] = floor.bench_floor(project, work, bodies["api"]["single"], args.repeats, args.seconds)
+        results["floor_ratio"] = floor.bench_floor(
+            project,
+            work,
+            bodies["api"]["single"],
+            args.repeats,
+            args.seconds,
+            args.floor_baseline,
+            bodies["api"]["batch"],
+        )
         if not args.skip_stack:
             print("make run: first and warm starts ...", flush=True)
             results["stack"] = stack.bench_stack(project, work, args.repeats)

@@ -175,6 +175,11 @@ class RequestMiddleware:
         return children
 
 
+# json.dumps(entry, default=str) builds a JSONEncoder on every call (non-default arguments); one
+# encoder made once writes the same line ~3 us faster (issue #26).
+_ENCODER = json.JSONEncoder(default=str)
+
+
 class JsonFormatter(logging.Formatter):
     _cached: tuple[int, str] = (-1, "")  # (second, its time string): one tuple, so threads never mix the two
 
@@ -188,7 +193,7 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)  # the same line as before (orjson has no ", " separators)
+        return _ENCODER.encode(entry)  # json.dumps' line (orjson has no ", " separators)
 
     def _time_of(self, record: logging.LogRecord) -> str:
         """formatTime's ISO 8601 local time, formatted once per second."""

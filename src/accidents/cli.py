@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "new-data": ("accidents.monitoring.new_data", "is a new official year published?"),
     "prediction-log": ("accidents.store.prediction_log", "migrate or export the prediction log"),
     "prometheus-config": ("accidents.stack.prometheus_config", "write Prometheus' config for the local stack"),
+    "alertmanager-config": ("accidents.stack.alertmanager_config", "write Alertmanager's config for the local stack"),
     "stage-exchange": ("accidents.stack.stage_exchange", "Celery workers: restore/save a run's state in S3"),
     "config": ("accidents.config", "print one setting (ports, names) for shell scripts"),
 }

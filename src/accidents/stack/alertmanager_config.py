@@ -75,9 +75,7 @@ def write_config(path: Path, api_url: str, credentials_file: Path, timing: Timin
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m accidents.stack.alertmanager_config", description=__doc__.split("\n\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="accidents alertmanager-config", description=__doc__.split("\n\n")[0])
     parser.add_argument("--receiver", default=f"http://{DEFAULT_HOST}:{API_PORT}", help="the API's base URL")
     parser.add_argument("--credentials-file", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)

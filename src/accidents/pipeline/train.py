@@ -19,12 +19,11 @@ from mlflow.models import infer_signature
 
 from accidents.config import ENV_RUN_REASON, EXPERIMENT_NAME, MODEL_NAME, load_params, paths
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
-from accidents.model import reference, registry
+from accidents.model import calibration_set, reference, registry
 from accidents.model.importance import log_importance
 from accidents.model.model_store import TRUSTED_TYPES, ModelBundle, ModelMetadata, dumps_model, write_bundle
 from accidents.model.modeling import best_threshold, fit_model, score, split_xy
 from accidents.model.plots import write_plots
-from accidents.monitoring import estimation
 from accidents.stage import PipelineError, log, read_json, run_stage, write_json
 
 
@@ -120,7 +119,7 @@ def main() -> None:
         version = str(info.registered_model_version)
         probabilities = model.predict_proba(x_train)[:, 1]  # what monitoring compares this version's traffic with
         reference.log(reference.build(train_rows, probabilities, params["reference_rows"], params["seed"]))
-        estimation.log_calibration(val_probability, y_val)  # what monitoring estimates performance with
+        calibration_set.log_calibration(val_probability, y_val)  # what monitoring estimates performance with
         client = registry.client()
         for key, value in {
             registry.TAG_THRESHOLD: threshold,

@@ -19,6 +19,12 @@ CHAMPION_ALIAS = "champion"
 # A version that loaded, passed the contract check and was not promoted: the API scores a share of
 # live traffic with it in the shadow of the champion (api/serving/shadow.py) until it is promoted or dropped.
 CHALLENGER_ALIAS = "challenger"
+# Tags of a registered version, set by train: here, not in accidents.model.registry, because jobs
+# in .venv-monitoring read them and registry imports the model store (treelite, not installed there).
+TAG_THRESHOLD = "decision_threshold"
+TAG_DATA_SOURCE = "data_source"
+TAG_TRAINED_AT = "trained_at"
+TAG_FAMILY = "model_family"
 # MLflow experiment of the audit runs of promotions and drops made through the API (POST /model/promote)
 MONITORING_EXPERIMENT = "monitoring"
 DAG_ID = "dvc_pipeline"

@@ -106,3 +106,17 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("nannyml",
     assert json.loads(answer.stdout.strip().splitlines()[-1]) == []
     locked = (REPO / "requirements" / "monitoring.txt").read_text().lower().splitlines()
     assert not {"nannyml", "xgboost", "lightgbm", "flaml"} & {line.split("==")[0] for line in locked if "==" in line}
+
+
+def test_a_version_without_a_calibration_set_is_a_clear_error_in_the_monitoring_venv(tmp_path):
+    """The registry path the DAG's `estimate` task takes, in the venv it runs in (no treelite there:
+    the job must not import the model store), against a real MLflow registry that lacks the version."""
+    code = ("import sys; from mlflow import MlflowClient\n"
+            "from accidents.monitoring.estimation import download_calibration\n"
+            "download_calibration(MlflowClient(tracking_uri=sys.argv[1], registry_uri=sys.argv[1]), '7')")  # fmt: skip
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    answer = subprocess.run([monitoring_python(), "-c", code, uri], capture_output=True, text=True,
+                            env=job_env(), timeout=600, check=False)  # fmt: skip
+    assert answer.returncode != 0
+    assert "ModuleNotFoundError" not in answer.stderr, answer.stderr[-2000:]
+    assert "version 7 of accidents-severity has no calibration set" in answer.stderr, answer.stderr[-2000:]

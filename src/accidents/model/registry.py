@@ -14,14 +14,18 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME, tracking_uri
+from accidents.config import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    MODEL_NAME,
+    TAG_DATA_SOURCE,
+    TAG_FAMILY,
+    TAG_THRESHOLD,
+    TAG_TRAINED_AT,
+    tracking_uri,
+)
 from accidents.model.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
 from accidents.stage import PipelineError
-
-TAG_THRESHOLD = "decision_threshold"
-TAG_DATA_SOURCE = "data_source"
-TAG_TRAINED_AT = "trained_at"
-TAG_FAMILY = "model_family"
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

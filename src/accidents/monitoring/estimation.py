@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, load_params, tracking_uri
+from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, TAG_THRESHOLD, load_params, tracking_uri
 from accidents.features import TARGET
 from accidents.model.calibration_set import (  # noqa: F401  (re-exported: the job's callers read them here)
     CALIBRATION_ARTIFACT,
@@ -290,11 +290,9 @@ def download_calibration(client: Any, version: str) -> tuple[pd.DataFrame, float
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    from accidents.model import registry
-
     try:
         model_version = client.get_model_version(MODEL_NAME, version)
-        threshold = float(model_version.tags[registry.TAG_THRESHOLD])
+        threshold = float(model_version.tags[TAG_THRESHOLD])
         with tempfile.TemporaryDirectory() as folder:
             path = client.download_artifacts(model_version.run_id, CALIBRATION_ARTIFACT, folder)
             return pd.read_parquet(path), threshold

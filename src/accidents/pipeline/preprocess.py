@@ -5,6 +5,11 @@ months just before and trains on everything earlier; `random` is the seed's rand
 seed's accident table keeps its own split. Every split keeps the accident id (`Num_Acc`) and
 date beside the features, never as model inputs, for per-month evaluation and label joins.
 
+The report-time model's rows (95 features of every user and vehicle: accidents.report_time.dataset,
+the code a request's reports go through) are split the same way into data/processed/report_time/,
+unless `pipeline.models` leaves that model out or data/raw has no official tables (skipped.json
+says which). Measured for 2020 + 2021: about 30 s more.
+
 Follows the seed's make_dataset semantics (users x vehicles inner join, most severely injured
 user per accident, nb_victim / nb_vehicules, grav mapping, catv and atm grouping, -1/0 -> NaN,
 Corsica 2A/2B -> 201/202, NaN rows dropped on catv/vma/secu1/obsm/atm, train modes fill

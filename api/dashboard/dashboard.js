@@ -467,6 +467,8 @@ async function drawEstimated() {
       `${fmt(r.calibration_ece_raw)} → ${fmt(r.calibration_ece_isotonic)}`,
     ])),
   ], rows.length);
+}
+
 // ------------------------------------------------------------------------------ received alerts
 // What Alertmanager delivered to POST /monitoring/alerts: one row per alert (fingerprint), firing
 // first; a resolved alert stays listed with its end.

@@ -107,8 +107,8 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack,
     replay(stack)
     run = monitoring_run(stack)
     assert task_states(stack, run["dag_run_id"]) == {"drift": "success", "estimate": "success", "realized": "success",
-                                                      "decide": "success",
-                                                      "trigger_retraining": "skipped"}  # fmt: skip
+                                                      "decide": "success", "trigger_retraining": "skipped"}, \
+        stack.task_logs(run["dag_run_id"], 3000, MONITORING_DAG)  # fmt: skip
     calm = newest_drift(stack)
     assert calm["verdict"] == "no_drift", calm
     assert calm["model_version"] == version and calm["window_rows"] == 5000 and calm["drifted_features"] == []

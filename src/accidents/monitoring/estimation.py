@@ -50,16 +50,17 @@ import numpy as np
 
 from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, load_params, tracking_uri
 from accidents.features import TARGET
+from accidents.model.calibration_set import (  # noqa: F401  (re-exported: the job's callers read them here)
+    CALIBRATION_ARTIFACT,
+    PROBABILITY,
+    calibration_frame,
+)
 from accidents.stage import PipelineError, log, run_stage
 
 if TYPE_CHECKING:
     import pandas as pd
     from sklearn.isotonic import IsotonicRegression
 
-PROBABILITY = "probability"
-CALIBRATION_DIR = "calibration"
-CALIBRATION_FILE = "calibration.parquet"
-CALIBRATION_ARTIFACT = f"{CALIBRATION_DIR}/{CALIBRATION_FILE}"
 METRICS = ("roc_auc", "f1", "precision", "recall")
 CALIBRATION_FOLDS = 5
 NEEDS_CALIBRATION_SPLITS = 10  # nannyml.calibration.needs_calibration's split_count
@@ -274,23 +275,6 @@ def method() -> str:
 
 
 # --- the version's calibration set --------------------------------------------------------------
-
-
-def calibration_frame(probability: np.ndarray, truth: np.ndarray) -> pd.DataFrame:
-    import pandas as pd
-
-    return pd.DataFrame({PROBABILITY: np.asarray(probability, dtype=float), TARGET: np.asarray(truth, dtype=int)})
-
-
-def log_calibration(probability: np.ndarray, truth: np.ndarray) -> str:
-    """Log a version's calibration set (validation probabilities and labels) to the active MLflow run."""
-    import mlflow
-
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / CALIBRATION_FILE
-        calibration_frame(probability, truth).to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=CALIBRATION_DIR)
-    return CALIBRATION_ARTIFACT
 
 
 def read_calibration(path: Path) -> pd.DataFrame:

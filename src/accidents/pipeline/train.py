@@ -25,12 +25,11 @@ import skops.io
 from mlflow.models import infer_signature
 
 from accidents.config import ENV_RUN_REASON, EXPERIMENT_NAME, load_params, paths
-from accidents.model import reference, registry
+from accidents.model import calibration_set, reference, registry
 from accidents.model.importance import log_importance
 from accidents.model.model_store import TRUSTED_TYPES, ModelBundle, ModelMetadata, dumps_model, write_bundle
 from accidents.model.modeling import best_threshold, score
 from accidents.model.plots import write_plots
-from accidents.monitoring import estimation
 from accidents.pipeline.lifecycle import ModelLine, report_time_line, seed_line
 from accidents.stage import (
     REPORT_TIME,
@@ -144,7 +143,7 @@ def train(line: ModelLine, params: dict[str, Any], extras: Extras | None = None)
         version = str(info.registered_model_version)
         if extras is not None:
             extras(model, train_rows, x_train, x_val, y_val)
-        estimation.log_calibration(val_probability, y_val)  # what monitoring estimates performance with
+        calibration_set.log_calibration(val_probability, y_val)  # what monitoring estimates performance with
         client = registry.client()
         for key, value in {
             registry.TAG_THRESHOLD: threshold,

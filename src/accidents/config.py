@@ -15,6 +15,9 @@ from typing import Any
 import yaml
 
 MODEL_NAME = "accidents-severity"
+# The report-time model (issue #25: every user and vehicle, no outcome-selected row): its own
+# registered model, with its own champion / challenger aliases (same alias names), same lifecycle.
+REPORT_MODEL_NAME = "accidents-report-time"
 CHAMPION_ALIAS = "champion"
 # A version that loaded, passed the contract check and was not promoted: the API scores a share of
 # live traffic with it in the shadow of the champion (api/serving/shadow.py) until it is promoted or dropped.
@@ -107,6 +110,11 @@ class Paths:
         return self.models / "champion.zip"
 
     @property
+    def report_time(self) -> ReportTimePaths:
+        """The report-time model's files: the same roles as the seed's, each in a folder of its own."""
+        return ReportTimePaths(self.root)
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 
@@ -140,6 +148,61 @@ class Paths:
         return self.root / "deploy" / "prometheus"
 
 
+@dataclass(frozen=True)
+class ReportTimePaths:
+    """The report-time model's pipeline files (DVC outputs are folders: a run that does not train
+    that model, `pipeline.models`, writes `skipped.json` there instead)."""
+
+    root: Path
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "data" / "processed" / "report_time"
+
+    def split(self, name: str) -> Path:
+        return self.processed / f"{name}.parquet"
+
+    @property
+    def trained(self) -> Path:
+        """`train`'s output folder: challenger.zip and train.json."""
+        return self.root / "models" / "report_time" / "trained"
+
+    @property
+    def challenger(self) -> Path:
+        return self.trained / "challenger.zip"
+
+    @property
+    def train_report(self) -> Path:
+        return self.trained / "train.json"
+
+    @property
+    def champion(self) -> Path:
+        """Local copy of the registry's report-time champion (in `evaluate`'s folder models/report_time/served)."""
+        return self.root / "models" / "report_time" / "served" / "champion.zip"
+
+    @property
+    def evaluated(self) -> Path:
+        """`evaluate`'s output folder: metrics.json, test_by_month.json, plots/ (the test period)."""
+        return self.root / "reports" / "report_time" / "evaluated"
+
+    @property
+    def metrics(self) -> Path:
+        return self.evaluated / "metrics.json"
+
+    @property
+    def test_by_month(self) -> Path:
+        return self.evaluated / "test_by_month.json"
+
+    @property
+    def test_plots(self) -> Path:
+        return self.evaluated / "plots"
+
+    @property
+    def validation_plots(self) -> Path:
+        """`train`'s validation plots (logged to MLflow; not a DVC output, like the seed's)."""
+        return self.root / "reports" / "report_time" / "validation"
+
+
 def paths() -> Paths:
     return Paths(project_dir())
 
@@ -156,6 +219,7 @@ def tracking_uri() -> str:
 
 _EXPORTED = {
     "MODEL_NAME": MODEL_NAME,
+    "REPORT_MODEL_NAME": REPORT_MODEL_NAME,
     "CHAMPION_ALIAS": CHAMPION_ALIAS,
     "CHALLENGER_ALIAS": CHALLENGER_ALIAS,
     "DAG_ID": DAG_ID,

@@ -13,6 +13,14 @@ from typing import Any
 
 log = logging.getLogger("accidents")
 
+# The models the pipeline trains (accidents.pipeline.lifecycle describes each); `params.yaml`
+# `pipeline.models` selects them. The seed model stays in every run: its files are the DVC outputs
+# the API falls back on, which `dvc repro` cannot leave unwritten; a run without the report-time
+# model writes `skipped.json` (with the reason) into that model's output folders instead.
+SEED, REPORT_TIME = "seed", "report_time"
+MODELS = (SEED, REPORT_TIME)
+SKIPPED_FILE = "skipped.json"
+
 
 class PipelineError(RuntimeError):
     """A failure with a message meant for the person running the pipeline (no traceback)."""
@@ -55,3 +63,29 @@ def warn_loudly(message: str) -> None:
     banner = "!" * 78
     print(f"\n{banner}\n{message}\n{banner}\n", file=sys.stderr, flush=True)
     log.warning(message)
+
+
+def selected(params: dict[str, Any]) -> tuple[str, ...]:
+    """The models `pipeline.models` asks for, checked (default: every model)."""
+    models = (params.get("pipeline") or {}).get("models", list(MODELS))
+    if not isinstance(models, list) or not models or not set(models) <= set(MODELS):
+        raise PipelineError(f"pipeline.models must be a non-empty list of {list(MODELS)}, got {models!r}")
+    if SEED not in models:
+        raise PipelineError(
+            "pipeline.models must include seed: its files are the DVC outputs the API falls back on "
+            f"(models/champion.zip), which dvc repro cannot leave unwritten; got {models!r}"
+        )
+    return tuple(model for model in MODELS if model in models)
+
+
+def skip(folder: Path, reason: str) -> None:
+    """Record in a skipped model's output folder that this run did not produce it, and why."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / SKIPPED_FILE, {"skipped": True, "reason": reason})
+    log.info("%s: %s", folder.name, reason)
+
+
+def skipped_reason(folder: Path) -> str | None:
+    """Why an earlier stage of this run skipped the model whose output folder this is, or None."""
+    marker = folder / SKIPPED_FILE
+    return read_json(marker)["reason"] if marker.is_file() else None

@@ -97,6 +97,9 @@ def test_crashing_training_leaves_the_champion_unchanged(project):
 def test_corrupt_challenger_is_rejected_and_the_champion_kept(project):
     before = champion_state(project)
     (project.root / "models" / "challenger.zip").write_bytes(b"PK\x03\x04 not really a model")
+    # the failed train above left no outputs (DVC clears them first): evaluate's other dependency,
+    # the report-time model's folder, must exist for DVC to run it
+    (project.root / "models" / "report_time" / "trained").mkdir(parents=True, exist_ok=True)
     result = project.dvc("repro", "--single-item", "evaluate", check=False)
     assert result.returncode != 0
     assert "challenger model unusable, champion left unchanged" in result.stdout + result.stderr

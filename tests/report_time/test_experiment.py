@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from accidents.config import load_params, paths
-from accidents.report_time.experiment import build_model, override_param
+from accidents.report_time.experiment import override_param
 from accidents.report_time.features import accident_features
+from accidents.report_time.model import build_model
 from accidents.report_time.raw import outcomes, tables_from_official
 from accidents.stage import PipelineError
 

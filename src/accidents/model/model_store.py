@@ -18,13 +18,14 @@ import os
 import tempfile
 import threading
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from accidents.features import N_FEATURES, SEED_EXAMPLE
+from accidents.features import SEED_EXAMPLE
 from accidents.model.compiled_trees import MAX_ROWS as COMPILED_MAX_ROWS
 from accidents.model.compiled_trees import CompiledTrees, compile_trees
 from accidents.model.explain import ExplainError, TreeShap
@@ -124,24 +125,26 @@ def loads_model(data: bytes) -> Any:
         raise ModelLoadError(f"cannot deserialize model: {error}") from error
 
 
-def check_model(model: Any) -> None:
-    """Refuse a model that cannot serve the contract (wrong inputs, broken predictions)."""
+def check_model(model: Any, example: Sequence[float] = SEED_EXAMPLE) -> None:
+    """Refuse a model that cannot serve its contract (wrong inputs, broken predictions): the seed's
+    28 features by default, or the contract whose example row is `example` (the report-time
+    model's: accidents.report_time.dataset.example_row)."""
     if not hasattr(model, "predict_proba"):
         raise ModelLoadError(f"{type(model).__name__} has no predict_proba")
-    n_inputs = getattr(model, "n_features_in_", None)
-    if n_inputs != N_FEATURES:
-        raise ModelLoadError(f"model expects {n_inputs} features, the contract has {N_FEATURES}")
+    n_inputs, width = getattr(model, "n_features_in_", None), len(example)
+    if n_inputs != width:
+        raise ModelLoadError(f"model expects {n_inputs} features, the contract has {width}")
     try:
-        probability = float(model.predict_proba(np.asarray([SEED_EXAMPLE], dtype=float))[0, 1])
+        probability = float(model.predict_proba(np.asarray([example], dtype=float))[0, 1])
     except Exception as error:
-        raise ModelLoadError(f"model fails on the seed example: {error}") from error
+        raise ModelLoadError(f"model fails on its contract's example row: {error}") from error
     if not (math.isfinite(probability) and 0.0 <= probability <= 1.0):
         raise ModelLoadError(f"model returned an invalid probability {probability}")
 
 
-def write_bundle(path: Path, bundle: ModelBundle) -> None:
+def write_bundle(path: Path, bundle: ModelBundle, example: Sequence[float] = SEED_EXAMPLE) -> None:
     """Write atomically: a temp file in the same folder, fsync, then rename over `path`."""
-    check_model(bundle.model)
+    check_model(bundle.model, example)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.fchmod(handle, 0o644)  # readable by the serving process, which may run as another user
@@ -159,7 +162,7 @@ def write_bundle(path: Path, bundle: ModelBundle) -> None:
     _fsync_dir(path.parent)
 
 
-def read_bundle(path: Path) -> ModelBundle:
+def read_bundle(path: Path, example: Sequence[float] = SEED_EXAMPLE) -> ModelBundle:
     try:
         with zipfile.ZipFile(path) as archive:
             model = loads_model(archive.read(MODEL_FILE))
@@ -168,7 +171,7 @@ def read_bundle(path: Path) -> ModelBundle:
         raise
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
         raise ModelLoadError(f"cannot read model bundle {path}: {error}") from error
-    check_model(model)
+    check_model(model, example)
     return ModelBundle(model, metadata)
 
 

@@ -11,6 +11,7 @@ and `metadata_from` without loading MLflow's client (about 50 MB; README, Benchm
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from accidents.config import (
     TAG_TRAINED_AT,
     tracking_uri,
 )
+from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
 from accidents.stage import PipelineError
 
@@ -87,8 +89,11 @@ def metadata_from(
     )
 
 
-def load_version(mlflow_client: MlflowClient, version: ModelVersion) -> ModelBundle:
-    """Download one registered version and load it with our own skops allow-list."""
+def load_version(
+    mlflow_client: MlflowClient, version: ModelVersion, example: Sequence[float] = SEED_EXAMPLE
+) -> ModelBundle:
+    """Download one registered version and load it with our own skops allow-list; it must score
+    its contract's `example` row (the seed's by default)."""
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
@@ -106,7 +111,7 @@ def load_version(mlflow_client: MlflowClient, version: ModelVersion) -> ModelBun
         if not model_file.is_file():
             raise ModelLoadError(f"version {version.version} has no {MODEL_FILE}")
         model = loads_model(model_file.read_bytes())
-    check_model(model)
+    check_model(model, example)
     return ModelBundle(model, metadata)
 
 

@@ -1,5 +1,10 @@
 """DVC stage `evaluate`: challenger vs champion on the held-out test split, then promote or not.
 
+Each model `train` produced (accidents.pipeline.lifecycle: the seed's, then the report-time
+model's unless `pipeline.models` leaves it out) goes through the same function and the same rule,
+on its own registered model, aliases, test rows and files (reports/report_time/evaluated/,
+models/report_time/served/champion.zip for the report-time model).
+
 The test split is the newest period (temporal split): both models are scored on the same rows.
 The challenger's scores are also written per calendar month (reports/test_by_month.json, a DVC
 metric; by_month.csv and calibration.csv, DVC plots; the same as MLflow metrics and PNGs).
@@ -27,6 +32,7 @@ copy) is replaced atomically, and only with a model that loaded and scored.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import replace
 from typing import Any
 
@@ -37,16 +43,15 @@ from accidents.config import (
     CHALLENGER_ALIAS,
     CHAMPION_ALIAS,
     ENV_FORCE_PROMOTION,
-    MODEL_NAME,
     load_params,
     paths,
     production_mode,
 )
-from accidents.features import ACCIDENT_DATE, ACCIDENT_ID
+from accidents.features import ACCIDENT_DATE
 from accidents.model import registry
 from accidents.model.bootstrap import paired_intervals
 from accidents.model.model_store import ModelBundle, ModelLoadError, read_bundle, write_bundle
-from accidents.model.modeling import score, score_by_month, split_xy
+from accidents.model.modeling import score, score_by_month
 from accidents.model.plots import write_plots, write_time_plots
 from accidents.model.promotion import (  # noqa: F401 - the rule lives there (the API applies it too)
     COMPARED,
@@ -56,26 +61,27 @@ from accidents.model.promotion import (  # noqa: F401 - the rule lives there (th
     judge,
     source_refusal,
 )
-from accidents.stage import PipelineError, log, run_stage, write_json
+from accidents.pipeline.lifecycle import ModelLine, report_time_line, seed_line
+from accidents.stage import REPORT_TIME, PipelineError, log, run_stage, selected, skip, skipped_reason, write_json
 
 
-def current_champion(client: Any, challenger: ModelBundle) -> tuple[ModelBundle | None, bool]:
+def current_champion(client: Any, challenger: ModelBundle, line: ModelLine) -> tuple[ModelBundle | None, bool]:
     """(the registry's champion unless it is the challenger itself, forced past an unloadable one?).
     Fails (PipelineError) when the challenger's data source forbids the comparison, or when the
     champion cannot be loaded (unless ACCIDENTS_FORCE_PROMOTION=1)."""
-    version = registry.champion_version(client)
+    version = registry.champion_version(client, line.registered_name)
     champion = None if version is None or str(version.version) == challenger.metadata.version else version
     source = None if champion is None else (champion.tags or {}).get(registry.TAG_DATA_SOURCE, "unknown")
     refusal = source_refusal(challenger.metadata.data_source, source, production_mode())
     if refusal is not None:
-        reject(client, challenger.metadata.version, refusal)
+        reject(client, line.registered_name, challenger.metadata.version, refusal)
         against = f" v{champion.version}" if champion is not None else ""
         raise PipelineError(f"challenger v{challenger.metadata.version} NOT promoted: {refusal}; "
                             f"champion{against} left unchanged")  # fmt: skip
     if champion is None:
         return None, False
     try:
-        return registry.load_version(client, champion), False
+        return registry.load_version(client, champion, line.example), False
     except ModelLoadError as error:
         if os.environ.get(ENV_FORCE_PROMOTION) == "1":
             log.warning("champion v%s cannot be loaded (%s): %s=1, judging the challenger as the first model",
@@ -86,23 +92,24 @@ def current_champion(client: Any, challenger: ModelBundle) -> tuple[ModelBundle 
                             "the challenger without comparing (recorded)") from error  # fmt: skip
 
 
-def reject(client: Any, version: str, reason: str) -> None:
+def reject(client: Any, name: str, version: str, reason: str) -> None:
     """Record on the version that it was refused, and why, before the stage fails."""
-    client.set_model_version_tag(MODEL_NAME, version, "promotion", "rejected")
-    client.set_model_version_tag(MODEL_NAME, version, "promotion_reason", reason[:500])
+    client.set_model_version_tag(name, version, "promotion", "rejected")
+    client.set_model_version_tag(name, version, "promotion_reason", reason[:500])
 
 
-def evaluate(params: dict[str, Any]) -> dict[str, Any]:
-    project = paths()
+def evaluate(params: dict[str, Any], line: ModelLine | None = None) -> dict[str, Any]:
+    """Judge `line`'s challenger (default: the seed model) against its champion on its test rows."""
+    line = line or seed_line(paths())
     try:
-        challenger = read_bundle(project.challenger)
+        challenger = read_bundle(line.challenger, line.example)
     except ModelLoadError as error:
-        raise PipelineError(f"challenger model unusable, champion left unchanged: {error}") from error
-    test = pd.read_csv(project.split("test"), dtype={ACCIDENT_ID: str})
-    x_test, y_test = split_xy(test)
+        raise PipelineError(f"{line.key} challenger model unusable, champion left unchanged: {error}") from error
+    test = line.read_split("test")
+    x_test, y_test = line.xy(test)
     registry.connect()
     client = registry.client()
-    champion, forced = current_champion(client, challenger)
+    champion, forced = current_champion(client, challenger, line)
 
     challenger_probability = challenger.predict_proba(x_test)
     challenger_scores = score(y_test, challenger_probability, challenger.metadata.threshold)
@@ -120,10 +127,10 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
     if forced:
         reason = f"{ENV_FORCE_PROMOTION}=1: the champion could not be loaded, {reason}"
 
-    write_plots(project.plots / "test", y_test, challenger_probability, challenger.metadata.threshold)
+    write_plots(line.test_plots, y_test, challenger_probability, challenger.metadata.threshold)
     by_month = score_by_month(test[ACCIDENT_DATE], y_test, challenger_probability, challenger.metadata.threshold)
-    write_time_plots(project.plots / "test", by_month, y_test, challenger_probability)
-    write_json(project.test_by_month, month_metrics(by_month))
+    write_time_plots(line.test_plots, by_month, y_test, challenger_probability)
+    write_json(line.test_by_month, month_metrics(by_month))
     with mlflow.start_run(run_id=challenger.metadata.run_id):
         mlflow.log_metrics({f"test_{name}": value for name, value in challenger_scores.items()})
         mlflow.log_metrics({f"test_by_month/{row.month}/{name}": float(getattr(row, name))
@@ -138,21 +145,21 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
         mlflow.set_tags({"promotion": "promoted" if promoted else "rejected", "promotion_reason": reason,
                          "compared_with_version": champion.metadata.version if champion else "none",
                          "promotion_forced": str(forced).lower()})  # fmt: skip
-        mlflow.log_artifacts(str(project.plots / "test"), artifact_path="plots/test")
-    version = challenger.metadata.version
-    client.set_model_version_tag(MODEL_NAME, version, "promotion", "promoted" if promoted else "rejected")
+        mlflow.log_artifacts(str(line.test_plots), artifact_path="plots/test")
+    version, registered = challenger.metadata.version, line.registered_name
+    client.set_model_version_tag(registered, version, "promotion", "promoted" if promoted else "rejected")
 
     if promoted:
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
-        registry.clear_challenger(client)  # a promoted version is nobody's challenger any more
+        client.set_registered_model_alias(registered, CHAMPION_ALIAS, version)
+        registry.clear_challenger(client, registered)  # a promoted version is nobody's challenger any more
         test_metrics = {f"test_{name}": value for name, value in challenger_scores.items()}
         served = replace(challenger.metadata, metrics={**challenger.metadata.metrics, **test_metrics})
-        write_bundle(project.champion, ModelBundle(challenger.model, served))
+        write_bundle(line.champion, ModelBundle(challenger.model, served), line.example)
     else:
         # it loaded and passed the contract check (read_bundle) and scored the test split: the API
         # tries it on live traffic in the shadow of the champion (api/serving/shadow.py)
-        client.set_registered_model_alias(MODEL_NAME, CHALLENGER_ALIAS, version)
-        sync_local_copy(champion)
+        client.set_registered_model_alias(registered, CHALLENGER_ALIAS, version)
+        sync_local_copy(champion, line)
 
     return {
         "promoted": promoted,
@@ -166,17 +173,18 @@ def evaluate(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def sync_local_copy(champion: ModelBundle | None) -> None:
-    """Keep models/champion.zip equal to the registry's champion (e.g. after a fresh clone)."""
-    local = paths().champion
+def sync_local_copy(champion: ModelBundle | None, line: ModelLine) -> None:
+    """Keep the local champion copy (models/champion.zip for the seed) equal to the registry's
+    champion (e.g. after a fresh clone)."""
+    local = line.champion
     if champion is None:
         return
     try:
-        if read_bundle(local).metadata.version == champion.metadata.version:
+        if read_bundle(local, line.example).metadata.version == champion.metadata.version:
             return
     except ModelLoadError:
         pass
-    write_bundle(local, champion)
+    write_bundle(local, champion, line.example)
     log.info("local champion copy refreshed to version %s", champion.metadata.version)
 
 
@@ -195,19 +203,36 @@ def _rounded(scores: dict[str, float] | None) -> dict[str, float]:
     return {name: round(value, 4) for name, value in (scores or {}).items()}
 
 
-def main() -> None:
-    project = paths()
-    result = evaluate(load_params(project.params)["promotion"])
-    write_json(project.metrics, result)
+def report(line: ModelLine, params: dict[str, Any]) -> None:
+    """Evaluate `line`'s model, write its metrics file and print the decision."""
+    result = evaluate(params, line)
+    write_json(line.metrics, result)
     challenger, champion = result["challenger"], result["champion"]
-    print(f"challenger v{challenger['version']}: ROC AUC {challenger['roc_auc']:.4f}  F1 {challenger['f1']:.4f}")
+    print(f"{line.key} challenger v{challenger['version']}: ROC AUC {challenger['roc_auc']:.4f}  "
+          f"F1 {challenger['f1']:.4f}")  # fmt: skip
     if champion:
-        print(f"champion   v{champion['version']}: ROC AUC {champion['roc_auc']:.4f}  F1 {champion['f1']:.4f}")
+        print(f"{line.key} champion   v{champion['version']}: ROC AUC {champion['roc_auc']:.4f}  "
+              f"F1 {champion['f1']:.4f}")  # fmt: skip
         intervals = result["intervals"]
         print(f"difference, paired bootstrap {intervals['level']:.0%} interval ({intervals['rounds']} rounds): "
               + ", ".join(interval_text(metric, intervals[metric]) for metric in COMPARED))  # fmt: skip
     decision = "PROMOTED to champion" if result["promoted"] else "NOT promoted"
-    print(f"decision: {decision} ({result['reason']})", flush=True)
+    print(f"{line.key} decision: {decision} ({result['reason']})", flush=True)
+
+
+def main() -> None:
+    project = paths()
+    params = load_params(project.params)
+    models = selected(params)
+    report(seed_line(project), params["promotion"])
+    line = report_time_line(project)
+    shutil.rmtree(line.metrics.parent, ignore_errors=True)
+    line.champion.parent.mkdir(parents=True, exist_ok=True)  # DVC output (persistent): the served copy, once one exists
+    reason = "not in pipeline.models" if REPORT_TIME not in models else skipped_reason(line.challenger.parent)
+    if reason is not None:
+        skip(line.metrics.parent, reason)
+    else:
+        report(line, params["promotion"])
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ months just before and trains on everything earlier; `random` is the seed's rand
 seed's accident table keeps its own split. Every split keeps the accident id (`Num_Acc`) and
 date beside the features, never as model inputs, for per-month evaluation and label joins.
 
+The report-time model's rows (95 features of every user and vehicle: accidents.report_time.dataset,
+the code a request's reports go through) are split the same way into data/processed/report_time/,
+unless `pipeline.models` leaves that model out or data/raw has no official tables (skipped.json
+says which). Measured for 2020 + 2021: about 30 s more.
+
 Follows the seed's make_dataset semantics (users x vehicles inner join, most severely injured
 user per accident, nb_victim / nb_vehicules, grav mapping, catv and atm grouping, -1/0 -> NaN,
 Corsica 2A/2B -> 201/202, NaN rows dropped on catv/vma/secu1/obsm/atm, train modes fill
@@ -15,15 +20,25 @@ outside the feature contract is treated as missing instead of reaching the model
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
-from accidents.config import load_params, paths
-from accidents.data.sources import LAYOUT_ACCIDENT_TABLE, LAYOUT_TABLES, TABLES
+from accidents.config import Paths, load_params, paths
+from accidents.data.official import (  # noqa: F401 - also read from here by the seed's tests and data.labelled
+    SEVERE_CODES,
+    SEVERITY_RANK,
+    numeric,
+    parse_coordinate,
+    parse_hour,
+    raw_years,
+    read_official_table,
+)
+from accidents.data.sources import LAYOUT_ACCIDENT_TABLE, LAYOUT_TABLES
+from accidents.data.splits import SPLITS, shrink_and_validate, split_accidents, temporal_split  # noqa: F401
 from accidents.features import (
     ACCIDENT_DATE,
     ACCIDENT_ID,
@@ -34,59 +49,16 @@ from accidents.features import (
     TARGET,
     Feature,
 )
-from accidents.stage import PipelineError, log, read_json, run_stage, write_json
+from accidents.report_time import dataset
+from accidents.stage import REPORT_TIME, PipelineError, log, read_json, run_stage, selected, skip, write_json
 
-# Official injury codes (grav): 1 unharmed, 2 killed, 3 hospitalised, 4 slightly injured.
-SEVERE_CODES = (2, 3)
-# Rank used to keep one user per accident, as the seed ranked them (hospitalised, killed,
-# slightly injured, unharmed): with it the joined rows match the seed's accident table.
-SEVERITY_RANK = {3: 4, 2: 3, 4: 2, 1: 1}
 MINUS_ONE_IS_MISSING = ("secu1", "catv", "obsm", "motor", "circ", "surf", "situ", "vma", "atm", "col")
 ZERO_IS_MISSING = ("catv", "motor")
 REQUIRED = ("catv", "vma", "secu1", "obsm", "atm")  # rows missing these are dropped (seed)
 MODE_FILLED = ("surf", "circ", "col", "motor")  # filled with the train split's mode (seed)
-ID_COLUMNS = ("Num_Acc", "id_vehicule", "num_veh")
+
 # Columns of data/processed/{train,val,test}.csv: id and date (never model inputs), features, target.
 SPLIT_COLUMNS = (ACCIDENT_ID, ACCIDENT_DATE, *FEATURE_NAMES, TARGET)
-
-
-def read_official_table(path: Path) -> pd.DataFrame:
-    """One official CSV as strings: `;`-separated, quoted, UTF-8 or Latin-1, values trimmed."""
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            frame = pd.read_csv(path, sep=";", dtype=str, encoding=encoding, keep_default_na=False)
-            break
-        except UnicodeDecodeError:
-            continue
-    frame.columns = [column.strip().strip('"').lstrip("\ufeff") for column in frame.columns]
-    for column in frame.columns:
-        frame[column] = frame[column].str.replace("\u00a0", " ").str.strip()
-    for column in ID_COLUMNS:
-        if column in frame.columns:  # "201 764" in one table, "201764" in another year: one key
-            frame[column] = frame[column].str.replace(" ", "", regex=False)
-    return frame
-
-
-def numeric(values: pd.Series) -> pd.Series:
-    """Codes and numbers: " -1" -> -1, "" / "N/A" -> NaN, decimal commas accepted."""
-    return pd.to_numeric(values.str.replace(",", ".", regex=False), errors="coerce")
-
-
-def parse_hour(values: pd.Series) -> pd.Series:
-    """Hour from "07:32" (2019+) or "732" / "0732" (older files); invalid -> NaN."""
-    text = values.fillna("").str.strip()
-    with_colon = pd.to_numeric(text.str.split(":").str[0], errors="coerce")
-    digits_only = text.where(text.str.fullmatch(r"\d{1,4}"))
-    without_colon = pd.to_numeric(digits_only.str.zfill(4).str[:2], errors="coerce")
-    hours = with_colon.where(text.str.contains(":"), without_colon)
-    return hours.where(hours.between(0, 23))
-
-
-def parse_coordinate(values: pd.Series, limit: float) -> pd.Series:
-    """Decimal degrees from "48,86" or "48.86"; pre-2019 integer micro-degrees are scaled."""
-    coordinate = numeric(values)
-    scaled = coordinate.where(coordinate.abs() <= limit, coordinate / 100000)
-    return scaled.where(scaled.abs() <= limit)
 
 
 def department_code(values: pd.Series) -> pd.Series:
@@ -195,10 +167,9 @@ def fill_and_drop(splits: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
 
 def load_tables_layout(raw: Path) -> pd.DataFrame:
     frames = []
-    for year_dir in sorted(path for path in (raw / "tables").iterdir() if path.is_dir()):
-        tables = {table: read_official_table(year_dir / f"{table}.csv") for table in TABLES}
+    for year, tables in raw_years(raw):
         joined = clean(join_year(tables))
-        log.info("%s: %d accidents after joining and cleaning", year_dir.name, len(joined))
+        log.info("%s: %d accidents after joining and cleaning", year, len(joined))
         frames.append(joined)
     return pd.concat(frames, ignore_index=True)
 
@@ -224,105 +195,53 @@ def load_synthetic(raw: Path) -> pd.DataFrame:
     return clean(pd.read_csv(raw / "synthetic" / "accidents.csv", dtype={ACCIDENT_ID: str}))
 
 
-def month_start(day: pd.Timestamp, months_back: int) -> pd.Timestamp:
-    return (day.to_period("M") - months_back).to_timestamp()
-
-
-def temporal_bounds(dates: pd.Series, params: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """(validation start, test start): explicit dates from params, else the newest months.
-
-    Default: the test period is the last `test_months` calendar months of the data, validation
-    the `val_months` before it; with 2020 + 2021: validation 2021-04..06, test 2021-07..12. A new
-    year shifts both windows forward without an edit.
-    """
-    newest = pd.Timestamp(dates.max())
-    test_start = pd.Timestamp(params["test_start"]) if params.get("test_start") else month_start(
-        newest, int(params["test_months"]) - 1)  # fmt: skip
-    val_start = pd.Timestamp(params["val_start"]) if params.get("val_start") else month_start(
-        test_start, int(params["val_months"]))  # fmt: skip
-    if not val_start < test_start:
-        raise PipelineError(f"validation must start before the test period: {val_start.date()} >= {test_start.date()}")
-    return val_start, test_start
-
-
-def temporal_split(data: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Train on the past, tune on the period just before the test period, test on the newest."""
-    dates = pd.to_datetime(data[ACCIDENT_DATE])
-    val_start, test_start = temporal_bounds(dates, params)
-    splits = {
-        "train": data[dates < val_start],
-        "val": data[(dates >= val_start) & (dates < test_start)],
-        "test": data[dates >= test_start],
-    }
-    log.info("temporal split: train < %s <= validation < %s <= test", val_start.date(), test_start.date())
-    for name, split in splits.items():
-        if split.empty:
-            raise PipelineError(
-                f"temporal split: the {name} period is empty (data {dates.min().date()} .. {dates.max().date()}, "
-                f"validation from {val_start.date()}, test from {test_start.date()})"
-            )
-    return splits
-
-
-def random_split(data: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """The seed's split: a random `test_size` share is the test set."""
-    train, test = train_test_split(data, test_size=params["test_size"], random_state=params["seed"])
-    return {"train": train, "test": test}
-
-
-def carve_validation(splits: dict[str, pd.DataFrame], params: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """A stratified random validation share of train (random split and the seed's table)."""
-    if "val" in splits:
-        return splits
-    train, val = train_test_split(
-        splits["train"], test_size=params["val_size"], random_state=params["seed"], stratify=splits["train"][TARGET]
-    )
-    return {"train": train, "val": val, "test": splits["test"]}
-
-
-def subsample(splits: dict[str, pd.DataFrame], max_rows: int, seed: int) -> dict[str, pd.DataFrame]:
-    """About `max_rows` rows in all, each split keeping its share (fast smoke runs and tests)."""
-    total = sum(len(split) for split in splits.values())
-    return {
-        name: split.sample(n=min(len(split), max(50, int(max_rows * len(split) / total))), random_state=seed)
-        for name, split in splits.items()
-    }
-
-
-SPLITS = ("temporal", "random")
-
-
 def make_splits(raw: Path, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
     layout = read_json(raw / "manifest.json")["layout"]
     if layout == LAYOUT_ACCIDENT_TABLE:
-        splits = load_accident_table(raw)
-    else:
-        data = load_tables_layout(raw) if layout == LAYOUT_TABLES else load_synthetic(raw)
-        if params["split"] not in SPLITS:
-            raise PipelineError(f"preprocess.split must be one of {SPLITS}, got {params['split']!r}")
-        splits = (temporal_split if params["split"] == "temporal" else random_split)(data, params)
-    if params.get("max_rows"):
-        splits = subsample(splits, int(params["max_rows"]), params["seed"])
-    return fill_and_drop(carve_validation(splits, params))
+        return fill_and_drop(shrink_and_validate(load_accident_table(raw), params))
+    data = load_tables_layout(raw) if layout == LAYOUT_TABLES else load_synthetic(raw)
+    return fill_and_drop(split_accidents(data, params))
 
 
-def main() -> None:
-    project = paths()
-    params = load_params(project.params)["preprocess"]
-    splits = make_splits(project.raw, params)
-    project.processed.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"source": read_json(project.raw_manifest)["source"]}
+def write_splits(splits: dict[str, pd.DataFrame], folder: Path, columns: tuple[str, ...], suffix: str) -> None:
+    """Each split sorted by date and id, `columns` only, plus summary.json (rows, severe share, period)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {"source": read_json(paths().raw_manifest)["source"]}
     for name, split in splits.items():
-        split = split.sort_values([ACCIDENT_DATE, ACCIDENT_ID], kind="stable")
-        split[[*SPLIT_COLUMNS]].to_csv(project.split(name), index=False)
+        split = split.sort_values([ACCIDENT_DATE, ACCIDENT_ID], kind="stable")[[*columns]]
+        target = folder / f"{name}{suffix}"
+        split.to_parquet(target, index=False) if suffix == ".parquet" else split.to_csv(target, index=False)
         summary[name] = {
             "rows": len(split),
             "positive_rate": round(float(split[TARGET].mean()), 4),
             "first_date": str(split[ACCIDENT_DATE].min()),
             "last_date": str(split[ACCIDENT_DATE].max()),
         }
-        log.info("%s: %d rows, %.1f %% severe", name, len(split), 100 * split[TARGET].mean())
-    write_json(project.processed / "summary.json", summary)
+        log.info("%s/%s: %d rows, %.1f %% severe", folder.name, name, len(split), 100 * split[TARGET].mean())
+    write_json(folder / "summary.json", summary)
+
+
+def report_time_splits(project: Paths, params: dict[str, Any]) -> None:
+    """The report-time model's rows (accidents.report_time.dataset: the features a request gets),
+    split as the seed's; skipped when `pipeline.models` leaves the model out or data/raw has no
+    official tables (the seed's joined table, synthetic data)."""
+    folder = project.report_time.processed
+    shutil.rmtree(folder, ignore_errors=True)  # a run never leaves another run's rows behind
+    if REPORT_TIME not in selected(params):
+        return skip(folder, "not in pipeline.models")
+    if not dataset.has_tables(project.raw):
+        return skip(folder, "data/raw has no official tables (users and vehicles) to build its features from")
+    splits = dataset.make_splits(project.raw, params["preprocess"])
+    write_splits(splits, folder, dataset.SPLIT_COLUMNS, ".parquet")
+
+
+def main() -> None:
+    project = paths()
+    params = load_params(project.params)
+    selected(params)  # a wrong pipeline.models fails before any work
+    splits = make_splits(project.raw, params["preprocess"])
+    write_splits(splits, project.processed, SPLIT_COLUMNS, ".csv")
+    report_time_splits(project, params)
 
 
 if __name__ == "__main__":

@@ -232,3 +232,22 @@ class ReportBatch(_Report):
     """Several accidents in one request."""
 
     accidents: list[AccidentReport] = Field(min_length=1)  # type: ignore[valid-type]
+
+
+# One real 2021 accident (Num_Acc 202100000002, two cars, one driver each) as a report: the
+# example row every report-time model is checked on before it is stored or served
+# (accidents.report_time.dataset.example_row), and a request a reader can copy.
+REPORT_EXAMPLE: dict[str, Any] = {
+    "accident_id": "202100000002", "date": "2021-09-25", "hrmn": "14:20", "dep": "51", "com": "51544",
+    "lum": 1, "agg": 1, "int": 3, "atm": 1, "col": 3, "lat": 49.242129, "long": 4.554546,
+    "place": {"catr": 3, "circ": 2, "nbv": 2, "vosp": 0, "prof": 1, "plan": 1, "surf": 1, "infra": 0, "situ": 1,
+              "vma": 80},
+    "vehicles": [
+        {"senc": 0, "catv": 7, "obs": 2, "obsm": 2, "choc": 1, "manv": 1, "motor": None,
+         "users": [{"place": 1, "catu": 1, "sexe": 1, "an_nais": 1983, "trajet": 0, "secu1": 1, "secu2": None,
+                    "secu3": None, "locp": 0, "actp": 0, "etatp": None}]},
+        {"senc": 0, "catv": 7, "obs": 0, "obsm": 2, "choc": 1, "manv": 9, "motor": None,
+         "users": [{"place": 1, "catu": 1, "sexe": 1, "an_nais": 1993, "trajet": 0, "secu1": 1, "secu2": None,
+                    "secu3": None, "locp": 0, "actp": 0, "etatp": None}]},
+    ],
+}  # fmt: skip

@@ -26,53 +26,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import TargetEncoder
 
 from accidents.config import load_params, paths
 from accidents.data.labelled import year_tables
+from accidents.data.splits import temporal_split
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURES, TARGET
 from accidents.model.model_store import dumps_model
 from accidents.model.modeling import best_threshold, score
-from accidents.pipeline.preprocess import MODE_FILLED, clean, join_year, temporal_split
-from accidents.report_time.features import REPORT_FEATURES, accident_features
-from accidents.report_time.raw import outcomes, read_year, tables_from_official
+from accidents.pipeline.preprocess import MODE_FILLED, clean, join_year
+from accidents.report_time.dataset import accident_frame
+from accidents.report_time.features import REPORT_FEATURES
+from accidents.report_time.model import fit
+from accidents.report_time.raw import read_year
 from accidents.stage import PipelineError, log, run_stage, write_json
 
 # Whether the seed contract's pipeline keeps the accident: its model's test rows are those of the
 # test period (29,738 of 30,765 in 2021-07..12), so both models can be compared on the same rows.
 IN_SEED_SPLITS = "in_seed_splits"
-# Codes the trees may split as categories (HistGradientBoosting's native categorical support):
-# small official code lists whose order means nothing.
-CATEGORICAL = ("lum", "int", "atm", "col", "catr", "circ", "vosp", "prof", "plan", "surf", "infra", "situ",
-               "fixed_obstacle", "pedestrian_location", "pedestrian_action",
-               *(f"{side}_{name}" for side in ("lightest", "heaviest") for name in ("catv", "choc", "manv", "obs",
-                                                                                       "obsm")))  # fmt: skip
 
 
 def year_frame(year: int) -> pd.DataFrame:
-    """One year's accidents: id, date, report-time features and target (accidents without a
-    known injury code are left out)."""
+    """One year's accidents (dataset.accident_frame) and whether the seed's pipeline keeps each."""
     frames = read_year(year_tables(year))
-    tables = tables_from_official(frames)
-    frame = pd.DataFrame(accident_features(tables), columns=list(REPORT_FEATURES))
-    frame.insert(0, ACCIDENT_ID, tables.accident_ids)
-    days = pd.to_datetime(
-        pd.DataFrame({"year": tables.accidents["year"], "month": tables.accidents["month"],
-                      "day": tables.accidents["day"]}), errors="coerce")  # fmt: skip
-    frame.insert(1, ACCIDENT_DATE, days.dt.strftime("%Y-%m-%d"))
-    frame[TARGET] = outcomes(frames, tables.accident_ids)
+    frame = accident_frame(frames)
     frame[IN_SEED_SPLITS] = frame[ACCIDENT_ID].isin(seed_accidents(frames))
-    return frame.dropna(subset=[ACCIDENT_DATE, TARGET]).astype({TARGET: int})
+    return frame
 
 
 def code_version() -> str:
     """A digest of the code that builds the features: a change to it rebuilds the cache."""
     digest = hashlib.sha256()
-    for module in ("contract.py", "features.py", "raw.py", "experiment.py"):
+    for module in ("contract.py", "features.py", "raw.py", "dataset.py", "model.py", "experiment.py"):
         digest.update((Path(__file__).parent / module).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -97,41 +81,12 @@ def load_frame(years: list[int], cache_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def build_model(params: dict[str, Any]) -> Pipeline:
-    """Out-of-fold target encodings of the high-cardinality codes, then the raw features, into
-    HistGradientBoosting (the seed's model shape, over the report-time features)."""
-    encoded = [REPORT_FEATURES.index(name) for name in params["target_encoding"]]
-    folds = StratifiedKFold(5, shuffle=True, random_state=params["seed"])
-    encoder = ColumnTransformer([
-        ("target", TargetEncoder(target_type="binary", smooth="auto", cv=folds), encoded),
-        ("raw", "passthrough", list(range(len(REPORT_FEATURES)))),
-    ])  # fmt: skip
-    categorical = (
-        [len(encoded) + REPORT_FEATURES.index(name) for name in CATEGORICAL] if params["categorical"] else None
-    )
-    model = HistGradientBoostingClassifier(random_state=params["seed"], categorical_features=categorical,
-                                           **params["hist_gradient_boosting"])  # fmt: skip
-    return Pipeline([("encode", encoder), ("model", model)])
-
-
-def fit(params: dict[str, Any], train: pd.DataFrame, val: pd.DataFrame) -> Pipeline:
-    """Fit on the training period; early stopping on the validation period or a share of train."""
-    model = build_model(params)
-    x_train, y_train = train[list(REPORT_FEATURES)].to_numpy(float), train[TARGET].to_numpy(int)
-    if params["early_stopping_on"] == "validation":
-        encoder = model.named_steps["encode"]
-        features = encoder.fit_transform(x_train, y_train)
-        x_val = encoder.transform(val[list(REPORT_FEATURES)].to_numpy(float))
-        model.named_steps["model"].fit(features, y_train, X_val=x_val, y_val=val[TARGET].to_numpy(int))
-    else:
-        model.fit(x_train, y_train)
-    return model
-
-
 def evaluate(params: dict[str, Any], frame: pd.DataFrame) -> dict[str, Any]:
     splits = temporal_split(frame, params)
     started = time.perf_counter()
-    model = fit(params, splits["train"], splits["val"])
+    inputs = {name: (split[list(REPORT_FEATURES)].to_numpy(float), split[TARGET].to_numpy(int))
+              for name, split in splits.items() if name != "test"}  # fmt: skip
+    model = fit(params, *inputs["train"], *inputs["val"])
     fit_seconds = time.perf_counter() - started
 
     def probability(split: pd.DataFrame) -> np.ndarray:

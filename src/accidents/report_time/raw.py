@@ -1,6 +1,6 @@
 """The official yearly tables -> report-time `Tables`, and each accident's outcome (the target).
 
-Parsing reuses the seed pipeline's readers (accidents.pipeline.preprocess: quoting, " -1",
+Parsing reuses the seed pipeline's readers (accidents.data.official: quoting, " -1",
 decimal commas, "HH:MM" hours, no-break spaces in vehicle ids); codes stay raw here and are
 checked against their domains in accidents.report_time.features, as a request's are. A user whose
 vehicle is not in the vehicle table is left out (a report nests users in vehicles; 2020 + 2021:
@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from accidents.data.sources import TABLES
-from accidents.pipeline.preprocess import (
+from accidents.data.official import (
     SEVERE_CODES,
     SEVERITY_RANK,
     numeric,
@@ -24,6 +23,7 @@ from accidents.pipeline.preprocess import (
     parse_hour,
     read_official_table,
 )
+from accidents.data.sources import TABLES
 from accidents.report_time.contract import (
     ACCIDENT_FIELDS,
     PLACE_FIELDS,

@@ -8,6 +8,7 @@ MLflow server."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,13 +29,22 @@ from accidents.report_time.dataset import example_row
 from accidents.report_time.features import REPORT_FEATURES, accident_features, tables_from_reports
 from accidents.stage import PipelineError, read_json, selected
 from tests.report_time.conftest import report_of
-from tests.support.project import Project, copy_project
+from tests.support.project import Project, copy_project, start_mlflow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, mlflow_server, baac_dir) -> Project:
+def own_mlflow(tmp_path_factory) -> Iterator[str]:
+    """A registry of this module's own: the session's server holds report-time versions other
+    tests' pipelines registered, and the first evaluate here must find no champion."""
+    process, uri = start_mlflow(tmp_path_factory.mktemp("mlflow-report-time"))
+    yield uri
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, own_mlflow, baac_dir) -> Project:
     """A project copy where `dvc repro evaluate` ran once on 2021 (both models, the default)."""
-    project = copy_project(tmp_path_factory.mktemp("report-time"), mlflow_server, max_rows=3000)
+    project = copy_project(tmp_path_factory.mktemp("report-time"), own_mlflow, max_rows=3000)
     project.set_params("data", years=[2021], newer_years=False)
     project.dvc("repro", "evaluate", env=project.env(OMP_NUM_THREADS="1"))
     return project

@@ -26,6 +26,12 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 USERS_DATABASE_UNAVAILABLE = "users database unavailable (unreachable or not answering): retry later"
 USERS_DATABASE_RETRY_SECONDS = 5
 NO_MODEL = "no model is loaded yet: train one (`make pipeline`, or POST /retrain as admin), then retry"
+NO_REPORT_MODEL = (
+    "no report-time model is loaded: the registry has no accidents-report-time@champion and there is no "
+    "local copy (models/report_time/served/champion.zip); train one (`make pipeline` with `report_time` in "
+    "params.yaml pipeline.models, or POST /retrain as admin), then retry"
+)
+REPORT_MODEL_DISABLED = "the report-time model is disabled on this server (REPORT_MODEL_ENABLED=false)"
 
 
 # Dependencies that do no I/O are `async def`: FastAPI runs a plain `def` dependency in a worker
@@ -61,6 +67,11 @@ async def get_model_service(services: ServicesDep) -> ModelService:
     return services.models
 
 
+async def get_report_models(services: ServicesDep) -> ModelService | None:
+    """The report-time model's service (POST /v2/predict); None when REPORT_MODEL_ENABLED=false."""
+    return services.report_models
+
+
 async def get_orchestrator(services: ServicesDep) -> Orchestrator:
     return services.orchestrator
 
@@ -88,6 +99,7 @@ async def get_users_database(services: ServicesDep) -> UsersDatabase:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ModelServiceDep = Annotated[ModelService, Depends(get_model_service)]
+ReportModelsDep = Annotated[ModelService | None, Depends(get_report_models)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 ThrottleDep = Annotated[LoginThrottle, Depends(get_throttle)]
@@ -155,4 +167,14 @@ def serving_model(service: ModelServiceDep) -> Served:
     served = service.current
     if served is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_MODEL, headers={"Retry-After": "30"})
+    return served
+
+
+def serving_report_model(service: ModelService | None) -> Served:
+    """The report-time model serving now, or a 503 saying why there is none."""
+    if service is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, REPORT_MODEL_DISABLED)
+    served = service.current
+    if served is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_REPORT_MODEL, headers={"Retry-After": "30"})
     return served

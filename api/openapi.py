@@ -57,6 +57,10 @@ def complete_openapi(app: FastAPI, min_length: int, routers: tuple[APIRouter, ..
                 for option in (spec, *spec.get("anyOf", ())):
                     if option.get("type") == "string":
                         option["minLength"] = max(min_length, option.get("minLength", 0))
+            for operation in (op for item in schema["paths"].values() for op in item.values()):
+                # a hand-parsed body declared with a pydantic schema (/v2/predict): its models as components
+                body = operation.get("requestBody", {}).get("content", {}).get("application/json", {})
+                components.update(body.get("schema", {}).pop("$defs", {}))
             for (path, method), response_model in own_json.items():
                 for answer in schema["paths"][path][method]["responses"].values():
                     content = answer.get("content", {}).get("application/json")

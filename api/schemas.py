@@ -104,6 +104,19 @@ class PredictResponse(BaseModel):
     predictions: list[ExplainedRowPrediction]
 
 
+class ReportRowPrediction(RowPrediction):
+    accident_id: str | None = Field(None, description="the report's accident_id (BAAC Num_Acc), when it carried one")
+
+
+class ReportPredictResponse(BaseModel):
+    """POST /v2/predict: one prediction per accident report, in the request's order."""
+
+    model_version: str | None = Field(description="version of the registered model accidents-report-time")
+    threshold: float
+    data_source: str
+    predictions: list[ReportRowPrediction]
+
+
 class ChallengerInfo(BaseModel):
     version: str | None
     run_id: str | None

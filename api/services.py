@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
-from accidents.config import CHALLENGER_ALIAS
+from accidents.config import CHALLENGER_ALIAS, REPORT_MODEL_NAME
+from accidents.report_time.features import example_row
 from api.core.auth_cache import AuthCache, UsersDatabase, UsersDatabaseMetrics
 from api.core.config import DEMO_ADMIN_PASSWORD, Settings
 from api.core.observability import Metrics
@@ -45,8 +46,12 @@ class Services:
     prediction_log: PredictionLog  # what /predict served, written off the request path
     challenger: ModelService | None = None  # SHADOW_ENABLED: the registry's challenger (api/serving/shadow.py)
     shadow: ShadowScorer | None = None  # scores a share of live rows with it, off the request path
+    # REPORT_MODEL_ENABLED: the registry's accidents-report-time@champion, served by POST /v2/predict
+    report_models: ModelService | None = None
 
     def close(self) -> None:
+        if self.report_models is not None:
+            self.report_models.stop()
         if self.shadow is not None:
             self.shadow.stop()  # before the log: its last rows are queued to the log's writer
         if self.challenger is not None:
@@ -95,6 +100,7 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     )
     first = await run_in_threadpool(models.start)
     metrics.model_checks.labels(first.action).inc()
+    report_models = await run_in_threadpool(start_report_models, settings, metrics)
     orchestrator = build_orchestrator(settings)
     challenger, shadow = await run_in_threadpool(start_shadow, settings, metrics, prediction_log)
     if shadow is not None:
@@ -102,8 +108,28 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     logger.info("API ready: model %s, orchestrator %s", first.current_version, orchestrator.name)
     return Services(
         settings, metrics, secret, database, auth_cache, users_database, throttle, inference, models, orchestrator,
-        prediction_log, challenger, shadow,
+        prediction_log, challenger, shadow, report_models,
     )  # fmt: skip
+
+
+def start_report_models(settings: Settings, metrics: Metrics) -> ModelService | None:
+    """REPORT_MODEL_ENABLED: the report-time model's champion (registry, else its local copy), its own
+    alias poller. With none anywhere the API starts all the same and /v2/predict answers 503."""
+    if not settings.report_model_enabled:
+        return None
+    report_models = ModelService(
+        settings.mlflow_tracking_uri,
+        settings.report_champion_path,
+        settings.model_poll_seconds,
+        settings.mlflow_timeout_seconds,
+        on_change=lambda served: metrics.set_report_model(served.version, served.source,
+                                                          served.bundle.metadata.data_source),
+        model_name=REPORT_MODEL_NAME,
+        example=example_row(),
+    )  # fmt: skip
+    first = report_models.start()
+    logger.info("report-time model (/v2/predict): %s (%s)", first.current_version, first.action)
+    return report_models
 
 
 def start_shadow(

@@ -108,6 +108,8 @@ class Settings(BaseSettings):
     )
     mlflow_timeout_seconds: int = Field(default=5, ge=1)
     model_poll_seconds: float = Field(default=30.0, ge=0)  # 0: no polling (POST /model/reload only)
+    # POST /v2/predict: the registry's accidents-report-time@champion, polled like the seed's (false: not loaded)
+    report_model_enabled: bool = True
 
     # shadow challenger (api/serving/shadow.py): the registry's `challenger` scores a share of live rows off
     # the request path; answers stay the champion's. Off by default here, on in `make run` and compose.
@@ -178,6 +180,11 @@ class Settings(BaseSettings):
     @property
     def champion_path(self) -> Path:
         return pipeline_config.Paths(self.project_dir).champion
+
+    @property
+    def report_champion_path(self) -> Path:
+        """The report-time model's local champion copy (evaluate's models/report_time/served/champion.zip)."""
+        return pipeline_config.Paths(self.project_dir).report_time.champion
 
     @property
     def retrain_argv(self) -> str:

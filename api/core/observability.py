@@ -54,6 +54,15 @@ class Metrics:
             "model_test_auc", "Serving model's ROC AUC on the test period (evaluate stage)", ["version"],
             registry=self.registry,
         )  # fmt: skip
+        # the report-time model (POST /v2/predict): its own series, so predictions_total stays the seed's
+        self.report_predictions = Counter(
+            "report_predictions", "Rows predicted by the report-time model (POST /v2/predict) per class and version",
+            ["predicted_class", "model_version"], registry=self.registry,
+        )  # fmt: skip
+        self.report_model_info = Gauge(
+            "report_model_info", "The serving report-time model (value 1)", ["version", "source", "data_source"],
+            registry=self.registry,
+        )  # fmt: skip
         self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
         self.prediction_log = LogMetrics(self.registry)  # api.monitoring.writer
         self.shadow = ShadowMetrics(self.registry)  # api.serving.shadow
@@ -61,6 +70,10 @@ class Metrics:
         self.retrain_runs = Counter(
             "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
         )
+
+    def set_report_model(self, version: str | None, source: str, data_source: str) -> None:
+        self.report_model_info.clear()
+        self.report_model_info.labels(version or "unknown", source, data_source).set(1)
 
     def set_model(self, version: str | None, source: str, data_source: str, test_auc: float | None = None) -> None:
         self.model_info.clear()

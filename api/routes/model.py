@@ -33,8 +33,8 @@ def model_info(_: Caller, services: ServicesDep, served: Annotated[Served, Depen
 @router.post("/reload")
 async def reload_model(_: AdminUser, models: ModelServiceDep, metrics: MetricsDep, services: ServicesDep
                        ) -> dict[str, Any]:  # fmt: skip
-    """Check the registry's champion (and challenger) alias now; load and swap if it moved (a broken
-    model is rejected)."""
+    """Check the registry's champion (and challenger, and the report-time model's champion) alias now;
+    load and swap if it moved (a broken model is rejected)."""
     result = await run_in_threadpool(models.check)
     metrics.model_checks.labels(result.action).inc()
     if services.challenger is not None:
@@ -42,7 +42,10 @@ async def reload_model(_: AdminUser, models: ModelServiceDep, metrics: MetricsDe
         metrics.shadow.checks.labels(challenged.action).inc()
     served = models.current
     info = describe(models, served, services.challenger).model_dump() if served else None
-    return {"check": result.as_dict(), "model": info}
+    answer = {"check": result.as_dict(), "model": info}
+    if services.report_models is not None:  # the report-time model's alias (POST /v2/predict)
+        answer["report_model_check"] = (await run_in_threadpool(services.report_models.check)).as_dict()
+    return answer
 
 
 def describe(models: ModelService, served: Served, challenger: ModelService | None = None) -> ModelInfo:

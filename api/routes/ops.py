@@ -10,7 +10,14 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import NO_MODEL, USERS_DATABASE_UNAVAILABLE, MetricsDep, ModelServiceDep, UsersDatabaseDep
+from api.deps import (
+    NO_MODEL,
+    USERS_DATABASE_UNAVAILABLE,
+    MetricsDep,
+    ModelServiceDep,
+    ReportModelsDep,
+    UsersDatabaseDep,
+)
 
 router = APIRouter(tags=["ops"])
 
@@ -25,7 +32,8 @@ NOT_READY = "no model loaded yet, or the users database has been down longer tha
 
 
 @router.get("/ready", responses={503: {"description": NOT_READY}})
-async def ready(models: ModelServiceDep, users_database: UsersDatabaseDep) -> JSONResponse:
+async def ready(models: ModelServiceDep, users_database: UsersDatabaseDep, report_models: ReportModelsDep
+                ) -> JSONResponse:  # fmt: skip
     """Readiness: a model is loaded and /predict can answer known tokens.
 
     While the users database does not answer, /predict serves tokens from their last known state
@@ -33,7 +41,8 @@ async def ready(models: ModelServiceDep, users_database: UsersDatabaseDep) -> JS
     `users_database: "down"` and `degraded: true`. Load balancers (HAProxy, the Kubernetes readiness
     probe) route on /ready, and every replica shares the database: a 503 here would take all of them
     out at once and turn a users-database outage into a full one. Past that bound it cannot serve:
-    503.
+    503. The report-time model (/v2/predict) is reported (`report_model_version`, null when none is
+    loaded) but does not decide readiness: /predict serves without it.
     """
     served = models.current
     if served is None:
@@ -48,6 +57,7 @@ async def ready(models: ModelServiceDep, users_database: UsersDatabaseDep) -> JS
         "source": served.source,
         "degraded": models.degraded or not users_database.available,
         "users_database": "up" if users_database.available else "down",
+        "report_model_version": report_models.current.version if report_models and report_models.current else None,
     }
     if not users_database.available:
         body["users_database_down_seconds"] = down_for

@@ -1,4 +1,5 @@
 """POST /predict: one row (seed list or named object) or a bounded batch, validated against the contract.
+POST /v2/predict: accident reports (the report contract), scored by the report-time model.
 
 Hot path: raw body -> orjson -> one float64 numpy array -> the model grabbed once -> orjson out.
 No DataFrame, no model loading.
@@ -26,11 +27,19 @@ from prometheus_client import Counter
 
 from accidents.model.explain import ExplainError
 from api.core.config import Settings
-from api.core.observability import Metrics
-from api.deps import Caller, ServicesDep, authenticated, get_services, oauth2_scheme, serving_model
-from api.schemas import PredictResponse, predict_body_schema
+from api.deps import (
+    Caller,
+    ServicesDep,
+    authenticated,
+    get_services,
+    oauth2_scheme,
+    serving_model,
+    serving_report_model,
+)
+from api.schemas import PredictResponse, ReportPredictResponse, predict_body_schema
 from api.serving.explanations import check_explainable, explain_rows
 from api.serving.prediction import parse_request
+from api.serving.reports import parse_reports, report_body_schema, report_rows, score_reports
 
 
 class OrjsonResponse(JSONResponse):
@@ -110,7 +119,7 @@ def build_router(settings: Settings) -> APIRouter:
             probabilities = await services.inference.run(bundle.predict_proba, rows)
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
-        _count(services.metrics, classes, metadata.version)
+        _count(services.metrics.predictions, classes, metadata.version)
         services.prediction_log.record(
             request.state.request_id, metadata.version, served.source, caller.role,
             metadata.threshold, rows, probabilities, classes, parsed.accident_ids,
@@ -142,16 +151,60 @@ def build_router(settings: Settings) -> APIRouter:
         }
         return OrjsonResponse(body)
 
+    @router.post(
+        "/v2/predict",
+        response_model=ReportPredictResponse,
+        response_class=OrjsonResponse,
+        openapi_extra={"requestBody": report_body_schema(max_batch_rows)},
+        responses={
+            413: {"description": "request body too large"},
+            422: {
+                "description": "a report outside the report contract (the field named, with its domain), an "
+                "outcome field (grav) in a report, or more accidents than MAX_BATCH_ROWS"
+            },
+            503: {"description": "no report-time model loaded (or REPORT_MODEL_ENABLED=false)"},
+        },
+    )
+    async def predict_reports(request: Request, caller: Caller, services: ServicesDep) -> Response:
+        """The report-time model (docs/report-time-model.md): one accident as reported (every vehicle
+        and user, no injury outcome) or {"accidents": [...]}; one prediction per accident. Not
+        written to the prediction log yet (issue #25)."""
+        reports = parse_reports(await request.body(), max_batch_rows)
+        served = serving_report_model(services.report_models)  # grabbed once, as /predict does
+        bundle = served.bundle
+        if bundle.uses_compiled(len(reports)):
+            probabilities = bundle.predict_proba(report_rows(reports))
+        else:  # scikit-learn's loop (milliseconds): features and scores on the inference thread, one hop
+            probabilities = await services.inference.run(score_reports, bundle.predict_proba, reports)
+        metadata = bundle.metadata
+        classes = (probabilities >= metadata.threshold).astype(np.int8)
+        _count(services.metrics.report_predictions, classes, metadata.version)
+        predictions = []
+        for report, c, p in zip(reports, classes, probabilities, strict=True):
+            prediction = {"class": int(c), "probability": float(p), "threshold": metadata.threshold,
+                          "model_version": metadata.version}  # fmt: skip
+            if report.accident_id is not None:  # type: ignore[attr-defined]
+                prediction["accident_id"] = report.accident_id  # type: ignore[attr-defined]
+            predictions.append(prediction)
+        body = {
+            "model_version": metadata.version,
+            "threshold": metadata.threshold,
+            "data_source": metadata.data_source,
+            "predictions": predictions,
+        }
+        return OrjsonResponse(body)
+
     return router
 
 
-def _count(metrics: Metrics, classes: np.ndarray, version: str | None) -> None:
+def _count(counter: Counter, classes: np.ndarray, version: str | None) -> None:
+    """Rows per predicted class and version into `counter` (the seed's or the report-time model's)."""
     severe = int(classes.sum()) if len(classes) > 1 else int(classes[0])
     label = version or "unknown"
     if severe:
-        _predictions(metrics.predictions, "1", label).inc(severe)
+        _predictions(counter, "1", label).inc(severe)
     if len(classes) - severe:
-        _predictions(metrics.predictions, "0", label).inc(len(classes) - severe)
+        _predictions(counter, "0", label).inc(len(classes) - severe)
 
 
 @lru_cache(maxsize=256)

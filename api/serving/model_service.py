@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from accidents.config import CHAMPION_ALIAS
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import ModelBundle, ModelLoadError, read_bundle
 from api.serving.registry_client import MlflowRegistry, RegisteredVersion, RegistryError
 
@@ -60,7 +61,11 @@ class RegistryUnavailableError(Exception):
 class ModelService:
     """The model behind one registry alias: the champion (with its local copy as fallback), or with
     alias=CHALLENGER_ALIAS and local_path=None the shadow challenger, which is unloaded when the
-    alias is removed (promotion or drop) instead of kept like a champion."""
+    alias is removed (promotion or drop) instead of kept like a champion.
+
+    `model_name` and `example` say which registered model and which contract: the seed's by default,
+    the report-time model's (config.REPORT_MODEL_NAME, report_time.features.example_row) for
+    /v2/predict. Every version loaded, from the registry or the local copy, must score `example`."""
 
     def __init__(
         self,
@@ -70,9 +75,15 @@ class ModelService:
         timeout_seconds: float,
         on_change: Callable[[Served], None] | None = None,
         alias: str = CHAMPION_ALIAS,
+        model_name: str = MODEL_NAME,
+        example: Sequence[float] = SEED_EXAMPLE,
     ):
         self.tracking_uri = tracking_uri
         self.alias = alias
+        self.model_name = model_name
+        self.example = tuple(example)
+        # log and thread name: "champion" for the seed's, "accidents-report-time@champion" for another model
+        self.label = alias if model_name == MODEL_NAME else f"{model_name}@{alias}"
         self.local_path = local_path
         self.poll_seconds = poll_seconds
         self.timeout_seconds = timeout_seconds
@@ -97,7 +108,7 @@ class ModelService:
     def start(self) -> CheckResult:
         result = self.check()
         if self.poll_seconds > 0:
-            self._thread = threading.Thread(target=self._poll, name=f"{self.alias}-poller", daemon=True)
+            self._thread = threading.Thread(target=self._poll, name=f"{self.label}-poller", daemon=True)
             self._thread.start()
         return result
 
@@ -112,7 +123,7 @@ class ModelService:
             try:
                 self.check()
             except Exception:  # the poller must survive anything; the next tick retries
-                logger.exception("%s check failed", self.alias)
+                logger.exception("%s check failed", self.label)
 
     def check(self) -> CheckResult:
         """Look at the champion alias now; load and swap when it moved. Serialized."""
@@ -126,27 +137,27 @@ class ModelService:
             self.last_check = result
         quiet = result.action == "no-model" and self.local_path is None and result.registry_reachable  # no challenger
         log = logger.warning if result.action in ("rejected", "unavailable", "no-model") and not quiet else logger.info
-        log("%s check: %s", self.alias, result.action, extra={"fields": result.as_dict()})
+        log("%s check: %s", self.label, result.action, extra={"fields": result.as_dict()})
         return result
 
     def _check_registry(self, previous: str | None) -> CheckResult:
         version = self._champion()
         if version is None and self.local_path is None:  # the challenger: no alias, nothing to shadow
             if self._current is None:
-                return CheckResult("no-model", True, None, None, None, f"the registry has no {self.alias}")
+                return CheckResult("no-model", True, None, None, None, f"the registry has no {self.label}")
             self._current = None
             return CheckResult("cleared", True, previous, None, None, f"the {self.alias} alias was removed")
         if version is None:
             if self._current is None:
-                return self._fallback_local(previous, "the registry has no champion yet", reachable=True)
-            return CheckResult("unchanged", True, previous, previous, None, "the registry has no champion")
+                return self._fallback_local(previous, f"the registry has no {self.label} yet", reachable=True)
+            return CheckResult("unchanged", True, previous, previous, None, f"the registry has no {self.label}")
         wanted = str(version.version)
         if self._current is not None and previous == wanted:
             if self._current.source == SOURCE_LOCAL:  # same version as the local copy: now confirmed
                 self._swap(Served(self._current.bundle, SOURCE_REGISTRY, self._current.loaded_at))
             return CheckResult("unchanged", True, previous, previous, wanted)
         try:
-            bundle = self._registry.load_version(version)
+            bundle = self._registry.load_version(version, self.example)
         except (ModelLoadError, RegistryError) as error:
             if self._current is None and self.local_path is not None:
                 return self._fallback_local(previous, f"version {wanted} rejected: {error}", reachable=True)
@@ -166,7 +177,7 @@ class ModelService:
         if not self.local_path.is_file():
             return CheckResult("no-model", reachable, None, None, None, f"{reason}; no local copy at {self.local_path}")
         try:
-            bundle = read_bundle(self.local_path)
+            bundle = read_bundle(self.local_path, self.example)
         except ModelLoadError as error:
             return CheckResult("no-model", reachable, None, None, None, f"{reason}; local copy rejected: {error}")
         self._swap(Served(bundle, SOURCE_LOCAL, _now()))
@@ -181,9 +192,9 @@ class ModelService:
 
     def _champion(self) -> RegisteredVersion | None:
         try:
-            return self._registry.alias_version(self.alias)
+            return self._registry.alias_version(self.alias, self.model_name)
         except RegistryError as error:
-            raise RegistryUnavailableError(f"cannot read the {self.alias} alias: {error}") from error
+            raise RegistryUnavailableError(f"cannot read the {self.label} alias: {error}") from error
 
     def registry_champion(self) -> tuple[str, int] | None:
         """(version, creation time in ms) of the registry's champion; None when unknown."""

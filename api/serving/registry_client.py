@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ from urllib.parse import quote, urlparse
 import httpx
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import (
     MODEL_FILE,
     ModelBundle,
@@ -96,8 +97,9 @@ class MlflowRegistry:
                 creation_timestamp=int(version.get("creation_timestamp") or 0),
             )
 
-    def load_version(self, version: RegisteredVersion) -> ModelBundle:
-        """Download one registered version's model file and load it with our own skops allow-list."""
+    def load_version(self, version: RegisteredVersion, example: Sequence[float] = SEED_EXAMPLE) -> ModelBundle:
+        """Download one registered version's model file, load it with our own skops allow-list and
+        check it scores its contract's `example` row (the seed's by default)."""
         metrics: dict[str, float] = {}
         if version.run_id:
             run = self._get_json("/runs/get", {"run_id": version.run_id}, "run")
@@ -109,7 +111,7 @@ class MlflowRegistry:
         where = {"name": version.name, "version": version.version}
         artifact_uri = self._get_json("/model-versions/get-download-uri", where, "artifact_uri")
         model = loads_model(self._download(artifact_uri, MODEL_FILE, version.version))
-        check_model(model)
+        check_model(model, example)
         return ModelBundle(model, metadata)
 
     def recent_runs(self, experiment_name: str, limit: int) -> list[dict[str, Any]]:

@@ -156,8 +156,8 @@ def api_server(tmp_path: Path) -> Iterator[Callable[..., ApiServer]]:
 # --- a registry of our own (tests that move the alias must not touch the shared one) -------
 
 
-def register(tracking_uri: str, bundle: ModelBundle, threshold: float | None = None) -> str:
-    """Log and register `bundle` as the pipeline does (skops model + serving tags); its version."""
+def register(tracking_uri: str, bundle: ModelBundle, threshold: float | None = None, name: str = MODEL_NAME) -> str:
+    """Log and register `bundle` as the pipeline does (skops model + serving tags) under `name`; its version."""
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_experiment("api-tests")
     metadata = bundle.metadata
@@ -172,7 +172,7 @@ def register(tracking_uri: str, bundle: ModelBundle, threshold: float | None = N
         TAG_TRAINED_AT: metadata.trained_at,
         TAG_FAMILY: metadata.model_family,
     }
-    version = mlflow.register_model(info.model_uri, MODEL_NAME, tags=tags)
+    version = mlflow.register_model(info.model_uri, name, tags=tags)
     assert version.run_id in (run.info.run_id, None) or version.run_id
     return str(version.version)
 
@@ -190,8 +190,8 @@ def register_broken(tracking_uri: str) -> str:
     return str(version.version)
 
 
-def set_champion(tracking_uri: str, version: str) -> None:
-    mlflow.MlflowClient(tracking_uri).set_registered_model_alias(MODEL_NAME, CHAMPION_ALIAS, version)
+def set_champion(tracking_uri: str, version: str, name: str = MODEL_NAME) -> None:
+    mlflow.MlflowClient(tracking_uri).set_registered_model_alias(name, CHAMPION_ALIAS, version)
 
 
 @pytest.fixture(scope="session")

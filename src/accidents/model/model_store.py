@@ -128,7 +128,7 @@ def loads_model(data: bytes) -> Any:
 def check_model(model: Any, example: Sequence[float] = SEED_EXAMPLE) -> None:
     """Refuse a model that cannot serve its contract (wrong inputs, broken predictions): the seed's
     28 features by default, or the contract whose example row is `example` (the report-time
-    model's: accidents.report_time.dataset.example_row)."""
+    model's: accidents.report_time.features.example_row)."""
     if not hasattr(model, "predict_proba"):
         raise ModelLoadError(f"{type(model).__name__} has no predict_proba")
     n_inputs, width = getattr(model, "n_features_in_", None), len(example)

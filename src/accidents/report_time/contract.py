@@ -236,7 +236,7 @@ class ReportBatch(_Report):
 
 # One real 2021 accident (Num_Acc 202100000002, two cars, one driver each) as a report: the
 # example row every report-time model is checked on before it is stored or served
-# (accidents.report_time.dataset.example_row), and a request a reader can copy.
+# (accidents.report_time.features.example_row), and a request a reader can copy.
 REPORT_EXAMPLE: dict[str, Any] = {
     "accident_id": "202100000002", "date": "2021-09-25", "hrmn": "14:20", "dep": "51", "com": "51544",
     "lum": 1, "agg": 1, "int": 3, "atm": 1, "col": 3, "lat": 49.242129, "long": 4.554546,

@@ -19,8 +19,8 @@ from accidents.data.official import raw_years
 from accidents.data.sources import LAYOUT_TABLES
 from accidents.data.splits import split_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
-from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
-from accidents.report_time.features import REPORT_FEATURES, accident_features, tables_from_reports
+from accidents.report_time.features import REPORT_FEATURES, accident_features
+from accidents.report_time.features import example_row as example_row  # re-exported: its old home
 from accidents.report_time.raw import outcomes, tables_from_official
 from accidents.stage import log, read_json
 
@@ -55,10 +55,3 @@ def make_splits(raw: Path, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
         frames.append(accident_frame(tables))
         log.info("report-time %s: %d accidents", year, len(frames[-1]))
     return split_accidents(pd.concat(frames, ignore_index=True), params)
-
-
-def example_row() -> list[float]:
-    """The features of contract.REPORT_EXAMPLE: the row a report-time model must score before it
-    is stored or loaded (model_store.check_model), as the seed model scores SEED_EXAMPLE."""
-    tables = tables_from_reports([AccidentReport.model_validate(REPORT_EXAMPLE)])
-    return [float(value) for value in accident_features(tables)[0]]

@@ -25,8 +25,10 @@ from accidents.report_time.contract import (
     DEPARTMENT,
     HOUR,
     PLACE_FIELDS,
+    REPORT_EXAMPLE,
     USER_FIELDS,
     VEHICLE_FIELDS,
+    AccidentReport,
     insee_number,
 )
 
@@ -289,3 +291,11 @@ def accident_features(tables: Tables) -> np.ndarray:
         raise AssertionError(f"feature list out of date: {sorted(set(columns) ^ set(REPORT_FEATURES))}")
     return np.column_stack([columns[name] for name in REPORT_FEATURES]) if tables.accident_ids else np.zeros(
         (0, len(REPORT_FEATURES)))  # fmt: skip
+
+
+def example_row() -> list[float]:
+    """The features of contract.REPORT_EXAMPLE: the row a report-time model must score before it
+    is stored or loaded (model_store.check_model), as the seed model scores SEED_EXAMPLE. Here,
+    numpy only, so the API checks the models it loads without pandas."""
+    tables = tables_from_reports([AccidentReport.model_validate(REPORT_EXAMPLE)])
+    return [float(value) for value in accident_features(tables)[0]]

@@ -1,0 +1,289 @@
+"""POST /v2/predict (issue #25): the report-time model the real pipeline registered, served by a
+real uvicorn (pandas kept out of its process) from a real MLflow registry, on real 2021 accidents
+sent as reports (BAAC_DATA_DIR/2021-raw-sample: the official tables' first 65 accidents).
+
+Input handling needs no model (validation runs before the model is looked up): those tests use
+in-process apps with no registry, where a valid report answers 503."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+from accidents.config import CHAMPION_ALIAS, REPORT_MODEL_NAME, Paths
+from accidents.data.sources import TABLES
+from accidents.model.model_store import read_bundle
+from accidents.model.registry import TAG_THRESHOLD, client
+from accidents.pipeline.preprocess import read_official_table
+from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
+from accidents.report_time.features import accident_features, example_row
+from accidents.report_time.raw import tables_from_official
+from tests.api.conftest import login, register, set_champion, start_api
+from tests.report_time.conftest import report_of
+from tests.support.project import start_mlflow
+
+REPO = Path(__file__).resolve().parents[2]
+# The accident of the curl example in docs/report-time-model.md: a car hit a pedestrian (hospitalised).
+DOC_ACCIDENT = "202100000003"
+
+
+@pytest.fixture(scope="module")
+def sample_tables(baac_dir):
+    folder = baac_dir / "2021-raw-sample"
+    return {table: read_official_table(folder / f"{table}-2021.csv") for table in TABLES}
+
+
+@pytest.fixture(scope="module")
+def served(trained_project, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("report-serving")
+    server = start_api(tmp, {"ACCIDENTS_PROJECT_DIR": str(trained_project.root), "STATE_DIR": str(tmp / "state"),
+                             "MLFLOW_TRACKING_URI": trained_project.tracking_uri})  # fmt: skip
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def report_champion(trained_project):
+    return client(trained_project.tracking_uri).get_model_version_by_alias(REPORT_MODEL_NAME, CHAMPION_ALIAS)
+
+
+@pytest.fixture(scope="module")
+def pipeline_scores(trained_project, sample_tables) -> dict[str, float]:
+    """Each sample accident's probability by the pipeline's path: the official tables ->
+    accident_features -> the local champion copy (`evaluate` keeps it equal to the registry's)."""
+    bundle = read_bundle(Paths(trained_project.root).report_time.champion, example_row())
+    tables = tables_from_official(sample_tables)
+    probabilities = bundle.predict_proba(accident_features(tables))
+    return dict(zip(tables.accident_ids, probabilities.tolist(), strict=True))
+
+
+def post(url: str, body: object, headers: dict[str, str]) -> requests.Response:
+    return requests.post(f"{url}/v2/predict", json=body, headers=headers, timeout=60)
+
+
+def test_one_real_accident_is_scored_by_the_registry_champion(served, report_champion, sample_tables,
+                                                              pipeline_scores):  # fmt: skip
+    response = post(served.url, report_of(sample_tables, DOC_ACCIDENT), login(served.url))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_version"] == str(report_champion.version) and body["data_source"] == "real"
+    assert body["threshold"] == float(report_champion.tags[TAG_THRESHOLD])
+    (row,) = body["predictions"]
+    assert 0.0 <= row["probability"] <= 1.0 and row["class"] == int(row["probability"] >= row["threshold"])
+    assert row["model_version"] == str(report_champion.version) and row["accident_id"] == DOC_ACCIDENT
+    # the request path's features are the pipeline's: the same probability as the raw tables' row
+    assert row["probability"] == pytest.approx(pipeline_scores[DOC_ACCIDENT], abs=1e-12)
+
+
+def test_a_batch_of_real_accidents_keeps_its_order_and_ids(served, sample_tables, pipeline_scores):
+    ids = list(pipeline_scores)
+    reports = [report_of(sample_tables, accident) for accident in ids]
+    del reports[1]["accident_id"]  # optional
+    response = post(served.url, {"accidents": reports}, login(served.url))
+    assert response.status_code == 200, response.text
+    rows = response.json()["predictions"]
+    assert len(rows) == len(ids) == 65
+    assert "accident_id" not in rows[1] and [row.get("accident_id") for row in rows[2:]] == ids[2:]
+    np.testing.assert_allclose([row["probability"] for row in rows], list(pipeline_scores.values()), atol=1e-12)
+    assert all(row["class"] == int(row["probability"] >= row["threshold"]) for row in rows)
+    assert {row["class"] for row in rows} == {0, 1}  # real accidents of both kinds
+
+
+def test_an_outcome_in_a_report_is_refused_naming_it(served, sample_tables):
+    headers = login(served.url)
+    report = report_of(sample_tables, DOC_ACCIDENT)
+    report["vehicles"][0]["users"][1]["grav"] = 3  # the pedestrian's real outcome: hospitalised
+    response = post(served.url, report, headers)
+    assert response.status_code == 422, response.text
+    (problem,) = response.json()["detail"]
+    assert problem["loc"] == ["body", "vehicles", 0, "users", 1, "grav"]
+    assert "outcome the model predicts" in problem["msg"] and problem["type"] == "outcome_forbidden"
+    batch = {"accidents": [{**report_of(sample_tables, DOC_ACCIDENT), "severity": 1}]}
+    (problem,) = post(served.url, batch, headers).json()["detail"]
+    assert problem["loc"] == ["body", "accidents", 0, "severity"] and "outcome" in problem["msg"]
+
+
+def test_same_auth_as_predict(served, sample_tables):
+    report = report_of(sample_tables, DOC_ACCIDENT)
+    assert post(served.url, report, {}).status_code == 401
+    assert post(served.url, report, {"Authorization": "Bearer not-a-token"}).status_code == 401
+    admin = login(served.url)
+    response = requests.post(f"{served.url}/users", json={"username": "reporter", "password": "reporter-password"},
+                             headers=admin, timeout=30)  # fmt: skip
+    assert response.status_code == 201, response.text
+    assert post(served.url, report, login(served.url, "reporter", "reporter-password")).status_code == 200
+
+
+def test_metrics_and_ready_name_the_report_time_model(served, report_champion, sample_tables):
+    post(served.url, report_of(sample_tables, DOC_ACCIDENT), login(served.url))
+    metrics = requests.get(f"{served.url}/metrics", timeout=10).text
+    version = str(report_champion.version)
+    assert re.search(rf'^report_predictions_total{{model_version="{version}",predicted_class="[01]"}} [1-9]', metrics,
+                     re.M)  # fmt: skip
+    assert not re.search(r"^predictions_total\{", metrics, re.M)  # the seed's counter: /predict's rows only
+    assert f'report_model_info{{data_source="real",source="registry",version="{version}"}} 1.0' in metrics
+    assert 'http_requests_total{method="POST",route="/v2/predict",status="200"}' in metrics
+    assert requests.get(f"{served.url}/ready", timeout=10).json()["report_model_version"] == version
+
+
+def test_the_docs_curl_example_is_a_real_accident_and_answers(served, sample_tables):
+    """docs/report-time-model.md's curl line: its body is accident 202100000003 as the official
+    tables hold it (report_of), and it runs verbatim against the API."""
+    text = (REPO / "docs" / "report-time-model.md").read_text()
+    (line,) = [line for line in text.replace("\\\n", " ").splitlines() if "/v2/predict" in line and "curl" in line]
+    argv = shlex.split(line)
+    assert json.loads(argv[argv.index("-d") + 1]) == report_of(sample_tables, DOC_ACCIDENT)
+    url = next(arg for arg in argv if "/v2/predict" in arg).replace("localhost:8000", served.url)
+    headers = {**login(served.url), "Content-Type": "application/json"}
+    response = requests.post(url, data=argv[argv.index("-d") + 1], headers=headers, timeout=60)
+    assert response.status_code == 200 and response.json()["predictions"][0]["accident_id"] == DOC_ACCIDENT
+
+
+# --- no report-time model, then one: a registry of our own ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def seed_only_registry(tmp_path_factory, champion_bundle):
+    """A real MLflow server whose registry holds the seed's champion only."""
+    process, uri = start_mlflow(tmp_path_factory.mktemp("seed-only-mlflow"))
+    set_champion(uri, register(uri, champion_bundle))
+    yield uri
+    process.stop()
+
+
+def test_without_a_report_time_model_the_api_serves_predict_and_answers_503(
+    seed_only_registry, trained_project, tmp_path, sample_tables
+):
+    server = start_api(tmp_path, {"ACCIDENTS_PROJECT_DIR": str(tmp_path / "project"), "STATE_DIR": str(tmp_path),
+                                  "MLFLOW_TRACKING_URI": seed_only_registry})  # fmt: skip
+    try:
+        headers = login(server.url)
+        ready = requests.get(f"{server.url}/ready", timeout=10).json()
+        assert ready["status"] == "ready" and ready["report_model_version"] is None
+        report = report_of(sample_tables, DOC_ACCIDENT)
+        response = post(server.url, report, headers)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+        assert "no report-time model is loaded" in response.json()["detail"]
+        # the pipeline registers one and makes it champion: a reload (or the poller) picks it up
+        bundle = read_bundle(Paths(trained_project.root).report_time.champion, example_row())
+        version = register(seed_only_registry, bundle, name=REPORT_MODEL_NAME)
+        set_champion(seed_only_registry, version, name=REPORT_MODEL_NAME)
+        reload = requests.post(f"{server.url}/model/reload", headers=headers, timeout=60).json()
+        assert reload["check"]["action"] == "unchanged"  # the seed's champion did not move
+        assert reload["report_model_check"]["action"] == "loaded"
+        assert reload["report_model_check"]["current_version"] == version
+        response = post(server.url, report, headers)
+        assert response.status_code == 200 and response.json()["model_version"] == version
+    finally:
+        server.stop()
+
+
+# --- input handling (in process, no model) ---------------------------------------------------------------
+
+
+def problems(response) -> list[dict]:
+    assert response.status_code == 422, response.text
+    return response.json()["detail"]
+
+
+def with_change(path: tuple, value: object) -> dict:
+    report = copy.deepcopy(REPORT_EXAMPLE)
+    target = report
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return report
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected_loc", "expected"),
+    [
+        (("lum",), 9, ["lum"], "lum must be one of 1, 2, 3, 4, 5, got 9"),
+        (("place", "vma"), "80", ["place", "vma"], "vma: Input should be a valid integer"),
+        (("vehicles", 1, "catv"), 22, ["vehicles", 1, "catv"], "catv must be one of"),
+        (("vehicles", 0, "users", 0, "actp"), "C", ["vehicles", 0, "users", 0, "actp"], "actp must be one of"),
+        (("date",), "2021-13-01", ["date"], "date: "),
+        (("hrmn",), "25:00", ["hrmn"], "hrmn must be a time HH:MM"),
+        (("dep",), "ZZ", ["dep"], "dep must be an INSEE code"),
+        (("vehicles",), [], ["vehicles"], "vehicles: List should have at least 1 item"),
+        (("accident_id",), "12a", ["accident_id"], "accident_id: String should match pattern"),
+        (("place", "speed"), 80, ["place", "speed"], "speed: Extra inputs are not permitted"),
+        (("lat",), True, ["lat"], "lat: Input should be a valid number"),
+    ],
+)
+def test_a_value_outside_the_contract_is_a_422_naming_its_field(client, path, value, expected_loc, expected):
+    (problem,) = problems(client.post("/v2/predict", json=with_change(path, value), headers=login(client)))
+    assert problem["loc"] == ["body", *expected_loc] and problem["msg"].startswith(expected), problem
+
+
+def test_a_missing_field_is_named(client):
+    report = copy.deepcopy(REPORT_EXAMPLE)
+    del report["hrmn"], report["place"]["catr"]
+    detail = problems(client.post("/v2/predict", json=report, headers=login(client)))
+    assert {(tuple(p["loc"]), p["msg"]) for p in detail} == {(("body", "hrmn"), "hrmn is missing"),
+                                                            (("body", "place", "catr"), "catr is missing")}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"not json", b"[]", b"1", b'"x"', b"null", b'{"accidents": "x"}', b'{"accidents": []}',
+     b'{"accidents": [1]}', b'{"accidents": [{}], "x": 1}', b"{}", b'{"lat": NaN}', b"[" * 5000 + b"]" * 5000,
+     json.dumps({**REPORT_EXAMPLE, "an_nais": 10**40}).encode()],
+)  # fmt: skip
+def test_malformed_bodies_are_a_422_never_a_500(client, body):
+    response = client.post("/v2/predict", content=body, headers={**login(client), "Content-Type": "application/json"})
+    assert response.status_code == 422, response.text
+    assert all(problem["loc"][0] == "body" and problem["msg"] for problem in response.json()["detail"])
+
+
+def test_a_valid_report_without_a_model_is_a_503_saying_so(client):
+    response = client.post("/v2/predict", json=REPORT_EXAMPLE, headers=login(client))
+    assert response.status_code == 503 and "no report-time model is loaded" in response.json()["detail"]
+
+
+def test_batch_and_body_limits_are_predicts(app_factory, tmp_path):
+    limited = app_factory(max_batch_rows=2)
+    headers = login(limited)
+    (problem,) = problems(limited.post("/v2/predict", json={"accidents": [REPORT_EXAMPLE] * 3}, headers=headers))
+    assert problem == {"loc": ["body", "accidents"], "msg": "batch of 3 accidents is larger than the limit of 2",
+                       "type": "too_long"}  # fmt: skip
+    assert limited.post("/v2/predict", json={"accidents": [REPORT_EXAMPLE] * 2}, headers=headers).status_code == 503
+    small = app_factory(tmp_path / "small", max_body_bytes=1024)
+    response = small.post("/v2/predict", json={"accidents": [REPORT_EXAMPLE] * 2}, headers=login(small))
+    assert response.status_code == 413
+
+
+def test_disabled_report_model_is_a_503_saying_so(app_factory):
+    disabled = app_factory(report_model_enabled=False)
+    response = disabled.post("/v2/predict", json=REPORT_EXAMPLE, headers=login(disabled))
+    assert response.status_code == 503 and "REPORT_MODEL_ENABLED=false" in response.json()["detail"]
+
+
+def test_an_outcome_is_refused_at_its_field_before_any_model(client):
+    report = with_change(("vehicles", 1, "users", 0, "grav"), 1)
+    (problem,) = problems(client.post("/v2/predict", json={"accidents": [REPORT_EXAMPLE, report]},
+                                      headers=login(client)))  # fmt: skip
+    assert problem["loc"] == ["body", "accidents", 1, "vehicles", 1, "users", 0, "grav"]
+    assert problem["msg"].startswith("injury severity (grav) is the outcome the model predicts")
+
+
+def test_openapi_documents_the_report_contract(client):
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/v2/predict"]["post"]["requestBody"]["content"]["application/json"]
+    refs = re.findall(r'"\$ref": "#/components/schemas/(\w+)"', json.dumps(body))
+    assert {"AccidentReport", "ReportBatch"} <= set(refs) and "$defs" not in body["schema"]
+    components = schema["components"]["schemas"]
+    assert {"AccidentReport", "ReportBatch", "PlaceReport", "VehicleReport", "UserReport"} <= set(components)
+    assert components["ReportBatch"]["properties"]["accidents"]["maxItems"] == 1000
+    # FastAPI drops the nulls of an example; without them (defaults: unknown) it is the same report
+    example = AccidentReport.model_validate(body["examples"]["one"]["value"])
+    assert example == AccidentReport.model_validate(REPORT_EXAMPLE)
+    answer = schema["paths"]["/v2/predict"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/ReportPredictResponse"}

@@ -112,7 +112,7 @@ class MlflowRegistry:
         artifact_uri = self._get_json("/model-versions/get-download-uri", where, "artifact_uri")
         model = loads_model(self._download(artifact_uri, MODEL_FILE, version.version))
         check_model(model, example)
-        return ModelBundle(model, metadata)
+        return ModelBundle(model, metadata, tuple(example))
 
     def recent_runs(self, experiment_name: str, limit: int) -> list[dict[str, Any]]:
         """The newest runs of an experiment (runs/search, read-only), as MLflow answers them;

@@ -11,10 +11,12 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from accidents.config import Paths
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES
 from accidents.model import compiled_trees
 from accidents.model.model_store import ModelBundle, ModelMetadata, read_bundle
 from accidents.model.modeling import fit_model, split_xy
+from accidents.report_time.features import REPORT_FEATURES, example_row
 
 METADATA = ModelMetadata("m", "1", "run", 0.4, "real", "2026-01-01T00:00:00+00:00", "test")
 
@@ -44,6 +46,28 @@ def test_real_champion_agrees_with_scikit_learn_on_the_whole_test_split(trained_
         np.testing.assert_allclose(bundle.compiled.predict_proba(rows), expected, rtol=0, atol=1e-12)
         threshold = bundle.metadata.threshold
         assert np.array_equal(bundle.compiled.predict_proba(rows) >= threshold, expected >= threshold)
+
+
+def test_real_report_time_champion_is_compiled_and_agrees_on_real_accidents(trained_project, caplog):
+    """The report-time model (95 accident-level features, /v2/predict) is compiled too: its probe
+    rows are built around its contract's example row, not the seed's 28 features."""
+    champion = Paths(trained_project.root).report_time.champion
+    with caplog.at_level(logging.WARNING, logger=compiled_trees.__name__):
+        bundle = read_bundle(champion, example_row())
+    assert "compiled" not in caplog.text
+    assert bundle.compiled is not None and bundle.compiled.encoding is not None  # target encoding of dep, com
+    test = pd.read_parquet(Paths(trained_project.root).report_time.split("test"), columns=list(REPORT_FEATURES))
+    x = test.to_numpy(dtype=float)
+    assert len(x) > 1000 and np.isnan(x).any()  # real 2021 accidents, with their missing values
+    missing = x.copy()
+    missing[np.random.default_rng(3).random(x.shape) < 0.3] = np.nan  # any report-time feature may be missing
+    for rows in (x, missing):
+        expected = bundle.model.predict_proba(rows)[:, 1]
+        np.testing.assert_allclose(bundle.compiled.predict_proba(rows), expected, rtol=0, atol=1e-12)
+    for row in x[:20]:  # one accident, as /v2/predict gets it, goes through the compiled copy
+        assert bundle.uses_compiled(1)
+        assert bundle.predict_proba(row[None, :])[0] == pytest.approx(bundle.model.predict_proba(row[None, :])[0, 1],
+                                                                      abs=1e-12)  # fmt: skip
 
 
 FAMILIES = [

@@ -10,7 +10,11 @@ depend on the model's size).
 
 The compiled copy is built in memory from the model we already loaded with our allow-list (no
 new artifact, nothing else to trust) and must reproduce scikit-learn's probabilities on probe
-rows drawn from the feature contract, or it is not used.
+rows, or it is not used. The probe rows fit the model's contract, known by its example row
+(`check_model`'s): the seed's 28 features are drawn from their contract domains; every model
+also gets rows built from its own split points (each threshold, and the floats just below and
+above it, so both sides of every comparison), its categories and missing values around the
+example row. The report-time model (95 features, accidents.report_time) is probed that way.
 
 A Pipeline (target encoding, then the trees) is compiled as its final trees plus a numpy copy of
 the encoding: scikit-learn's ColumnTransformer costs ~0.5 ms per call whatever the number of
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +36,7 @@ from treelite.core import _LIB, _check_call
 from treelite.gtil.gtil import GTILConfig
 from treelite.util import typestr_to_ctypes_type, typestr_to_numpy_type
 
-from accidents.features import FEATURES, SEED_EXAMPLE
+from accidents.features import FEATURES, N_FEATURES, SEED_EXAMPLE
 
 if TYPE_CHECKING:
     from sklearn.compose import ColumnTransformer
@@ -64,7 +69,9 @@ class TargetEncoding:
         self._raw_columns = list(encoder.transformers_[1][2])
         self.categories = [np.asarray(values, dtype=float) for values in target.categories_]
         self._encodings = [np.asarray(values, dtype=float) for values in target.encodings_]
-        self._default = float(target.target_mean_)  # what TargetEncoder gives an unseen category
+        # what TargetEncoder gives an unseen category, and a missing value when it saw none in
+        # training (categories with NaN are refused below): NaN is never found by the look-ups
+        self._default = float(target.target_mean_)
         # category -> encoding per column, for single rows: a dict look-up finds a float equal to the
         # value exactly as the sorted-array search does, without a dozen numpy calls (~25 us)
         self._lookups = [dict(zip(c.tolist(), e.tolist(), strict=True)) for c, e in
@@ -83,8 +90,6 @@ class TargetEncoding:
         encoded = []
         for column, categories, encodings in zip(self.columns, self.categories, self._encodings, strict=True):
             values = rows[:, column]
-            if np.isnan(values).any():
-                raise ValueError("missing value in a target-encoded column")
             position = np.minimum(np.searchsorted(categories, values), len(categories) - 1)
             known = categories[position] == values
             encoded.append(np.where(known, encodings[position], self._default))
@@ -94,8 +99,6 @@ class TargetEncoding:
         encoded = []
         for column, lookup in zip(self.columns, self._lookups, strict=True):
             value = values[column]
-            if value != value:  # NaN
-                raise ValueError("missing value in a target-encoded column")
             encoded.append(lookup.get(value, self._default))
         encoded += [values[column] for column in self._raw_columns]
         return np.array([encoded], dtype=float)
@@ -107,9 +110,13 @@ class CompiledTrees:
     output types (a C call each) and the output shape per row. That was ~4 % of the API's CPU
     under load (py-spy, issue #26); `compile_trees` still compares the result with scikit-learn's."""
 
-    def __init__(self, model: treelite.Model, encoding: TargetEncoding | None = None):
+    def __init__(self, model: treelite.Model, encoding: TargetEncoding | None = None, float32_inputs: bool = False):
         self._model = model
         self.encoding = encoding
+        # scikit-learn's decision trees (forests) compare float32 copies of the inputs with their
+        # thresholds: a float64 value just above a threshold can round onto it. The compiled copy
+        # rounds the same way (the split-edge probe rows catch it otherwise).
+        self._float32_inputs = float32_inputs
         self._config = GTILConfig(predict_type="default", nthread=1)  # single-threaded like the rest of serving
         input_type, output_type = model.input_type, model.output_type
         self._input_dtype = typestr_to_numpy_type(input_type)
@@ -123,6 +130,8 @@ class CompiledTrees:
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         """Probability of the severe class for each row."""
         features = rows if self.encoding is None else self.encoding.transform(rows)
+        if self._float32_inputs:
+            features = np.asarray(features, dtype=np.float32)
         data = np.ascontiguousarray(features, dtype=self._input_dtype)
         if data.ndim != 2 or data.shape[1] != self._num_feature:
             raise ValueError(f"expected rows of {self._num_feature} features, got shape {data.shape}")
@@ -140,19 +149,22 @@ class CompiledTrees:
         return tuple(int(each) for each in np.ctypeslib.as_array(pointer, shape=(ndim.value,)))
 
 
-def compile_trees(model: Any) -> CompiledTrees | None:
-    """The compiled copy of `model`, or None (with a warning) when it cannot be trusted to agree."""
+def compile_trees(model: Any, example: Sequence[float] = SEED_EXAMPLE) -> CompiledTrees | None:
+    """The compiled copy of `model`, or None (with a warning) when it cannot be trusted to agree.
+    `example` is the model's contract example row (the seed's by default; the report-time model's
+    is accidents.report_time.features.example_row()): the probe rows are as wide and built around it."""
     from sklearn.pipeline import Pipeline
 
     try:
         if isinstance(model, Pipeline):
             if len(model.steps) != 2:
                 raise ValueError(f"a pipeline of {len(model.steps)} steps")
-            encoding = TargetEncoding(model.steps[0][1])
-            compiled = CompiledTrees(treelite.sklearn.import_model(model.steps[-1][1]), encoding)
+            encoding, trees = TargetEncoding(model.steps[0][1]), model.steps[-1][1]
         else:
-            encoding, compiled = None, CompiledTrees(treelite.sklearn.import_model(model))
-        probe = probe_rows() if encoding is None else with_known_categories(probe_rows(), encoding)
+            encoding, trees = None, model
+        compiled = CompiledTrees(treelite.sklearn.import_model(trees), encoding,
+                                 float32_inputs=hasattr(trees, "estimators_"))  # fmt: skip
+        probe = contract_probe_rows(model, example, encoding)
         difference = float(np.max(np.abs(compiled.predict_proba(probe) - model.predict_proba(probe)[:, 1])))
     except Exception as error:  # any model treelite cannot import keeps the plain scikit-learn path
         logger.warning("no compiled copy of %s (scikit-learn serves every request): %s", type(model).__name__, error)
@@ -161,6 +173,60 @@ def compile_trees(model: Any) -> CompiledTrees | None:
         logger.warning("compiled copy differs from scikit-learn by %.3g: not used", difference)
         return None
     return compiled
+
+
+def contract_probe_rows(model: Any, example: Sequence[float], encoding: TargetEncoding | None) -> np.ndarray:
+    """The rows the compiled copy must score as scikit-learn does: the seed contract's domains
+    (`probe_rows`) when `example` is the seed's, and for every contract the model's split edges
+    around `example` (`edge_rows`); twice when a target encoding is compiled (unseen and seen
+    categories in the encoded columns)."""
+    seed_contract = len(example) == N_FEATURES and np.array_equal(
+        np.asarray(example, dtype=float), np.asarray(SEED_EXAMPLE, dtype=float), equal_nan=True
+    )
+    rows = edge_rows(model, example, encoding)
+    if seed_contract:
+        rows = np.vstack([probe_rows(), rows])
+    return rows if encoding is None else with_known_categories(rows, encoding)
+
+
+def split_values(model: Any, encoding: TargetEncoding | None, width: int) -> list[np.ndarray]:
+    """For each input column, the values where the trees' decisions on it change: the numeric
+    split thresholds (HistGradientBoosting: every bin edge; forests: every node's threshold) and
+    the categories of categorical splits. Columns the encoding replaces by their encodings get
+    only their raw-copy thresholds (their encodings are probed by `with_known_categories`)."""
+    trees = model.steps[-1][1] if encoding is not None else model
+    sources = encoding.input_columns if encoding is not None else list(range(width))
+    found: list[list[np.ndarray]] = [[] for _ in range(width)]
+    n_encoded = 0 if encoding is None else len(encoding.columns)
+    mapper = getattr(trees, "_bin_mapper", None)
+    if mapper is not None:  # HistGradientBoosting: bin_thresholds_ holds every possible split value
+        for feature, values in enumerate(mapper.bin_thresholds_):
+            if feature >= n_encoded and values is not None:
+                found[sources[feature]].append(np.asarray(values, dtype=float))
+    for estimator in getattr(trees, "estimators_", []):  # RandomForest: each tree's own thresholds
+        tree = estimator.tree_
+        for feature in range(n_encoded, len(sources)):
+            found[sources[feature]].append(tree.threshold[tree.feature == feature])
+    return [np.unique(np.concatenate(values)) if values else np.zeros(0) for values in found]
+
+
+def edge_rows(model: Any, example: Sequence[float], encoding: TargetEncoding | None = None,
+              count: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:  # fmt: skip
+    """The example row, the example with every value missing, and `count` rows where each value
+    is the example's, missing, an unseen code (one above the column's largest split value), or
+    one of the column's split values, the float just below or just above it."""
+    rng = np.random.default_rng(seed)
+    example_row = np.asarray(example, dtype=float)
+    columns = []
+    for value, edges in zip(example_row, split_values(model, encoding, len(example_row)), strict=True):
+        finite = edges[np.isfinite(edges)]
+        unseen = [finite.max() + 1.0] if len(finite) else []
+        candidates = np.concatenate([[value, np.nan, *unseen], finite, np.nextafter(finite, -np.inf),
+                                     np.nextafter(finite, np.inf)])  # fmt: skip
+        column = rng.choice(candidates, size=count)
+        keep = rng.random(count) < 0.3  # some values stay the example's, so rows also look like real ones
+        columns.append(np.where(keep, value, column))
+    return np.vstack([example_row, np.full_like(example_row, np.nan), np.column_stack(columns)])
 
 
 def probe_rows(count: int = PROBE_ROWS, seed: int = 0) -> np.ndarray:

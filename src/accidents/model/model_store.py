@@ -73,11 +73,15 @@ class ModelMetadata:
 class ModelBundle:
     model: Any
     metadata: ModelMetadata
+    # The contract's example row (check_model's): the seed's, or the report-time model's
+    # (accidents.report_time.features.example_row); the compiled copy is checked on rows around it.
+    example: tuple[float, ...] = field(default=tuple(SEED_EXAMPLE), repr=False, compare=False)
     # Built from `model` on creation (about 10 ms); None when it cannot match scikit-learn.
     compiled: CompiledTrees | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "compiled", compile_trees(self.model))
+        object.__setattr__(self, "example", tuple(float(value) for value in self.example))
+        object.__setattr__(self, "compiled", compile_trees(self.model, self.example))
 
     def explainer(self) -> TreeShap:
         """The exact TreeSHAP explainer of `model` (accidents.model.explain), built on first use (~0.2 s)
@@ -100,7 +104,7 @@ class ModelBundle:
         return self.compiled is not None and n_rows <= COMPILED_MAX_ROWS
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        """Probability of the severe class for each row (shape (n, 28), contract order).
+        """Probability of the severe class for each row (shape (n, width of `example`), contract order).
 
         A few rows go through the compiled copy (same probabilities, ~30x faster for one row),
         larger batches through scikit-learn's vectorized loop (faster there).
@@ -172,7 +176,7 @@ def read_bundle(path: Path, example: Sequence[float] = SEED_EXAMPLE) -> ModelBun
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
         raise ModelLoadError(f"cannot read model bundle {path}: {error}") from error
     check_model(model, example)
-    return ModelBundle(model, metadata)
+    return ModelBundle(model, metadata, tuple(example))
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -112,7 +112,7 @@ def load_version(
             raise ModelLoadError(f"version {version.version} has no {MODEL_FILE}")
         model = loads_model(model_file.read_bytes())
     check_model(model, example)
-    return ModelBundle(model, metadata)
+    return ModelBundle(model, metadata, tuple(example))
 
 
 def load_champion(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelBundle | None:

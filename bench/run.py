@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from accidents.features import FEATURE_NAMES
-from bench import drift, floor, pipeline, prediction_log, rss_profile, serving, shadow, stack
+from bench import drift, floor, pipeline, prediction_log, report_route, rss_profile, serving, shadow, stack
 from bench.common import RESULTS, machine
 from bench.report import write_section
 from tests.support.project import REPO, copy_project, start_mlflow
@@ -42,6 +42,8 @@ def main() -> None:
     )
     parser.add_argument("--floor-only", action="store_true",
                         help="only our API against the bare FastAPI floor (bench/floor.py)")  # fmt: skip
+    parser.add_argument("--report-route-only", action="store_true",
+                        help="only POST /v2/predict against POST /predict (bench/report_route.py)")  # fmt: skip
     parser.add_argument("--floor-baseline", metavar="REF",
                         help="also serve git REF's API in the floor section: before/after in one run")  # fmt: skip
     args = parser.parse_args()
@@ -61,7 +63,7 @@ def main() -> None:
             results["drift"] = drift.bench_drift(project, work, args.repeats)
             write_section(results, RESULTS, "drift", "drift", drift.markdown)
             return
-        only = args.prediction_log_only or args.shadow_only or args.floor_only  # one section alone
+        only = args.prediction_log_only or args.shadow_only or args.floor_only or args.report_route_only
         if not (args.skip_drift or only):
             results["drift"] = drift.bench_drift(project, work, args.repeats)
         if not args.skip_pipeline and not only:
@@ -77,6 +79,12 @@ def main() -> None:
                                                        args.seconds, args.floor_baseline,
                                                        bodies["api"]["batch"])  # fmt: skip
             write_section(results, RESULTS, "floor_ratio", "floor", floor.markdown)
+            return
+        # the report-time model's route against the seed's (issue #25, bench/report_route.py)
+        if args.report_route_only:
+            results["report_route"] = report_route.bench_report_route(project, work, bodies["api"], args.repeats,
+                                                                      args.seconds)  # fmt: skip
+            write_section(results, RESULTS, "report_route", "report-route", report_route.markdown)
             return
         # shadow challenger and explanations (issue #15, bench/shadow.py)
         if args.shadow_only:
@@ -108,6 +116,9 @@ def main() -> None:
         results["shadow"] = shadow.bench_shadow(
             project, work, args.repeats, args.seconds
         )  # after: it adds a challenger
+        print("POST /v2/predict against POST /predict ...", flush=True)
+        results["report_route"] = report_route.bench_report_route(project, work, bodies["api"], args.repeats,
+                                                                  args.seconds)  # fmt: skip
         print("our API against the framework floor ...", flush=True)
         results["floor_ratio"] = floor.bench_floor(
             project,
@@ -136,7 +147,7 @@ def markdown(results: dict[str, Any]) -> str:
         lines += rss_profile.section(results["api_rss_profile"])
     sections = {"floor_ratio": floor.markdown,
                 "stack": stack.markdown, "pipeline": pipeline.markdown, "prediction_log": prediction_log.markdown,
-                "drift": drift.markdown, "shadow": shadow.markdown}  # fmt: skip
+                "drift": drift.markdown, "shadow": shadow.markdown, "report_route": report_route.markdown}  # fmt: skip
     for key, section in sections.items():
         if key in results:
             lines += section(results[key])

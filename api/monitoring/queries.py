@@ -13,6 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from accidents.config import EXPERIMENT_NAME
 from accidents.features import FEATURE_NAMES
+from accidents.stage import SEED
 from accidents.store.prediction_log import predictions, realized
 from api.monitoring.schemas import MAX_BUCKETS, LoggedPrediction
 from api.serving.registry_client import MlflowRegistry
@@ -171,6 +172,7 @@ def _run_out(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": info["run_id"],
         "run_name": info.get("run_name"),
+        "model": tags.get("model", SEED),
         "status": info.get("status", "UNKNOWN"),
         "started_at": _time(info.get("start_time")),
         "ended_at": _time(info.get("end_time")),

@@ -172,6 +172,7 @@ def _run_out(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": info["run_id"],
         "run_name": info.get("run_name"),
+        "model": tags.get("model", SEED_MODEL),
         "status": info.get("status", "UNKNOWN"),
         "started_at": _time(info.get("start_time")),
         "ended_at": _time(info.get("end_time")),

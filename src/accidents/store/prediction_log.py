@@ -50,6 +50,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from accidents.config import project_dir
 from accidents.features import FEATURE_NAMES
+from accidents.stage import REPORT_TIME, SEED
 from accidents.store.database import database_engine, migration_lock
 
 if TYPE_CHECKING:
@@ -63,8 +64,9 @@ ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
 SCHEMA_REVISION = "0006"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-SEED_MODEL = "seed"  # prediction_log.model of /predict's rows (and of every row logged before revision 0006)
-REPORT_TIME_MODEL = "report_time"  # /v2/predict's rows: accidents-report-time, inputs in report_features
+# prediction_log.model: the pipeline's model keys (accidents.stage). SEED_MODEL: /predict's rows (and every row
+# logged before revision 0006); REPORT_TIME_MODEL: /v2/predict's rows (accidents-report-time, inputs in report_features)
+SEED_MODEL, REPORT_TIME_MODEL = SEED, REPORT_TIME
 MODEL_NAME_MAX_LENGTH = 32
 
 metadata = MetaData()

@@ -394,8 +394,8 @@ async function drawRetrains() {
   }
   if (!runs.length) { empty("retrains", "no pipeline run in MLflow yet"); return; }
   setPanel("retrains", "ready", table(
-    ["started", "status", "why it ran", "promotion", "test AUC", "test F1"],
-    runs.map((run) => [shortTime(run.started_at), pill(run.status), run.reason || "–",
+    ["started", "model", "status", "why it ran", "promotion", "test AUC", "test F1"],
+    runs.map((run) => [shortTime(run.started_at), run.model, pill(run.status), run.reason || "–",
       el("span", {}, [pill(run.promotion), " ", run.promotion_reason || ""]), fmt(run.test_roc_auc), fmt(run.test_f1)]),
   ), runs.length);
 }

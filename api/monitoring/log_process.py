@@ -6,9 +6,10 @@ work that holds the GIL for ~5 us a row. In a thread of the API it competed with
 runs on the other core; the API's writer thread only packs arrays and pipes them here.
 
 Protocol over two pipes (multiprocessing.connection framing): the API first sends the database
-URL and busy timeout (on the pipe, not the command line: a URL may hold a password), then one
-pickled `PackedRows` per write; this process answers ("ok", rows), ("error", message) when the database
-refused (worth a retry) or ("invalid", message) when the payload cannot become rows. It holds no
+URL and busy timeout (on the pipe, not the command line: a URL may hold a password), then per
+write one pickled list of `PackedRows` (one per model: the seed's, the report-time model's,
+inserted in one transaction); this process answers ("ok", rows), ("error", message) when the
+database refused (worth a retry) or ("invalid", message) when the payload cannot become rows. It holds no
 state between writes (each is one transaction), so the API can resend a failed write or restart
 this process at any time. It exits when the API closes its pipe (also when the API dies), and
 ignores SIGINT/SIGTERM, so a Ctrl-C or a stop of the process group leaves the API time to
@@ -38,12 +39,14 @@ class InsertStatement:
     """The log's INSERT compiled once for the engine's dialect, executed as one driver-level
     executemany: SQLAlchemy Core's per-row parameter processing cost ~60 us a row here (about
     8,000 rows/s); positional tuples through `exec_driver_sql` reach the goal of >= 20,000 rows/s.
-    Bind processors (SQLite's datetime format) run once per batch, on the shared columns only."""
+    Bind processors (SQLite's datetime format) run once per batch, on the shared columns only.
+    This one writes the seed's rows (/predict: the 28 feature columns); ReportInsertStatement
+    the report-time model's (/v2/predict: its inputs as JSON in report_features)."""
 
     SHARED = ("logged_at", "request_id", "model_version", "model_source", "caller_role")
-    PER_BATCH = ("threshold", "shadow", "champion_version")
+    PER_BATCH = ("threshold", "shadow", "champion_version", "model")
     COLUMNS = (*SHARED, "accident_id", *FEATURE_NAMES, "probability", "predicted_class", "threshold",
-               "shadow", "champion_version", "champion_probability", "champion_class")  # fmt: skip
+               "shadow", "champion_version", "champion_probability", "champion_class", "model")  # fmt: skip
 
     def __init__(self, engine: Engine):
         dialect = engine.dialect
@@ -79,18 +82,23 @@ class InsertStatement:
                         for convert, value in zip(self._shared, values[:width], strict=True)) + values[width:]
                   for values in packed.shared]  # fmt: skip
         per_row_shared = [shared[index] for index in np.repeat(np.arange(len(shared)), packed.sizes).tolist()]
-        features = packed.features.astype(object)
-        features[np.isnan(packed.features)] = None
         champion_probabilities = packed.champion_probabilities.astype(object)
         champion_probabilities[np.isnan(packed.champion_probabilities)] = None
         missing = np.isnan(packed.champion_classes)
         champion_classes = np.where(missing, 0, packed.champion_classes).astype(np.int64).astype(object)
         champion_classes[missing] = None
+        return self._rows(packed, per_row_shared, champion_probabilities.tolist(), champion_classes.tolist())
+
+    def _rows(self, packed: PackedRows, per_row_shared: list[tuple[Any, ...]], champion_probabilities: list[Any],
+              champion_classes: list[Any]) -> list[tuple[Any, ...]]:  # fmt: skip
+        width = len(self.SHARED)
+        features = packed.features.astype(object)
+        features[np.isnan(packed.features)] = None
         return [
-            (*common[:width], accident_id, *row, p, c, *common[width:], cp, cc)
+            (*common[:width], accident_id, *row, p, c, *common[width:-1], cp, cc, common[-1])
             for common, accident_id, row, p, c, cp, cc in zip(
                 per_row_shared, packed.accident_ids, features.tolist(), packed.probabilities.tolist(),
-                packed.classes.tolist(), champion_probabilities.tolist(), champion_classes.tolist(), strict=True)
+                packed.classes.tolist(), champion_probabilities, champion_classes, strict=True)
         ]  # fmt: skip
 
     def execute(self, connection: Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -105,11 +113,50 @@ class InsertStatement:
                 copy.write_row(row)
 
 
-def insert(engine: Engine, statement: InsertStatement, packed: PackedRows) -> int:
-    rows = statement.rows(packed)
+class ReportInsertStatement(InsertStatement):
+    """The report-time model's rows (/v2/predict): the same columns but the seed's 28 (NULL), and
+    its inputs as one JSON object per row in report_features, named by the batch's feature_names
+    (orjson writes NaN as null). Built here, in the insert process, off the API's GIL."""
+
+    COLUMNS = (*InsertStatement.SHARED, "accident_id", "probability", "predicted_class", "threshold", "shadow",
+               "champion_version", "champion_probability", "champion_class", "model", "report_features")  # fmt: skip
+
+    def _rows(self, packed: PackedRows, per_row_shared: list[tuple[Any, ...]], champion_probabilities: list[Any],
+              champion_classes: list[Any]) -> list[tuple[Any, ...]]:  # fmt: skip
+        import orjson
+
+        width = len(self.SHARED)
+        names = packed.feature_names
+        if names is None or packed.features.shape[1] != len(names):
+            raise ValueError(f"{packed.model} rows need their feature names: {names!r}, {packed.features.shape}")
+        inputs = [orjson.dumps(dict(zip(names, row, strict=True))).decode() for row in packed.features.tolist()]
+        return [
+            (*common[:width], accident_id, p, c, *common[width:-1], cp, cc, common[-1], features)
+            for common, accident_id, features, p, c, cp, cc in zip(
+                per_row_shared, packed.accident_ids, inputs, packed.probabilities.tolist(),
+                packed.classes.tolist(), champion_probabilities, champion_classes, strict=True)
+        ]  # fmt: skip
+
+
+class Statements:
+    """The statement of each kind of rows: the seed's (feature_names None), anything else's."""
+
+    def __init__(self, engine: Engine):
+        self.seed = InsertStatement(engine)
+        self.named = ReportInsertStatement(engine)
+
+    def of(self, packed: PackedRows) -> InsertStatement:
+        return self.seed if packed.feature_names is None else self.named
+
+
+def insert(engine: Engine, statements: Statements, payload: PackedRows | list[PackedRows]) -> int:
+    """The packed rows (one PackedRows per model) in one transaction; rows written."""
+    groups = [payload] if isinstance(payload, PackedRows) else payload
+    built = [(statements.of(packed), statements.of(packed).rows(packed)) for packed in groups]
     with engine.begin() as connection:
-        statement.execute(connection, rows)
-    return len(rows)
+        for statement, rows in built:
+            statement.execute(connection, rows)
+    return sum(len(rows) for _, rows in built)
 
 
 def serve(read_fd: int, write_fd: int) -> None:
@@ -123,7 +170,7 @@ def serve(read_fd: int, write_fd: int) -> None:
     except (EOFError, OSError):
         return
     engine = create_log_engine(url, busy_timeout_seconds)
-    statement = InsertStatement(engine)
+    statements = Statements(engine)
     while True:
         try:
             payload = requests.recv_bytes()
@@ -132,7 +179,7 @@ def serve(read_fd: int, write_fd: int) -> None:
         try:
             # the API's own process wrote it, on a pipe only the two processes hold
             packed = pickle.loads(payload)  # noqa: S301
-            replies.send(("ok", insert(engine, statement, packed)))
+            replies.send(("ok", insert(engine, statements, packed)))
         except (SQLAlchemyError, OSError) as error:
             replies.send(("error", str(getattr(error, "orig", error))))
         except Exception as error:  # a payload that cannot become rows: answered, not retried, never fatal

@@ -16,11 +16,13 @@ class PackedRows:
     shared: list[tuple[Any, ...]]  # per batch: InsertStatement.SHARED values, then PER_BATCH ones
     sizes: np.ndarray  # rows per batch
     accident_ids: list[str | None]  # per row
-    features: np.ndarray  # (rows, 28) float64, NaN = null
+    features: np.ndarray  # (rows, 28) float64 (seed) or (rows, len(feature_names)), NaN = null
     probabilities: np.ndarray
     classes: np.ndarray
     champion_probabilities: np.ndarray  # NaN on served rows (shadow rows carry the champion's)
     champion_classes: np.ndarray  # float, NaN on served rows
+    model: str = "seed"  # prediction_log.model of every row (accidents.store.prediction_log.SEED_MODEL)
+    feature_names: tuple[str, ...] | None = None  # None: the seed's 28 columns; else JSON in report_features
 
     def __len__(self) -> int:
         return len(self.probabilities)

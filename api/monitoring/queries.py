@@ -13,7 +13,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from accidents.config import EXPERIMENT_NAME
 from accidents.features import FEATURE_NAMES
-from accidents.store.prediction_log import predictions, realized
+from accidents.store.prediction_log import SEED_MODEL, predictions, realized
 from api.monitoring.schemas import MAX_BUCKETS, LoggedPrediction
 from api.serving.registry_client import MlflowRegistry
 
@@ -22,9 +22,10 @@ BUCKET_FORMATS = {"minute": "YYYY-MM-DD HH24:MI", "hour": "YYYY-MM-DD HH24", "da
 
 
 def _served_rows(since: datetime | None, until: datetime | None, model_version: str | None) -> list[Any]:
-    """The filter of both reads of served rows: logged in [since, until), of one version (shadow
-    rows are the shadow report's)."""
-    conditions = [predictions.c.shadow.is_(False)]
+    """The filter of both reads of served rows: the seed model's (/predict: its 28 features; the
+    report-time model's versions overlap its numbers), logged in [since, until), of one version
+    (shadow rows are the shadow report's)."""
+    conditions = [predictions.c.shadow.is_(False), predictions.c.model == SEED_MODEL]
     if since is not None:
         conditions.append(predictions.c.logged_at >= since)
     if until is not None:
@@ -171,6 +172,7 @@ def _run_out(run: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": info["run_id"],
         "run_name": info.get("run_name"),
+        "model": tags.get("model", SEED_MODEL),
         "status": info.get("status", "UNKNOWN"),
         "started_at": _time(info.get("start_time")),
         "ended_at": _time(info.get("end_time")),

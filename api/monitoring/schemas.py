@@ -152,6 +152,10 @@ class PredictionStats(BaseModel):
 class PipelineRun(BaseModel):
     run_id: str
     run_name: str | None
+    model: str = Field(
+        description="which model the run trained: seed | report_time (its `model` tag; seed "
+        "for runs from before the report-time model)"
+    )
     status: str
     started_at: datetime | None
     ended_at: datetime | None

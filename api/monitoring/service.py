@@ -1,5 +1,6 @@
 """The prediction log as an API service: its engine, writer and gauges, started and stopped with
-the app. Built from the settings by the lifespan; `record` is what /predict calls."""
+the app. Built from the settings by the lifespan; `record` is what /predict and /v2/predict call
+(the latter with model="report_time" and its feature names)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
-from accidents.store.prediction_log import create_log_engine, ensure_schema
+from accidents.store.prediction_log import SEED_MODEL, create_log_engine, ensure_schema
 from api.monitoring.drift_gauges import DriftCollector
 from api.monitoring.gauges import RealizedPerformanceCollector
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
@@ -88,12 +89,16 @@ class PredictionLog:
         probabilities: np.ndarray,
         classes: np.ndarray,
         accident_ids: list[str | None] | None,
+        model: str = SEED_MODEL,
+        feature_names: tuple[str, ...] | None = None,
     ) -> None:
-        """Queue what one request served (no I/O; a full queue drops and counts)."""
+        """Queue what one request served (no I/O; a full queue drops and counts). `model`: which
+        model served it (prediction_log.model); `feature_names`: its inputs' names when they are
+        not the seed's 28 columns (stored as JSON in report_features)."""
         writer = self.writer
         if writer is None:
             return
         writer.submit(
             ServedBatch(datetime.now(UTC), request_id, model_version, model_source, caller_role, threshold,
-                        features, probabilities, classes, accident_ids)
+                        features, probabilities, classes, accident_ids, model=model, feature_names=feature_names)
         )  # fmt: skip

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import case, func, select
 from sqlalchemy.engine import Engine
 
-from accidents.store.prediction_log import predictions, realized
+from accidents.store.prediction_log import SEED_MODEL, predictions, realized
 
 REALIZED_FIELDS = ("roc_auc", "f1", "precision", "recall", "rows_labelled", "rows_unlabelled", "computed_at")
 
@@ -26,7 +26,7 @@ def shadow_report(engine: Engine, challenger_version: str | None = None) -> list
             func.avg(p.champion_class).label("champion_positive_rate"),
             func.min(p.logged_at).label("first_logged_at"), func.max(p.logged_at).label("last_logged_at"),
         )
-        .where(p.shadow.is_(True))
+        .where(p.shadow.is_(True), p.model == SEED_MODEL)  # the shadow runs beside /predict only
         .group_by(p.model_version, p.champion_version)
     )  # fmt: skip
     if challenger_version is not None:

@@ -36,7 +36,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.store.prediction_log import predictions
+from accidents.store.prediction_log import SEED_MODEL, predictions
 from api.monitoring.drops import DropReport, wait_idle
 from api.monitoring.packed_rows import PackedRows
 
@@ -50,7 +50,9 @@ PIPE_BYTES = 1 << 20  # Linux's default /proc/sys/fs/pipe-max-size; a 5,000-row 
 
 @dataclass(frozen=True, slots=True)
 class ServedBatch:
-    """What one /predict request served, as it was served: built on the request path, so cheap."""
+    """What one /predict or /v2/predict request served, as it was served: built on the request
+    path, so cheap. `model` says which (prediction_log.model); the seed's features go to its 28
+    columns, any other model's (`feature_names`, its inputs in order) to report_features."""
 
     logged_at: datetime
     request_id: str
@@ -58,7 +60,7 @@ class ServedBatch:
     model_source: str
     caller_role: str
     threshold: float
-    features: np.ndarray  # (n, 28) float64, NaN = null, as validated
+    features: np.ndarray  # (n, 28) float64 for the seed, (n, len(feature_names)) otherwise; NaN = null
     probabilities: np.ndarray
     classes: np.ndarray
     accident_ids: list[str | None] | None
@@ -67,15 +69,27 @@ class ServedBatch:
     champion_version: str | None = None
     champion_probabilities: np.ndarray | None = None
     champion_classes: np.ndarray | None = None
+    model: str = SEED_MODEL
+    feature_names: tuple[str, ...] | None = None  # None: the seed's FEATURE_NAMES (its own columns)
 
     def shared(self) -> tuple[Any, ...]:
         """InsertStatement.SHARED values, then its PER_BATCH ones."""
         return (self.logged_at, self.request_id, self.model_version, self.model_source, self.caller_role,
-                self.threshold, self.shadow, self.champion_version)  # fmt: skip
+                self.threshold, self.shadow, self.champion_version, self.model)  # fmt: skip
+
+
+def pack_all(batches: list[ServedBatch]) -> list[PackedRows]:
+    """The batches packed per model (one PackedRows per model and feature list, in order of first
+    appearance): the seed's rows and the report-time model's have different inputs."""
+    groups: dict[tuple[str, tuple[str, ...] | None], list[ServedBatch]] = {}
+    for batch in batches:
+        groups.setdefault((batch.model, batch.feature_names), []).append(batch)
+    return [pack(group) for group in groups.values()]
 
 
 def pack(batches: list[ServedBatch]) -> PackedRows:
-    """The batches as a few arrays: whole-array numpy work and one small tuple per batch."""
+    """The batches (of one model and feature list) as a few arrays: whole-array numpy work and one
+    small tuple per batch."""
     nothing = [np.full(len(batch.probabilities), np.nan) for batch in batches]
     champion_probabilities = [
         none if batch.champion_probabilities is None else batch.champion_probabilities
@@ -98,6 +112,8 @@ def pack(batches: list[ServedBatch]) -> PackedRows:
         classes=np.concatenate([batch.classes for batch in batches]),
         champion_probabilities=np.concatenate(champion_probabilities),
         champion_classes=np.concatenate(champion_classes),
+        model=batches[0].model,
+        feature_names=batches[0].feature_names,
     )
 
 
@@ -309,7 +325,7 @@ class PredictionLogWriter:
     def _write(self, batches: list[ServedBatch]) -> None:
         rows = sum(len(batch.probabilities) for batch in batches)
         try:
-            payload = pickle.dumps(pack(batches), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = pickle.dumps(pack_all(batches), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # a record that cannot be packed must not stop the writer
             logger.exception("prediction log: could not pack rows")
             self._dropped(DROP_WRITE_FAILED, rows)

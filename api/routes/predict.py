@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import Counter
 
 from accidents.model.explain import ExplainError
+from accidents.store.prediction_log import REPORT_TIME_MODEL
 from api.core.config import Settings
 from api.deps import (
     Caller,
@@ -39,7 +40,7 @@ from api.deps import (
 from api.schemas import PredictResponse, ReportPredictResponse, predict_body_schema
 from api.serving.explanations import check_explainable, explain_rows
 from api.serving.prediction import parse_request
-from api.serving.reports import parse_reports, report_body_schema, report_rows, score_reports
+from api.serving.reports import LOGGED_FEATURES, parse_reports, report_body_schema, report_rows, score_reports
 
 
 class OrjsonResponse(JSONResponse):
@@ -167,18 +168,24 @@ def build_router(settings: Settings) -> APIRouter:
     )
     async def predict_reports(request: Request, caller: Caller, services: ServicesDep) -> Response:
         """The report-time model (docs/report-time-model.md): one accident as reported (every vehicle
-        and user, no injury outcome) or {"accidents": [...]}; one prediction per accident. Not
-        written to the prediction log yet (issue #25)."""
+        and user, no injury outcome) or {"accidents": [...]}; one prediction per accident. Its rows
+        go to the prediction log as /predict's do, with model="report_time" and the 95 inputs."""
         reports = parse_reports(await request.body(), max_batch_rows)
         served = serving_report_model(services.report_models)  # grabbed once, as /predict does
         bundle = served.bundle
         if bundle.uses_compiled(len(reports)):
-            probabilities = bundle.predict_proba(report_rows(reports))
+            rows = report_rows(reports)
+            probabilities = bundle.predict_proba(rows)
         else:  # scikit-learn's loop (milliseconds): features and scores on the inference thread, one hop
-            probabilities = await services.inference.run(score_reports, bundle.predict_proba, reports)
+            rows, probabilities = await services.inference.run(score_reports, bundle.predict_proba, reports)
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
         _count(services.metrics.report_predictions, classes, metadata.version)
+        accident_ids = [report.accident_id for report in reports]  # type: ignore[attr-defined]
+        services.prediction_log.record(
+            request.state.request_id, metadata.version, served.source, caller.role, metadata.threshold, rows,
+            probabilities, classes, accident_ids, model=REPORT_TIME_MODEL, feature_names=LOGGED_FEATURES,
+        )  # fmt: skip
         predictions = []
         for report, c, p in zip(reports, classes, probabilities, strict=True):
             prediction = {"class": int(c), "probability": float(p), "threshold": metadata.threshold,

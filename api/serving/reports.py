@@ -17,10 +17,11 @@ import numpy as np
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from accidents.report_time.contract import OUTCOME_FIELDS, REPORT_EXAMPLE, AccidentReport, ReportBatch
-from accidents.report_time.features import accident_features, tables_from_reports
+from accidents.report_time.features import REPORT_FEATURES, accident_features, tables_from_reports
 from api.serving.prediction import MAX_REPORTED_PROBLEMS, PayloadError, Problem, _load_json
 
 BATCH_FIELD = "accidents"
+LOGGED_FEATURES = REPORT_FEATURES  # the names of report_rows' columns, logged with each row
 VALUE_ERROR_PREFIX = "Value error, "
 
 
@@ -67,9 +68,11 @@ def report_rows(reports: Sequence[BaseModel]) -> np.ndarray:
     return accident_features(tables_from_reports(reports))
 
 
-def score_reports(predict_proba: Any, reports: Sequence[BaseModel]) -> np.ndarray:
-    """Features and probabilities in one call (one hop to the inference thread)."""
-    return predict_proba(report_rows(reports))
+def score_reports(predict_proba: Any, reports: Sequence[BaseModel]) -> tuple[np.ndarray, np.ndarray]:
+    """Features and probabilities in one call (one hop to the inference thread): the rows (for
+    the prediction log) and their probabilities."""
+    rows = report_rows(reports)
+    return rows, predict_proba(rows)
 
 
 def report_body_schema(max_accidents: int) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import copy
 import json
 import re
 import shlex
+import time
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,9 @@ from accidents.model.model_store import read_bundle
 from accidents.model.registry import TAG_THRESHOLD, client
 from accidents.pipeline.preprocess import read_official_table
 from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
-from accidents.report_time.features import accident_features, example_row
+from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row
 from accidents.report_time.raw import tables_from_official
+from accidents.store.prediction_log import REPORT_TIME_MODEL, file_url, read_window
 from tests.api.conftest import login, register, set_champion, start_api
 from tests.report_time.conftest import report_of
 from tests.support.project import start_mlflow
@@ -41,8 +43,14 @@ def sample_tables(baac_dir):
 
 
 @pytest.fixture(scope="module")
-def served(trained_project, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("report-serving")
+def served_state(tmp_path_factory) -> Path:
+    """The served API's folder: its prediction log is <it>/state/predictions.db."""
+    return tmp_path_factory.mktemp("report-serving")
+
+
+@pytest.fixture(scope="module")
+def served(trained_project, served_state):
+    tmp = served_state
     server = start_api(tmp, {"ACCIDENTS_PROJECT_DIR": str(trained_project.root), "STATE_DIR": str(tmp / "state"),
                              "MLFLOW_TRACKING_URI": trained_project.tracking_uri})  # fmt: skip
     yield server
@@ -80,6 +88,50 @@ def test_one_real_accident_is_scored_by_the_registry_champion(served, report_cha
     assert row["model_version"] == str(report_champion.version) and row["accident_id"] == DOC_ACCIDENT
     # the request path's features are the pipeline's: the same probability as the raw tables' row
     assert row["probability"] == pytest.approx(pipeline_scores[DOC_ACCIDENT], abs=1e-12)
+
+
+def logged_rows(state: Path, request_id: str, timeout: float = 20.0):
+    """The prediction log's rows of one request, every model's, once the writer has written them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = read_window(file_url(state / "state"), model=None)
+        rows = frame[frame["request_id"] == request_id]
+        if not rows.empty or time.monotonic() > deadline:
+            return rows.reset_index(drop=True)
+        time.sleep(0.2)
+
+
+def test_v2_rows_are_logged_with_their_model_and_inputs(served, served_state, report_champion, sample_tables):
+    """Issue #25: /v2/predict's rows go through /predict's log writer, model="report_time", the 95
+    inputs as JSON; the seed's readers (/monitoring/predictions, /monitoring/prediction-stats) do
+    not see them. (No /predict request here: test_metrics_and_ready... checks there was none.)"""
+    tables = tables_from_official(sample_tables)
+    expected = dict(zip(tables.accident_ids, accident_features(tables), strict=True))
+    ids = list(expected)[:3]
+    headers = login(served.url)
+    response = post(served.url, {"accidents": [report_of(sample_tables, i) for i in ids]}, headers)
+    assert response.status_code == 200, response.text
+    rows = logged_rows(served_state, response.headers["x-request-id"])
+    assert rows["accident_id"].tolist() == ids
+    assert set(rows["model"]) == {REPORT_TIME_MODEL} and not rows["shadow"].any()
+    assert set(rows["model_version"]) == {str(report_champion.version)} and set(rows["caller_role"]) == {"admin"}
+    served_rows = response.json()["predictions"]
+    assert np.allclose(rows["probability"], [row["probability"] for row in served_rows])
+    assert rows["predicted_class"].tolist() == [row["class"] for row in served_rows]
+    assert set(rows["threshold"]) == {served_rows[0]["threshold"]}
+    assert rows[["place", "victim_age"]].isna().all().all()  # the seed's columns stay NULL
+    for accident, text in zip(ids, rows["report_features"], strict=True):
+        logged = json.loads(text)
+        assert list(logged) == list(REPORT_FEATURES)
+        values = np.array([np.nan if value is None else value for value in logged.values()], dtype=float)
+        assert np.allclose(values, expected[accident], equal_nan=True)
+
+    monitored = requests.get(f"{served.url}/monitoring/predictions", params={"accident_id": ids[0]},
+                             headers=headers, timeout=30)  # fmt: skip
+    assert monitored.status_code == 200 and monitored.json()["items"] == []
+    stats = requests.get(f"{served.url}/monitoring/prediction-stats", params={"since": "2000-01-01"},
+                         headers=headers, timeout=30).json()  # fmt: skip
+    assert stats["rows"] == len(read_window(file_url(served_state / "state"))) == 0  # the seed's rows only
 
 
 def test_a_batch_of_real_accidents_keeps_its_order_and_ids(served, sample_tables, pipeline_scores):

@@ -171,6 +171,19 @@ def test_a_challenger_that_fails_to_score_is_counted_never_raised(champion_bundl
     assert logged == [] and metrics.totals.snapshot() == {}
 
 
+def wait_shadow_rows(url: str, headers: dict[str, str], challenger: str, champion: str, timeout: float = 60) -> None:
+    """Until GET /monitoring/shadow lists logged shadow rows of `challenger` against `champion`
+    (scored and written off the request path: a fixed wait was too short under load)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = requests.get(f"{url}/monitoring/shadow", headers=headers, timeout=10).json()
+        if any(entry["champion_version"] == champion and entry["rows"] for entry in report
+               if entry["challenger_version"] == challenger):  # fmt: skip
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no shadow rows of {challenger} vs {champion} logged within {timeout} s")
+
+
 def test_promotion_through_the_api_swaps_with_zero_failed_requests(shadow_registry, champion_bundle, api_server,
                                                                    tmp_path):  # fmt: skip
     uri, champion, challenger = shadow_registry
@@ -188,7 +201,7 @@ def test_promotion_through_the_api_swaps_with_zero_failed_requests(shadow_regist
     assert refused.status_code == 409 and "override" in refused.json()["detail"]
 
     load = Load(f"{server.url}/predict", admin)
-    time.sleep(1.0)
+    wait_shadow_rows(server.url, admin, challenger, champion)  # the evidence the audit records
     promoted = requests.post(f"{server.url}/model/promote", json={"override": True, "reason": "test promotion"},
                              headers=admin, timeout=60)  # fmt: skip
     time.sleep(1.0)

@@ -162,14 +162,17 @@ def run_ids(registry: MlflowClient) -> set[str]:
 
 
 def check_new_run(stack: Stack, registry: MlflowClient, runs_before: set[str], champion_before: str) -> bool:
-    """One new MLflow run, scored and decided by the promotion rule; the API serves the champion."""
-    new_runs = run_ids(registry) - runs_before
-    assert len(new_runs) == 1, new_runs
-    run = registry.get_run(new_runs.pop())
+    """One new MLflow run per model of `pipeline.models`; the seed's, scored and decided by the
+    promotion rule; the API serves the champion."""
+    params = yaml.safe_load((stack.project.root / "params.yaml").read_text())
+    new_runs = [registry.get_run(run_id) for run_id in run_ids(registry) - runs_before]
+    by_model = {run.data.tags.get("model"): run for run in new_runs}
+    assert len(by_model) == len(new_runs) and sorted(by_model) == sorted(params["pipeline"]["models"]), by_model
+    run = by_model["seed"]
     metrics, tags = run.data.metrics, run.data.tags
     challenger = {name: metrics[f"test_{name}"] for name in ("roc_auc", "f1")}
     champion = {name: metrics[f"champion_test_{name}"] for name in ("roc_auc", "f1")}
-    margin = float(yaml.safe_load((stack.project.root / "params.yaml").read_text())["promotion"]["min_improvement"])
+    margin = float(params["promotion"]["min_improvement"])
     promoted, reason = decide(challenger, champion, margin)
     assert tags["promotion"] == ("promoted" if promoted else "rejected"), (tags, reason)
     assert tags["compared_with_version"] == champion_before

@@ -149,3 +149,29 @@ def test_the_reference_is_matched_on_the_windows_months(reference_file):
     assert matched_reference(window, profile, Settings(seasonal=False))[0] is profile
     with pytest.raises(PipelineError, match="outside the contract"):
         Settings.from_params({"monitoring": {"excluded_features": ["hours"]}})
+
+
+def test_the_window_is_the_seed_models_rows_only(tmp_path):
+    """Issue #25: /v2/predict's rows (model "report_time", versions from 1 too) share the log with
+    /predict's. The drift window (and the estimation job, which reads it through read_traffic) is
+    the seed's: newer report-time rows neither pick the version nor join a seed version's window."""
+    from accidents.monitoring.drift import read_traffic
+    from accidents.report_time.features import REPORT_FEATURES, example_row
+    from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
+    from tests.api.monitoring.test_served_model import report_batch, seed_batch, write
+
+    assert len(example_row()) == len(REPORT_FEATURES)
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    write(url, [seed_batch(300, "3"), report_batch(500, "1")])  # the report-time rows are the newest
+    engine = create_log_engine(url)
+    try:
+        window, version = read_traffic(engine, Settings(), None, None, None)
+        assert version == "3" and len(window) == 300 and set(window["model"]) == {SEED_MODEL}
+        write(url, [seed_batch(200, "1"), report_batch(400, "1")])  # a seed "1" and a report-time "1"
+        window, version = read_traffic(engine, Settings(), None, None, None)
+        assert version == "1" and len(window) == 200 and set(window["model"]) == {SEED_MODEL}
+        window, _ = read_traffic(engine, Settings(), None, None, "1")
+        assert len(window) == 200 and window["report_features"].isna().all()
+        assert REPORT_TIME_MODEL not in set(window["model"])
+    finally:
+        engine.dispose()

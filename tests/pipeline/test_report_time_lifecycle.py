@@ -67,10 +67,12 @@ def test_preprocess_writes_the_features_a_report_gets(project, baac_dir):
     np.testing.assert_array_equal(sample[list(REPORT_FEATURES)].to_numpy(float), served)
 
 
-def test_train_registers_the_report_time_model_with_its_validation_threshold(project):
+def test_train_registers_the_report_time_model_with_its_validation_threshold(project, monkeypatch):
     line = report_time_line(Paths(project.root))
     trained = read_json(line.train_report)
-    registry.connect(project.tracking_uri)
+    # models:/ downloads read the registry URI: from the environment, for this test only (a global
+    # mlflow.set_registry_uri here pointed later tests' registrations at this module's server)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", project.tracking_uri)
     client = registry.client(project.tracking_uri)
     version = client.get_model_version(REPORT_MODEL_NAME, trained["version"])
     bundle = registry.load_version(client, version, example_row())

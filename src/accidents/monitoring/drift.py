@@ -44,7 +44,14 @@ from accidents.model import reference
 from accidents.stage import PipelineError, log, run_stage
 from accidents.store import drift_results
 from accidents.store.drift_results import VERDICT_DRIFT, VERDICT_NO_DRIFT, VERDICT_NOT_ENOUGH_DATA
-from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, predictions, read_window
+from accidents.store.prediction_log import (
+    SEED_MODEL,
+    create_log_engine,
+    default_url,
+    ensure_schema,
+    predictions,
+    read_window,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,11 +111,12 @@ class Comparison:
 
 
 def newest_version(engine: Engine, since: datetime | None, until: datetime | None) -> str | None:
-    """The model version that served the newest logged prediction of the time range (served rows:
-    a shadow challenger's rows are not traffic)."""
+    """The seed model's version that served the newest logged prediction of the time range (served
+    rows: a shadow challenger's rows are not traffic; the report-time model's rows are not the
+    seed's, and its version numbers overlap the seed's)."""
     query = (
         select(predictions.c.model_version)
-        .where(predictions.c.shadow.is_(False))
+        .where(predictions.c.shadow.is_(False), predictions.c.model == SEED_MODEL)
         .order_by(predictions.c.id.desc())
         .limit(1)
     )
@@ -122,13 +130,15 @@ def newest_version(engine: Engine, since: datetime | None, until: datetime | Non
 
 def read_traffic(engine: Engine, settings: Settings, since: datetime | None, until: datetime | None,
                  version: str | None) -> tuple[pd.DataFrame, str | None]:  # fmt: skip
-    """The window: the newest `window_rows` predictions of one model version in the time range."""
+    """The window: the newest `window_rows` predictions of one seed model version in the time range
+    (the seed's 28 features: the report-time model's rows of /v2/predict are not in it)."""
     version = version or newest_version(engine, since, until)
     if version is None:
         import pandas as pd
 
         return pd.DataFrame(), None
-    window = read_window(engine, since, until, model_version=version, newest=settings.window_rows or None)
+    window = read_window(engine, since, until, model_version=version, newest=settings.window_rows or None,
+                         model=SEED_MODEL)  # fmt: skip
     return window, version
 
 

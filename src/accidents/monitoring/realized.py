@@ -51,7 +51,14 @@ from accidents.model.bootstrap import paired_intervals, too_few
 from accidents.model.promotion import COMPARED, DEFAULT_ROUNDS, TAG_SHADOW_INTERVALS, interval_text, rule_settings
 from accidents.stage import PipelineError, log, run_stage
 from accidents.store import estimates
-from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, read_window, realized
+from accidents.store.prediction_log import (
+    SEED_MODEL,
+    create_log_engine,
+    default_url,
+    ensure_schema,
+    read_window,
+    realized,
+)
 
 TAG_MONITORING_RUN = "monitoring_run_id"
 TAG_REALIZED_AUC = "realized_roc_auc"
@@ -285,7 +292,8 @@ def estimate_windows(engine: Any, since: datetime | None, until: datetime | None
     pending = []
     for estimate in estimates.to_grade(engine, since, until):
         rows = read_window(engine, estimate["window_start"], estimate["window_end"] + timedelta(microseconds=1),
-                           model_version=estimate["model_version"], newest=estimate["window_rows"])  # fmt: skip
+                           model_version=estimate["model_version"], newest=estimate["window_rows"],
+                           model=SEED_MODEL)  # fmt: skip
         pending.append((estimate, rows[rows[ACCIDENT_ID_COLUMN].notna()]))
     return pending
 
@@ -313,8 +321,10 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
     engine = create_log_engine(log_url)
     try:
         ensure_schema(engine, log_url)
-        logged = read_window(engine, since, until, with_accident_id=True)
-        shadow = read_window(engine, since, until, with_accident_id=True, shadow=True)
+        # the seed's rows only: realized_performance is per seed version, and the report-time
+        # model's versions (/v2/predict, model="report_time") overlap its numbers
+        logged = read_window(engine, since, until, with_accident_id=True, model=SEED_MODEL)
+        shadow = read_window(engine, since, until, with_accident_id=True, shadow=True, model=SEED_MODEL)
         log.info("%d logged predictions with an accident id (%d shadow rows)", len(logged), len(shadow))
         if logged.empty and shadow.empty:
             return []

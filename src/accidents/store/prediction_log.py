@@ -1,7 +1,13 @@
 """The prediction log: its tables (the one definition the API's writer, the jobs and the
 migrations check against), its database, its Alembic migrations, and the export for jobs.
 
-What `POST /predict` served is one row per scored accident in `prediction_log`; the label job
+What `POST /predict` and `POST /v2/predict` served is one row per scored accident in
+`prediction_log`, its `model` column saying which model served it (revision 0006): "seed" (the
+28-feature seed model of /predict: its inputs in the 28 feature columns) or "report_time" (the
+report-time model of /v2/predict: its 95 inputs as one JSON object in `report_features`, the 28
+seed columns NULL). Versions of the two registered models both start at 1: a reader of one
+model's rows filters on `model` as well as `model_version` (`read_window` reads the seed's rows
+unless told otherwise). The label job
 (`accidents.monitoring.realized`) writes its results to `realized_performance`, which the API reads for its
 Prometheus gauges. Jobs read a window of the log as a DataFrame with `read_window` (no HTTP):
 
@@ -35,6 +41,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     false,
     select,
 )
@@ -43,6 +50,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from accidents.config import project_dir
 from accidents.features import FEATURE_NAMES
+from accidents.stage import REPORT_TIME, SEED
 from accidents.store.database import database_engine, migration_lock
 
 if TYPE_CHECKING:
@@ -54,8 +62,12 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0005"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
+SCHEMA_REVISION = "0006"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# prediction_log.model: the pipeline's model keys (accidents.stage). SEED_MODEL: /predict's rows (and every row
+# logged before revision 0006); REPORT_TIME_MODEL: /v2/predict's rows (accidents-report-time, inputs in report_features)
+SEED_MODEL, REPORT_TIME_MODEL = SEED, REPORT_TIME
+MODEL_NAME_MAX_LENGTH = 32
 
 metadata = MetaData()
 ID_TYPE = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
@@ -80,6 +92,11 @@ predictions = Table(
     Column("champion_version", String(64), nullable=True),
     Column("champion_probability", Float, nullable=True),
     Column("champion_class", SmallInteger, nullable=True),
+    # Which model served the row (revision 0006): SEED_MODEL or REPORT_TIME_MODEL; rows logged
+    # before it are the seed's (server default). report_features: the report-time model's inputs,
+    # one JSON object {feature: value or null} a row; NULL on the seed's rows.
+    Column("model", String(MODEL_NAME_MAX_LENGTH), nullable=False, server_default=SEED_MODEL),
+    Column("report_features", Text, nullable=True),
     Index("ix_prediction_log_logged_at", "logged_at"),
     Index("ix_prediction_log_version_time", "model_version", "logged_at"),
     Index("ix_prediction_log_accident_id", "accident_id"),
@@ -196,11 +213,14 @@ def read_window(
     with_accident_id: bool = False,
     newest: int | None = None,
     shadow: bool = False,
+    model: str | None = SEED_MODEL,
 ) -> pd.DataFrame:
     """Logged predictions with since <= logged_at < until (UTC), oldest first, as a DataFrame with
     the columns of `prediction_log` (features under their contract names); `newest`: only the
     newest N of them. The monitoring jobs' way in: one SQL query, no HTTP. Served rows only, or
-    with `shadow` the challenger's shadow rows only (never both: a shadow row is not traffic)."""
+    with `shadow` the challenger's shadow rows only (never both: a shadow row is not traffic).
+    `model`: the rows of that model only (default the seed's: the jobs' windows and grades are the
+    seed's; its version numbers overlap the report-time model's); None: every model's."""
     import pandas as pd
 
     served = predictions.c.shadow.is_(shadow)
@@ -213,6 +233,8 @@ def read_window(
         query = query.where(predictions.c.logged_at < _utc(until))
     if model_version is not None:
         query = query.where(predictions.c.model_version == model_version)
+    if model is not None:
+        query = query.where(predictions.c.model == model)
     if with_accident_id:
         query = query.where(predictions.c.accident_id.is_not(None))
     engine = create_log_engine(url) if isinstance(url, str) else url
@@ -252,13 +274,16 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--from", dest="since", type=_moment, help="start (inclusive), ISO date or date-time, UTC")
     export.add_argument("--to", dest="until", type=_moment, help="end (exclusive)")
     export.add_argument("--model-version")
+    export.add_argument("--model", default=SEED_MODEL,
+                        help=f"which model's rows: {SEED_MODEL} (default), {REPORT_TIME_MODEL} or all")  # fmt: skip
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
     args = parser.parse_args(argv)
     url = args.url or default_url()
     if args.command == "migrate":
         print(f"prediction log schema at revision {migrate(url)}")
         return 0
-    frame = read_window(url, args.since, args.until, args.model_version)
+    model = None if args.model == "all" else args.model
+    frame = read_window(url, args.since, args.until, args.model_version, model=model)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)
     print(f"{len(frame)} logged predictions -> {args.out}")

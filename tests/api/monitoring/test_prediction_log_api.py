@@ -166,8 +166,9 @@ def test_rows_carry_the_version_that_served_them_across_a_hot_swap(api_server, c
         assert {first, second} <= set(answered.values())
         wait_for(lambda: metric(requests.get(f"{server.url}/metrics", timeout=10).text, "prediction_log_rows_total")
                  == len(answered), what="every answered row logged")  # fmt: skip
-        logged = read_window(stack.log_url)
-        assert len(logged) == len(answered)
+        logged = read_window(stack.log_url, model=None)  # every model's rows: /predict's are the seed's
+        assert len(logged) == len(answered) and set(logged["model"]) == {"seed"}
+        assert logged["report_features"].isna().all()
         assert dict(zip(logged["accident_id"], logged["model_version"], strict=True)) == answered
         thresholds = dict(zip(logged["model_version"], logged["threshold"], strict=False))
         assert thresholds[second] == 0.2 and thresholds[first] == champion_bundle.metadata.threshold

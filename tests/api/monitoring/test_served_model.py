@@ -1,0 +1,130 @@
+"""Issue #25: the prediction log says which model served each row (revision 0006). Real SQLite
+files and a real PostgreSQL (the COPY path of the insert process): a 0005 log with rows upgrades
+and its rows read as the seed's; the writer logs the seed's and the report-time model's rows side
+by side (the latter's inputs as JSON); the seed's readers never see the report-time rows, even
+when both models serve a version "1"."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from alembic import command
+from alembic.config import Config
+from prometheus_client import CollectorRegistry
+from sqlalchemy import insert
+
+from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
+from accidents.report_time.features import REPORT_FEATURES, example_row
+from accidents.store.database import migration_lock
+from accidents.store.prediction_log import (
+    MIGRATIONS,
+    REPORT_TIME_MODEL,
+    SCHEMA_REVISION,
+    SEED_MODEL,
+    create_log_engine,
+    current_revision,
+    ensure_schema,
+    migrate,
+    predictions,
+    read_window,
+)
+from api.monitoring.queries import logged_predictions, prediction_stats
+from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def log_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'log.db'}"
+    return request.getfixturevalue("postgres").new_database("served_model")
+
+
+def seed_batch(rows: int, version: str, at: datetime | None = None) -> ServedBatch:
+    features = np.tile(np.asarray(SEED_EXAMPLE, dtype=float), (rows, 1))
+    probabilities = np.linspace(0.1, 0.9, rows)
+    return ServedBatch(at or datetime.now(UTC), "seed-req", version, "registry", "user", 0.5, features,
+                       probabilities, (probabilities >= 0.5).astype(np.int8),
+                       [f"2021{index:08d}" for index in range(rows)])  # fmt: skip
+
+
+def report_batch(rows: int, version: str, at: datetime | None = None) -> ServedBatch:
+    features = np.tile(np.asarray(example_row()), (rows, 1))
+    features[:, 0] = np.arange(rows)  # one value per row, to check each row got its own inputs
+    features[:, 1] = np.nan  # missing: stored as null
+    probabilities = np.full(rows, 0.8)
+    return ServedBatch(at or datetime.now(UTC), "report-req", version, "registry", "admin", 0.3, features,
+                       probabilities, np.ones(rows, dtype=np.int8),
+                       [f"2021{index:08d}" for index in range(rows)],
+                       model=REPORT_TIME_MODEL, feature_names=REPORT_FEATURES)  # fmt: skip
+
+
+def write(url: str, batches: list[ServedBatch]) -> None:
+    """Through the API's writer and its insert process, as /predict and /v2/predict log."""
+    engine = create_log_engine(url)
+    ensure_schema(engine, url)
+    writer = PredictionLogWriter(engine, LogMetrics(CollectorRegistry()), batch_rows=10_000, flush_seconds=0.05)
+    for batch in batches:  # queued before the writer starts: one write holds both models' rows
+        assert writer.submit(batch)
+    writer.start()
+    assert writer.flush(60)
+    writer.stop()
+    engine.dispose()
+
+
+def test_a_0005_log_with_rows_upgrades_and_its_rows_are_the_seeds(log_url):
+    engine = create_log_engine(log_url)
+    with engine.begin() as connection:
+        migration_lock(connection, "accidents-prediction-log-schema")
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+    with engine.begin() as connection:
+        assert current_revision(connection) == "0005"
+        row = {"logged_at": datetime.now(UTC), "request_id": "old", "model_version": "4", "model_source": "registry",
+               "caller_role": "user", **dict(zip(FEATURE_NAMES, SEED_EXAMPLE, strict=True)), "probability": 0.6,
+               "predicted_class": 1, "threshold": 0.5}  # fmt: skip
+        # the 0005 table's columns only (the INSERT names the given columns)
+        connection.execute(insert(predictions).values([row, {**row, "request_id": "older"}]))
+    engine.dispose()
+    assert migrate(log_url) == SCHEMA_REVISION == "0006"
+    frame = read_window(log_url, model=None)
+    assert sorted(frame["request_id"]) == ["old", "older"]
+    assert set(frame["model"]) == {SEED_MODEL} and frame["report_features"].isna().all()
+    assert len(read_window(log_url)) == 2  # the seed's, by default
+
+
+def test_both_models_rows_are_logged_and_the_seeds_readers_see_only_the_seeds(log_url):
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    write(log_url, [seed_batch(5, "1"), report_batch(3, "1"), seed_batch(2, "1"), report_batch(1, "2")])
+    everything = read_window(log_url, model=None)
+    assert len(everything) == 11
+    seed = read_window(log_url)
+    assert len(seed) == 7 and set(seed["model"]) == {SEED_MODEL} and seed["report_features"].isna().all()
+    assert (seed["place"] == SEED_EXAMPLE[0]).all()
+    reports = read_window(log_url, model=REPORT_TIME_MODEL)
+    assert len(reports) == 4 and set(reports["model_version"]) == {"1", "2"}
+    assert set(reports["caller_role"]) == {"admin"} and set(reports["threshold"]) == {0.3}
+    assert reports[list(FEATURE_NAMES)].isna().all().all()  # the seed's 28 columns stay NULL
+    expected = example_row()
+    for position, text in zip([0, 1, 2, 0], reports["report_features"], strict=True):
+        logged = json.loads(text)
+        assert list(logged) == list(REPORT_FEATURES)
+        assert logged[REPORT_FEATURES[0]] == position and logged[REPORT_FEATURES[1]] is None
+        rest = np.array([np.nan if logged[name] is None else logged[name] for name in REPORT_FEATURES[2:]])
+        assert np.allclose(rest, expected[2:], equal_nan=True)  # NaN (missing) -> null
+    # the API's monitoring reads: seed version "1" only, never mixed with the report-time "1"
+    engine = create_log_engine(log_url)
+    try:
+        stats = prediction_stats(engine, since=before, until=None, model_version=None, bins=10, bucket="minute")
+        assert stats["rows"] == 7 and [item["model_version"] for item in stats["versions"]] == ["1"]
+        page = logged_predictions(engine, since=None, until=None, model_version="1", accident_id=None,
+                                  before_id=None, limit=100)  # fmt: skip
+        assert len(page["items"]) == 7
+    finally:
+        engine.dispose()

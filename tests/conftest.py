@@ -3,12 +3,33 @@ users DB on both backends (SQLite, a real PostgreSQL server)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 
 import pytest
 
 from tests.support.postgres import BACKENDS, PostgresServer, start_postgres, users_database
 from tests.support.project import Project, copy_project, data_dir, start_mlflow
+
+REGISTRY_URI_AT_START = os.environ.get("MLFLOW_REGISTRY_URI")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_registry_uri() -> Iterator[None]:
+    """After each test, MLflow's registry URI is what the session started with. In-process code
+    that calls mlflow.set_registry_uri (accidents.model.registry.connect: evaluate, the lifecycle
+    helpers) sets a global and MLFLOW_REGISTRY_URI in os.environ, which every later test's
+    registrations and every server it starts inherit: CI saw them register on another test's
+    (stopped) MLflow server, 500s and a hung suite."""
+    yield
+    registry_utils = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if registry_utils is not None:
+        registry_utils._registry_uri = None  # set_registry_uri's global (no public reset)
+    if REGISTRY_URI_AT_START is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = REGISTRY_URI_AT_START
 
 
 @pytest.fixture(scope="session")

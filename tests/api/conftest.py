@@ -159,7 +159,6 @@ def api_server(tmp_path: Path) -> Iterator[Callable[..., ApiServer]]:
 def register(tracking_uri: str, bundle: ModelBundle, threshold: float | None = None, name: str = MODEL_NAME) -> str:
     """Log and register `bundle` as the pipeline does (skops model + serving tags) under `name`; its version."""
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)  # register_model follows the registry URI, not the tracking URI
     mlflow.set_experiment("api-tests")
     metadata = bundle.metadata
     with mlflow.start_run() as run:
@@ -181,7 +180,6 @@ def register(tracking_uri: str, bundle: ModelBundle, threshold: float | None = N
 def register_broken(tracking_uri: str) -> str:
     """A registered version whose model file is garbage: serving must reject it."""
     mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment("api-tests")
     with mlflow.start_run() as run:
         mlflow.log_text("artifact_path: model\nflavors: {}\n", "model/MLmodel")

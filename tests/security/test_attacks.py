@@ -353,7 +353,8 @@ PUBLIC_ROUTES = {
     ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("POST", "/auth/token"),
     ("GET", "/dashboard"), ("GET", "/dashboard/{name}"),  # a static page: its data comes from admin routes
 }  # fmt: skip
-USER_ROUTES = {("GET", "/users/me"), ("POST", "/users/me/password"), ("POST", "/predict"), ("GET", "/model")}
+USER_ROUTES = {("GET", "/users/me"), ("POST", "/users/me/password"), ("POST", "/predict"), ("POST", "/v2/predict"),
+               ("GET", "/model")}  # fmt: skip
 # Alertmanager's: its own bearer secret (ALERTS_RECEIVER_TOKEN), no user's token opens it (tests/api/monitoring)
 RECEIVER_ROUTES = {("POST", "/monitoring/alerts")}
 

@@ -26,6 +26,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import Counter
 
 from accidents.model.explain import ExplainError
+from accidents.model.model_store import ModelMetadata
 from accidents.store.prediction_log import REPORT_TIME_MODEL
 from api.core.config import Settings
 from api.deps import (
@@ -128,15 +129,7 @@ def build_router(settings: Settings) -> APIRouter:
         if services.shadow is not None:  # sampled rows queued for the challenger; scored off this path
             services.shadow.submit(request.state.request_id, caller.role, rows, metadata.version, probabilities,
                                    classes, parsed.accident_ids)  # fmt: skip
-        predictions = [
-            {
-                "class": int(c),
-                "probability": float(p),
-                "threshold": metadata.threshold,
-                "model_version": metadata.version,
-            }
-            for c, p in zip(classes, probabilities, strict=True)
-        ]
+        predictions = _predictions_of(metadata, classes, probabilities)
         if explain:
             try:
                 explained = await services.inference.run(explain_rows, bundle, rows, explain_top)
@@ -144,13 +137,7 @@ def build_router(settings: Settings) -> APIRouter:
                 raise HTTPException(status.HTTP_409_CONFLICT, f"no explanations for this model: {error}") from None
             for prediction, explanation in zip(predictions, explained, strict=True):
                 prediction["explanation"] = explanation
-        body = {
-            "model_version": metadata.version,
-            "threshold": metadata.threshold,
-            "data_source": metadata.data_source,
-            "predictions": predictions,
-        }
-        return OrjsonResponse(body)
+        return _answer(metadata, predictions)
 
     @router.post(
         "/v2/predict",
@@ -186,22 +173,31 @@ def build_router(settings: Settings) -> APIRouter:
             request.state.request_id, metadata.version, served.source, caller.role, metadata.threshold, rows,
             probabilities, classes, accident_ids, model=REPORT_TIME_MODEL, feature_names=LOGGED_FEATURES,
         )  # fmt: skip
-        predictions = []
-        for report, c, p in zip(reports, classes, probabilities, strict=True):
-            prediction = {"class": int(c), "probability": float(p), "threshold": metadata.threshold,
-                          "model_version": metadata.version}  # fmt: skip
-            if report.accident_id is not None:  # type: ignore[attr-defined]
-                prediction["accident_id"] = report.accident_id  # type: ignore[attr-defined]
-            predictions.append(prediction)
-        body = {
-            "model_version": metadata.version,
-            "threshold": metadata.threshold,
-            "data_source": metadata.data_source,
-            "predictions": predictions,
-        }
-        return OrjsonResponse(body)
+        predictions = _predictions_of(metadata, classes, probabilities)
+        for prediction, accident_id in zip(predictions, accident_ids, strict=True):
+            if accident_id is not None:
+                prediction["accident_id"] = accident_id
+        return _answer(metadata, predictions)
 
     return router
+
+
+def _predictions_of(metadata: ModelMetadata, classes: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """One answer per row, as both routes give it."""
+    threshold, version = metadata.threshold, metadata.version
+    return [
+        {"class": int(c), "probability": float(p), "threshold": threshold, "model_version": version}
+        for c, p in zip(classes, probabilities, strict=True)
+    ]
+
+
+def _answer(metadata: ModelMetadata, predictions: list[dict[str, Any]]) -> OrjsonResponse:
+    return OrjsonResponse({
+        "model_version": metadata.version,
+        "threshold": metadata.threshold,
+        "data_source": metadata.data_source,
+        "predictions": predictions,
+    })  # fmt: skip
 
 
 def _count(counter: Counter, classes: np.ndarray, version: str | None) -> None:

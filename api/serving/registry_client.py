@@ -37,7 +37,7 @@ from accidents.model.model_store import (
     ModelBundle,
     ModelLoadError,
     ModelMetadata,
-    check_model,
+    checked_bundle,
     loads_model,
 )
 from accidents.model.registry import TAG_THRESHOLD, metadata_from
@@ -111,8 +111,7 @@ class MlflowRegistry:
         where = {"name": version.name, "version": version.version}
         artifact_uri = self._get_json("/model-versions/get-download-uri", where, "artifact_uri")
         model = loads_model(self._download(artifact_uri, MODEL_FILE, version.version))
-        check_model(model, example)
-        return ModelBundle(model, metadata, tuple(example))
+        return checked_bundle(model, metadata, example)
 
     def recent_runs(self, experiment_name: str, limit: int) -> list[dict[str, Any]]:
         """The newest runs of an experiment (runs/search, read-only), as MLflow answers them;

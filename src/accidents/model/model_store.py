@@ -146,9 +146,16 @@ def check_model(model: Any, example: Sequence[float] = SEED_EXAMPLE) -> None:
         raise ModelLoadError(f"model returned an invalid probability {probability}")
 
 
-def write_bundle(path: Path, bundle: ModelBundle, example: Sequence[float] = SEED_EXAMPLE) -> None:
-    """Write atomically: a temp file in the same folder, fsync, then rename over `path`."""
-    check_model(bundle.model, example)
+def checked_bundle(model: Any, metadata: ModelMetadata, example: Sequence[float] = SEED_EXAMPLE) -> ModelBundle:
+    """`model` as a bundle, once it passed `check_model` on its contract's `example` row."""
+    check_model(model, example)
+    return ModelBundle(model, metadata, tuple(example))
+
+
+def write_bundle(path: Path, bundle: ModelBundle) -> None:
+    """Write atomically: a temp file in the same folder, fsync, then rename over `path` (checked on
+    the bundle's own contract example first)."""
+    check_model(bundle.model, bundle.example)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.fchmod(handle, 0o644)  # readable by the serving process, which may run as another user
@@ -175,8 +182,7 @@ def read_bundle(path: Path, example: Sequence[float] = SEED_EXAMPLE) -> ModelBun
         raise
     except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as error:
         raise ModelLoadError(f"cannot read model bundle {path}: {error}") from error
-    check_model(model, example)
-    return ModelBundle(model, metadata, tuple(example))
+    return checked_bundle(model, metadata, example)
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -26,7 +26,14 @@ from accidents.config import (
     tracking_uri,
 )
 from accidents.features import SEED_EXAMPLE
-from accidents.model.model_store import MODEL_FILE, ModelBundle, ModelLoadError, ModelMetadata, check_model, loads_model
+from accidents.model.model_store import (
+    MODEL_FILE,
+    ModelBundle,
+    ModelLoadError,
+    ModelMetadata,
+    checked_bundle,
+    loads_model,
+)
 from accidents.stage import PipelineError
 
 if TYPE_CHECKING:
@@ -111,8 +118,7 @@ def load_version(
         if not model_file.is_file():
             raise ModelLoadError(f"version {version.version} has no {MODEL_FILE}")
         model = loads_model(model_file.read_bytes())
-    check_model(model, example)
-    return ModelBundle(model, metadata, tuple(example))
+    return checked_bundle(model, metadata, example)
 
 
 def load_champion(mlflow_client: MlflowClient, name: str = MODEL_NAME) -> ModelBundle | None:

@@ -154,7 +154,7 @@ def evaluate(params: dict[str, Any], line: ModelLine | None = None) -> dict[str,
         registry.clear_challenger(client, registered)  # a promoted version is nobody's challenger any more
         test_metrics = {f"test_{name}": value for name, value in challenger_scores.items()}
         served = replace(challenger.metadata, metrics={**challenger.metadata.metrics, **test_metrics})
-        write_bundle(line.champion, ModelBundle(challenger.model, served, line.example), line.example)
+        write_bundle(line.champion, ModelBundle(challenger.model, served, line.example))
     else:
         # it loaded and passed the contract check (read_bundle) and scored the test split: the API
         # tries it on live traffic in the shadow of the champion (api/serving/shadow.py)
@@ -184,7 +184,7 @@ def sync_local_copy(champion: ModelBundle | None, line: ModelLine) -> None:
             return
     except ModelLoadError:
         pass
-    write_bundle(local, champion, line.example)
+    write_bundle(local, champion)
     log.info("local champion copy refreshed to version %s", champion.metadata.version)
 
 

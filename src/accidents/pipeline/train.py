@@ -159,7 +159,7 @@ def train(line: ModelLine, params: dict[str, Any], extras: Extras | None = None)
         trained_at=trained_at, model_family=family,
         metrics={f"val_{name}": value for name, value in val_metrics.items()},
     )  # fmt: skip
-    write_bundle(line.challenger, ModelBundle(model, metadata, line.example), line.example)
+    write_bundle(line.challenger, ModelBundle(model, metadata, line.example))
     report = {
         "version": version,
         "run_id": run_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable
@@ -76,6 +77,20 @@ def selected(params: dict[str, Any]) -> tuple[str, ...]:
             f"(models/champion.zip), which dvc repro cannot leave unwritten; got {models!r}"
         )
     return tuple(model for model in MODELS if model in models)
+
+
+def run_report_time(params: dict[str, Any], output: Path, upstream: Path | None, run: Callable[[], object]) -> None:
+    """A stage's part for the report-time model: its output folder cleared (a run never leaves
+    another run's files behind), then `run`; unless `pipeline.models` leaves the model out or an
+    earlier stage skipped it (`upstream`'s skipped.json): then `output` records why instead."""
+    shutil.rmtree(output, ignore_errors=True)
+    reason = "not in pipeline.models" if REPORT_TIME not in selected(params) else None
+    if reason is None and upstream is not None:
+        reason = skipped_reason(upstream)
+    if reason is not None:
+        skip(output, reason)
+    else:
+        run()
 
 
 def skip(folder: Path, reason: str) -> None:

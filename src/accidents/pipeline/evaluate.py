@@ -32,7 +32,6 @@ copy) is replaced atomically, and only with a model that loaded and scored.
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import replace
 from typing import Any
 
@@ -62,7 +61,7 @@ from accidents.model.promotion import (  # noqa: F401 - the rule lives there (th
     source_refusal,
 )
 from accidents.pipeline.lifecycle import ModelLine, report_time_line, seed_line
-from accidents.stage import REPORT_TIME, PipelineError, log, run_stage, selected, skip, skipped_reason, write_json
+from accidents.stage import PipelineError, log, run_report_time, run_stage, selected, write_json
 
 
 def current_champion(client: Any, challenger: ModelBundle, line: ModelLine) -> tuple[ModelBundle | None, bool]:
@@ -223,16 +222,11 @@ def report(line: ModelLine, params: dict[str, Any]) -> None:
 def main() -> None:
     project = paths()
     params = load_params(project.params)
-    models = selected(params)
+    selected(params)  # a wrong pipeline.models fails before any work
     report(seed_line(project), params["promotion"])
     line = report_time_line(project)
-    shutil.rmtree(line.metrics.parent, ignore_errors=True)
     line.champion.parent.mkdir(parents=True, exist_ok=True)  # DVC output (persistent): the served copy, once one exists
-    reason = "not in pipeline.models" if REPORT_TIME not in models else skipped_reason(line.challenger.parent)
-    if reason is not None:
-        skip(line.metrics.parent, reason)
-    else:
-        report(line, params["promotion"])
+    run_report_time(params, line.metrics.parent, line.challenger.parent, lambda: report(line, params["promotion"]))
 
 
 if __name__ == "__main__":

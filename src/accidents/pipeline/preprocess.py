@@ -20,7 +20,6 @@ outside the feature contract is treated as missing instead of reaching the model
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +49,7 @@ from accidents.features import (
     Feature,
 )
 from accidents.report_time import dataset
-from accidents.stage import REPORT_TIME, PipelineError, log, read_json, run_stage, selected, skip, write_json
+from accidents.stage import PipelineError, log, read_json, run_report_time, run_stage, selected, skip, write_json
 
 MINUS_ONE_IS_MISSING = ("secu1", "catv", "obsm", "motor", "circ", "surf", "situ", "vma", "atm", "col")
 ZERO_IS_MISSING = ("catv", "motor")
@@ -226,13 +225,13 @@ def report_time_splits(project: Paths, params: dict[str, Any]) -> None:
     split as the seed's; skipped when `pipeline.models` leaves the model out or data/raw has no
     official tables (the seed's joined table, synthetic data)."""
     folder = project.report_time.processed
-    shutil.rmtree(folder, ignore_errors=True)  # a run never leaves another run's rows behind
-    if REPORT_TIME not in selected(params):
-        return skip(folder, "not in pipeline.models")
-    if not dataset.has_tables(project.raw):
-        return skip(folder, "data/raw has no official tables (users and vehicles) to build its features from")
-    splits = dataset.make_splits(project.raw, params["preprocess"])
-    write_splits(splits, folder, dataset.SPLIT_COLUMNS, ".parquet")
+
+    def build() -> None:
+        if not dataset.has_tables(project.raw):
+            return skip(folder, "data/raw has no official tables (users and vehicles) to build its features from")
+        write_splits(dataset.make_splits(project.raw, params["preprocess"]), folder, dataset.SPLIT_COLUMNS, ".parquet")
+
+    run_report_time(params, folder, None, build)
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ models/report_time/trained/challenger.zip).
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,15 +31,13 @@ from accidents.model.modeling import best_threshold, score
 from accidents.model.plots import write_plots
 from accidents.pipeline.lifecycle import ModelLine, report_time_line, seed_line
 from accidents.stage import (
-    REPORT_TIME,
     SEED,
     PipelineError,
     log,
     read_json,
+    run_report_time,
     run_stage,
     selected,
-    skip,
-    skipped_reason,
     write_json,
 )
 
@@ -188,16 +185,11 @@ def seed_extras(params: dict[str, Any]) -> Extras:
 def main() -> None:
     project = paths()
     params = load_params(project.params)
-    models = selected(params)
+    selected(params)  # a wrong pipeline.models fails before any work
     seed = seed_line(project)
     train(seed, params[seed.params_section], seed_extras(params[seed.params_section]))
     line = report_time_line(project)
-    shutil.rmtree(line.challenger.parent, ignore_errors=True)
-    reason = "not in pipeline.models" if REPORT_TIME not in models else skipped_reason(line.processed)
-    if reason is not None:
-        skip(line.challenger.parent, reason)
-    else:
-        train(line, params[line.params_section])
+    run_report_time(params, line.challenger.parent, line.processed, lambda: train(line, params[line.params_section]))
 
 
 if __name__ == "__main__":

@@ -149,10 +149,12 @@ class Statements:
         return self.seed if packed.feature_names is None else self.named
 
 
-def insert(engine: Engine, statements: Statements, payload: PackedRows | list[PackedRows]) -> int:
+def insert(engine: Engine, statements: Statements, groups: list[PackedRows]) -> int:
     """The packed rows (one PackedRows per model) in one transaction; rows written."""
-    groups = [payload] if isinstance(payload, PackedRows) else payload
-    built = [(statements.of(packed), statements.of(packed).rows(packed)) for packed in groups]
+    built = []
+    for packed in groups:
+        statement = statements.of(packed)
+        built.append((statement, statement.rows(packed)))
     with engine.begin() as connection:
         for statement, rows in built:
             statement.execute(connection, rows)

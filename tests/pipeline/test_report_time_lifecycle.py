@@ -25,8 +25,7 @@ from accidents.monitoring.estimation import CALIBRATION_ARTIFACT, check_calibrat
 from accidents.pipeline.lifecycle import report_time_line
 from accidents.pipeline.preprocess import read_official_table
 from accidents.report_time.contract import AccidentReport
-from accidents.report_time.dataset import example_row
-from accidents.report_time.features import REPORT_FEATURES, accident_features, tables_from_reports
+from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row, tables_from_reports
 from accidents.stage import PipelineError, read_json, selected
 from tests.report_time.conftest import report_of
 from tests.support.project import Project, copy_project, start_mlflow

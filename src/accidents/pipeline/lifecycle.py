@@ -20,8 +20,7 @@ import pandas as pd
 from accidents.config import MODEL_NAME, REPORT_MODEL_NAME, Paths
 from accidents.features import ACCIDENT_ID, FEATURE_NAMES, SEED_EXAMPLE, TARGET
 from accidents.model.modeling import fit_model
-from accidents.report_time import dataset
-from accidents.report_time.features import REPORT_FEATURES
+from accidents.report_time.features import REPORT_FEATURES, example_row
 from accidents.report_time.model import fit as fit_report_time
 from accidents.stage import REPORT_TIME, SEED
 
@@ -76,7 +75,7 @@ def report_time_line(project: Paths) -> ModelLine:
     files = project.report_time
     return ModelLine(
         key=REPORT_TIME, registered_name=REPORT_MODEL_NAME, feature_names=REPORT_FEATURES,
-        example=tuple(dataset.example_row()), fit=fit_report_time, params_section="report_time",
+        example=tuple(example_row()), fit=fit_report_time, params_section="report_time",
         processed=files.processed, split_suffix=".parquet", challenger=files.challenger, champion=files.champion,
         train_report=files.train_report, metrics=files.metrics, test_by_month=files.test_by_month,
         validation_plots=files.validation_plots, test_plots=files.test_plots,

@@ -20,7 +20,6 @@ from accidents.data.sources import LAYOUT_TABLES
 from accidents.data.splits import split_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
 from accidents.report_time.features import REPORT_FEATURES, accident_features
-from accidents.report_time.features import example_row as example_row  # re-exported: its old home
 from accidents.report_time.raw import outcomes, tables_from_official
 from accidents.stage import log, read_json
 

@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--from", dest="since", type=_moment, help="start (inclusive), ISO date or date-time, UTC")
     export.add_argument("--to", dest="until", type=_moment, help="end (exclusive)")
     export.add_argument("--model-version")
-    export.add_argument("--model", default=SEED_MODEL,
+    export.add_argument("--model", default=SEED_MODEL, choices=(SEED_MODEL, REPORT_TIME_MODEL, "all"),
                         help=f"which model's rows: {SEED_MODEL} (default), {REPORT_TIME_MODEL} or all")  # fmt: skip
     export.add_argument("--out", type=Path, required=True, help="CSV file to write")
     args = parser.parse_args(argv)

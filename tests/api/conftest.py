@@ -21,6 +21,7 @@ from accidents.model.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD,
 from api.core.config import Settings
 from api.main import create_app
 from tests.support.processes import ManagedProcess, free_port, start_service
+from tests.support.project import Project
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = ("admin", "admin123")
@@ -125,6 +126,13 @@ class ApiServer:
 
 
 UVICORN = (sys.executable, "-m", "uvicorn")
+
+
+def trained_api_env(project: Project, folder: Path) -> dict[str, str]:
+    """The API's environment on a trained project (its registry, its local champion copies), with
+    its state (users, prediction log) under `folder`."""
+    return {"ACCIDENTS_PROJECT_DIR": str(project.root), "STATE_DIR": str(folder / "state"),
+            "MLFLOW_TRACKING_URI": project.tracking_uri}  # fmt: skip
 
 
 def start_api(tmp: Path, env: dict[str, str], uvicorn: tuple[str, ...] = UVICORN) -> ApiServer:

@@ -15,7 +15,7 @@ import requests
 
 from accidents.features import SEED_EXAMPLE
 from api.serving.registry_client import MlflowRegistry, RegistryError
-from tests.api.conftest import REPO, login, project_with_champion, start_api
+from tests.api.conftest import REPO, login, project_with_champion, start_api, trained_api_env
 
 # Not needed to serve: MLflow's client with its GenAI, tracing and data modules (the registry is
 # read over REST: api/serving/registry_client.py), pandas and pyarrow (requests are numpy arrays), pytest
@@ -26,8 +26,7 @@ NOT_IN_SERVING = ("mlflow", "pandas", "pyarrow", "pytest")
 
 def test_serving_process_imports_no_heavy_module_it_does_not_need(trained_project, tmp_path):
     report = tmp_path / "modules.json"
-    env = {"ACCIDENTS_PROJECT_DIR": str(trained_project.root), "STATE_DIR": str(tmp_path / "state"),
-           "MLFLOW_TRACKING_URI": trained_project.tracking_uri, "PYTHONPATH": str(REPO)}  # fmt: skip
+    env = {**trained_api_env(trained_project, tmp_path), "PYTHONPATH": str(REPO)}
     listing = (sys.executable, "-m", "tests.support.serve_and_list_modules", str(report))
     server = start_api(tmp_path, env, uvicorn=listing)
     try:

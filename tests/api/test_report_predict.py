@@ -27,7 +27,7 @@ from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
 from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row
 from accidents.report_time.raw import tables_from_official
 from accidents.store.prediction_log import REPORT_TIME_MODEL, file_url, read_window
-from tests.api.conftest import login, register, set_champion, start_api
+from tests.api.conftest import login, register, set_champion, start_api, trained_api_env
 from tests.report_time.conftest import report_of
 from tests.support.project import start_mlflow
 
@@ -51,8 +51,7 @@ def served_state(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def served(trained_project, served_state):
     tmp = served_state
-    server = start_api(tmp, {"ACCIDENTS_PROJECT_DIR": str(trained_project.root), "STATE_DIR": str(tmp / "state"),
-                             "MLFLOW_TRACKING_URI": trained_project.tracking_uri})  # fmt: skip
+    server = start_api(tmp, trained_api_env(trained_project, tmp))
     yield server
     server.stop()
 

@@ -25,11 +25,10 @@ TOKEN_CURL = 'curl -s -X POST localhost:{port}/auth/token -d "username=admin&pas
 
 @pytest.fixture(scope="module")
 def served(trained_project, tmp_path_factory):
-    from tests.api.conftest import start_api
+    from tests.api.conftest import start_api, trained_api_env
 
     tmp = tmp_path_factory.mktemp("serving")
-    server = start_api(tmp, {"ACCIDENTS_PROJECT_DIR": str(trained_project.root), "STATE_DIR": str(tmp / "state"),
-                             "MLFLOW_TRACKING_URI": trained_project.tracking_uri})  # fmt: skip
+    server = start_api(tmp, trained_api_env(trained_project, tmp))
     yield server
     server.stop()
 

@@ -25,12 +25,12 @@ from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from accidents.config import Paths
-from accidents.data.sources import TABLES
+from accidents.data.sources import find_year_tables
 from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import read_bundle
-from accidents.pipeline.preprocess import read_official_table
 from accidents.report_time.contract import AccidentReport
 from accidents.report_time.features import example_row
+from accidents.report_time.raw import read_year
 from bench.common import median_of, percentiles_ms, rss_mb, start_api, time_calls, token_of, wrk
 from tests.report_time.conftest import report_of
 from tests.support.project import Project
@@ -41,9 +41,10 @@ BATCH = 1000
 
 
 def official_2021(baac_dir: Path) -> dict[str, pd.DataFrame]:
-    folder = baac_dir / "2021"
-    files = {table: next(folder.glob(f"{table[:3]}*-2021.csv")) for table in TABLES}  # carcteristiques (sic)
-    return {table: read_official_table(path) for table, path in files.items()}
+    found = find_year_tables(baac_dir, 2021)
+    if found is None:
+        raise SystemExit(f"bench: the four official 2021 tables are not in {baac_dir}/2021 (set BAAC_DATA_DIR)")
+    return read_year(found)
 
 
 def write_report_bodies(project: Project, work: Path) -> dict[str, Any]:

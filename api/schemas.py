@@ -178,7 +178,7 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
         "type": "object",
         "title": "NamedRow",
         "properties": {
-            **{feature.name: _feature_schema(feature) for feature in FEATURES},
+            **{feature.name: feature.json_schema() for feature in FEATURES},
             ID_FIELD: ACCIDENT_ID_SCHEMA,
         },
         "required": list(FEATURE_NAMES),
@@ -187,7 +187,7 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
     ordered = {
         "type": "array",
         "title": "OrderedRow",
-        "prefixItems": [_feature_schema(feature) for feature in FEATURES],
+        "prefixItems": [feature.json_schema() for feature in FEATURES],
         "items": False,
         "minItems": N_FEATURES,
         "maxItems": N_FEATURES,
@@ -230,21 +230,6 @@ def predict_body_schema(max_rows: int) -> dict[str, Any]:
         },
     }
     return {"required": True, "content": {"application/json": {"schema": schema, "examples": examples}}}
-
-
-def _feature_schema(feature: Any) -> dict[str, Any]:
-    """The feature's exact domain (codes or inclusive range, nullable or not), as the API checks it."""
-    kind = "integer" if feature.integer else "number"
-    schema: dict[str, Any] = {
-        "type": [kind, "null"] if feature.nullable else kind,
-        "description": f"{feature.description}: {feature.rule()}",
-    }
-    if feature.codes is not None:
-        schema["enum"] = [*sorted(feature.codes), *([None] if feature.nullable else [])]
-    else:
-        schema["minimum"] = feature.minimum
-        schema["maximum"] = feature.maximum
-    return schema
 
 
 class PromoteRequest(BaseModel):

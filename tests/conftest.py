@@ -9,6 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from accidents.config import Paths
+from accidents.model.model_store import ModelBundle, read_bundle
+from accidents.report_time.features import example_row
 from tests.support.postgres import BACKENDS, PostgresServer, start_postgres, users_database
 from tests.support.project import Project, copy_project, data_dir, start_mlflow
 
@@ -58,6 +61,18 @@ def trained_project(tmp_path_factory, mlflow_server, baac_dir) -> Project:
     project = copy_project(tmp_path_factory.mktemp("project"), mlflow_server)
     project.retrain()
     return project
+
+
+@pytest.fixture(scope="session")
+def champion_bundle(trained_project) -> ModelBundle:
+    """The real model the pipeline trained on real data (the trained project's local champion copy)."""
+    return read_bundle(Paths(trained_project.root).champion)
+
+
+@pytest.fixture(scope="session")
+def report_champion_bundle(trained_project) -> ModelBundle:
+    """The real report-time model the pipeline trained (the trained project's local copy)."""
+    return read_bundle(Paths(trained_project.root).report_time.champion, example_row())
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,21 @@ class Feature:
             kind = "an integer" if self.integer else "a number"
             domain = f"{kind} in [{_fmt(self.minimum)}, {_fmt(self.maximum)}]"
         return domain + (" or null" if self.nullable else "")
+
+    def json_schema(self) -> dict[str, Any]:
+        """The exact domain as JSON Schema (codes or inclusive range, nullable or not): what the
+        API's OpenAPI documents and its fuzzer generates from, as `violation` checks it."""
+        kind = "integer" if self.integer else "number"
+        schema: dict[str, Any] = {
+            "type": [kind, "null"] if self.nullable else kind,
+            "description": f"{self.description}: {self.rule()}",
+        }
+        if self.codes is not None:
+            schema["enum"] = [*sorted(self.codes), *([None] if self.nullable else [])]
+        else:
+            schema["minimum"] = self.minimum
+            schema["maximum"] = self.maximum
+        return schema
 
     def violation(self, value: object) -> str | None:
         """Why `value` is outside the domain, or None when it is valid."""

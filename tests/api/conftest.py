@@ -16,7 +16,7 @@ import requests
 from fastapi.testclient import TestClient
 
 from accidents.config import CHAMPION_ALIAS, MODEL_NAME, Paths
-from accidents.model.model_store import TRUSTED_TYPES, ModelBundle, read_bundle, write_bundle
+from accidents.model.model_store import TRUSTED_TYPES, ModelBundle, write_bundle
 from accidents.model.registry import TAG_DATA_SOURCE, TAG_FAMILY, TAG_THRESHOLD, TAG_TRAINED_AT
 from api.core.config import Settings
 from api.main import create_app
@@ -202,13 +202,10 @@ def set_champion(tracking_uri: str, version: str, name: str = MODEL_NAME) -> Non
     mlflow.MlflowClient(tracking_uri).set_registered_model_alias(name, CHAMPION_ALIAS, version)
 
 
-@pytest.fixture(scope="session")
-def champion_bundle(trained_project) -> ModelBundle:
-    """The real model the pipeline trained (read from the trained project's local champion copy)."""
-    return read_bundle(Paths(trained_project.root).champion)
-
-
-def project_with_champion(folder: Path, bundle: ModelBundle) -> Path:
-    """A project folder whose local champion copy (the API's fallback) is `bundle`."""
+def project_with_champion(folder: Path, bundle: ModelBundle, report_bundle: ModelBundle | None = None) -> Path:
+    """A project folder whose local champion copy (the API's fallback) is `bundle`, and
+    `report_bundle` the report-time model's (POST /v2/predict) when given."""
     write_bundle(Paths(folder).champion, bundle)
+    if report_bundle is not None:
+        write_bundle(Paths(folder).report_time.champion, report_bundle)
     return folder

@@ -260,7 +260,7 @@ def with_change(path: tuple, value: object) -> dict:
         (("place", "vma"), "80", ["place", "vma"], "vma: Input should be a valid integer"),
         (("vehicles", 1, "catv"), 22, ["vehicles", 1, "catv"], "catv must be one of"),
         (("vehicles", 0, "users", 0, "actp"), "C", ["vehicles", 0, "users", 0, "actp"], "actp must be one of"),
-        (("date",), "2021-13-01", ["date"], "date: "),
+        (("date",), "2021-13-01", ["date"], "date must be a calendar date YYYY-MM-DD in 2005..2100"),
         (("hrmn",), "25:00", ["hrmn"], "hrmn must be a time HH:MM"),
         (("dep",), "ZZ", ["dep"], "dep must be an INSEE code"),
         (("vehicles",), [], ["vehicles"], "vehicles: List should have at least 1 item"),

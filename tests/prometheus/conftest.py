@@ -1,3 +1,3 @@
 """Fixtures of the Prometheus suite: the API test helpers (real uvicorn, the real trained champion)."""
 
-from tests.api.conftest import api_server, champion_bundle  # noqa: F401 - fixtures used by this suite
+from tests.api.conftest import api_server  # noqa: F401 - a fixture used by this suite

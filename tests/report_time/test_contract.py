@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from accidents.report_time.contract import TABLE_FIELDS, AccidentReport, ReportBatch
 from tests.report_time.conftest import report_of
@@ -111,9 +112,11 @@ def test_unknown_is_null_where_the_domain_allows_it_and_refused_elsewhere(client
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("date", "2021-02-30"), ("date", "yesterday"), ("date", "1999-01-01"), ("hrmn", "24:00"), ("hrmn", "7:32"),
+    ("date", "2021-02-30"), ("date", "yesterday"), ("date", "1999-01-01"), ("date", "2021-02-29"),
+    ("date", "2021-09-25T00:00:00"), ("date", 1632528000), ("hrmn", "24:00"), ("hrmn", "7:32"),
     ("dep", "2C"), ("dep", "96"),
-    ("com", "3031"), ("com", "2C004"), ("accident_id", "12a"), ("accident_id", "1" * 21), ("vehicles", []),
+    ("com", "3031"), ("com", "2C004"), ("com", "00000"),
+    ("accident_id", "12a"), ("accident_id", "1" * 21), ("vehicles", []),
     ("injured", 2),
 ])  # fmt: skip
 def test_malformed_accident_fields_are_refused(client, body, field, value):
@@ -129,6 +132,19 @@ def test_corsica_and_overseas_codes_and_pedestrian_letters_are_accepted(body):
     report = AccidentReport.model_validate(sent)
     assert report.vehicles[0].users[0].actp == 10
     assert AccidentReport.model_validate({**sent, "dep": "974", "com": "97411"}).dep == "974"
+
+
+def test_a_whole_number_written_as_a_float_is_the_integer(body):
+    """JSON Schema's `integer` (what the OpenAPI document says) takes 2.0; so does the contract,
+    as the seed's does, while "2", true and 2.5 stay refused."""
+    sent = copy.deepcopy(body)
+    sent["place"]["nbv"] = 2.0
+    sent["vehicles"][0]["users"][0] |= {"an_nais": 1983.0, "actp": 3.0}
+    report = AccidentReport.model_validate(sent)
+    assert (report.place.nbv, report.vehicles[0].users[0].an_nais, report.vehicles[0].users[0].actp) == (2, 1983, 3)
+    for refused in ("2", True, 2.5):
+        with pytest.raises(ValidationError):
+            AccidentReport.model_validate({**sent, "place": {**sent["place"], "nbv": refused}})
 
 
 def test_an_empty_batch_and_a_bare_accident_are_refused(client, body):

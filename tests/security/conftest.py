@@ -17,8 +17,6 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from accidents.config import Paths
-from accidents.model.model_store import ModelBundle, read_bundle
 from tests.api.conftest import started_apps
 
 # What a leaked stack trace or internal detail looks like in a response body.
@@ -32,12 +30,6 @@ def assert_no_leak(text: str) -> None:
     """No stack trace, exception class or source path in an answer."""
     match = LEAK_PATTERNS.search(text)
     assert match is None, f"response leaks internals ({match.group(0)!r}): {text[:300]}"
-
-
-@pytest.fixture(scope="session")
-def champion_bundle(trained_project) -> ModelBundle:
-    """The real model the pipeline trained on real data (the trained project's local champion copy)."""
-    return read_bundle(Paths(trained_project.root).champion)
 
 
 @pytest.fixture

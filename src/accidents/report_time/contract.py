@@ -17,12 +17,14 @@ predicts: a report carrying it is refused, and the error says why.
 
 from __future__ import annotations
 
+import calendar
 import dataclasses
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 from accidents.features import ATM_GROUPS, CATV_GROUPS, FEATURES_BY_NAME, Feature
 from accidents.store.prediction_log import ACCIDENT_ID_MAX_LENGTH
@@ -117,7 +119,18 @@ OUTCOME_FIELDS: dict[str, str] = {
 
 HRMN = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 DEPARTMENT_CODE = re.compile(r"0[1-9]|[1-8][0-9]|9[0-5]|2[AB]|97[1-8]|98[0-9]")
-COMMUNE_CODE = re.compile(r"[0-9]{5}|2[AB][0-9]{3}")
+# A commune's INSEE code is its department's and a number in it (3 digits; 2 overseas): every
+# code of the 2020 and 2021 tables has that form, and "00000" (no department) has not.
+COMMUNE_CODE = re.compile(r"(?:0[1-9]|[1-8][0-9]|9[0-5]|2[AB])[0-9]{3}|97[1-8][0-9]{2}|98[0-9]{3}")
+
+
+def _date_code(first: int, last: int) -> re.Pattern[str]:
+    """Calendar dates YYYY-MM-DD of the years first..last, 29 February in leap years only."""
+    years = "|".join(str(year) for year in range(first, last + 1))
+    leap = "|".join(str(year) for year in range(first, last + 1) if calendar.isleap(year))
+    days = ("(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+            "|02-(?:0[1-9]|1[0-9]|2[0-8])")  # fmt: skip
+    return re.compile(f"(?:{years})-(?:{days})|(?:{leap})-02-29")
 
 
 def insee_number(code: str) -> int | None:
@@ -135,16 +148,37 @@ def actp_number(code: str | int | None) -> int | None:
     return ACTP_LETTERS.get(text, int(text) if text.isdigit() else None)
 
 
+def _documented_as(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]:
+    """A field's JSON schema replaced by `schema`: the exact rule its validator applies, so the
+    OpenAPI document (and a fuzzer generating from it) knows what is accepted."""
+
+    def replace(generated: dict[str, Any]) -> None:
+        generated.clear()
+        generated.update(schema)
+
+    return replace
+
+
+def _anchored(pattern: re.Pattern[str]) -> str:
+    return f"^(?:{pattern.pattern})$"
+
+
+def _whole(value: Any) -> Any:
+    """A whole-number float (2076.0) as the integer it is: JSON Schema's `integer` and the seed's
+    contract accept it; strings, booleans and fractions stay refused by the strict type."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def _checked(feature: Feature) -> Any:
     def check(value: Any) -> Any:
         if (reason := feature.violation(value)) is not None:
             raise ValueError(f"{feature.name} {reason}")
         return value
 
-    kind = int if feature.integer else float
+    kind = Annotated[int, BeforeValidator(_whole)] if feature.integer else float
     return (
         Annotated[kind | None, AfterValidator(check)],
-        Field(None if feature.nullable else ..., description=f"{feature.description}: {feature.rule()}"),
+        Field(None if feature.nullable else ..., json_schema_extra=_documented_as(feature.json_schema())),
     )
 
 
@@ -165,9 +199,12 @@ class _Report(BaseModel):
 def _model(name: str, fields: tuple[Feature, ...], **extra: Any) -> type[BaseModel]:
     definitions = {feature.name: _checked(feature) for feature in fields}
     if "actp" in definitions:  # official letters accepted as well
+        schema = ACTP.json_schema()
+        schema.pop("type")
+        schema["enum"] = [*sorted(ACTP.codes or ()), *ACTP_LETTERS, None]
         definitions["actp"] = (
-            Annotated[int | str | None, AfterValidator(_actp)],
-            Field(None, description=definitions["actp"][1].description),
+            Annotated[int | str | None, BeforeValidator(_whole), AfterValidator(_actp)],
+            Field(None, json_schema_extra=_documented_as(schema)),
         )
     return create_model(name, __base__=_Report, **definitions, **extra)
 
@@ -190,9 +227,14 @@ VehicleReport = _model(
 PlaceReport = _model("PlaceReport", PLACE_FIELDS)
 
 
-def _date(value: date) -> date:
-    if (reason := YEAR.violation(value.year)) is not None:
-        raise ValueError(f"the date's year {reason}")
+DATE_CODE = _date_code(int(YEAR.minimum or 0), int(YEAR.maximum or 0))
+DATE_RULE = f"a calendar date YYYY-MM-DD in {YEAR.minimum:.0f}..{YEAR.maximum:.0f}"
+
+
+def _date(value: Any) -> Any:
+    """Only the exact text (pydantic's lax date parsing also takes timestamps and date-times)."""
+    if not (isinstance(value, str) and DATE_CODE.fullmatch(value)):
+        raise ValueError(f"date must be {DATE_RULE}, got {value!r}")
     return value
 
 
@@ -216,13 +258,18 @@ AccidentReport = _model(
     "AccidentReport", ACCIDENT_FIELDS,
     accident_id=(str | None, Field(None, pattern=rf"^[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}$",
                                    description="optional BAAC Num_Acc, digits")),
-    date=(Annotated[date, Field(strict=False), AfterValidator(_date)],
-          Field(description="date of the accident (YYYY-MM-DD)")),
-    hrmn=(Annotated[str, AfterValidator(_hrmn)], Field(description="time of the accident, HH:MM")),
+    date=(Annotated[date, Field(strict=False), BeforeValidator(_date)],
+          Field(json_schema_extra=_documented_as({"type": "string", "pattern": _anchored(DATE_CODE),
+                                                  "description": f"date of the accident: {DATE_RULE}"}))),
+    hrmn=(Annotated[str, AfterValidator(_hrmn)],
+          Field(json_schema_extra={"pattern": _anchored(HRMN), "description": "time of the accident, HH:MM"})),
     dep=(Annotated[str, _insee(DEPARTMENT_CODE, DEPARTMENT, "dep")],
-         Field(description="department (INSEE, e.g. 75, 2A, 971)")),
+         Field(json_schema_extra={"pattern": _anchored(DEPARTMENT_CODE),
+                                  "description": "department (INSEE, e.g. 75, 2A, 971)"})),
     com=(Annotated[str, _insee(COMMUNE_CODE, COMMUNE, "com")],
-         Field(description="commune (INSEE, e.g. 75056, 2A004)")),
+         Field(json_schema_extra={"pattern": _anchored(COMMUNE_CODE),
+                                  "description": "commune (INSEE: its department's code, then 3 digits "
+                                                 "(2 overseas), e.g. 75056, 2A004, 97411)"})),
     place=(PlaceReport, Field(description="the road where the accident happened (lieux)")),
     vehicles=(list[VehicleReport], Field(min_length=1, description="every vehicle involved, with its users")),
 )  # fmt: skip

@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from accidents.features import FEATURE_NAMES, FEATURES, N_FEATURES, SEED_EXAMPLE
+from accidents.report_time.features import REPORT_FEATURES
+from accidents.report_time.provenance import field_credit
 from api.core.config import USERNAME_PATTERN
 from api.db.models import Role
 from api.serving.accident_ids import ID_FIELD, ID_PATTERN, MAX_INTEGER_ID
@@ -104,8 +106,41 @@ class PredictResponse(BaseModel):
     predictions: list[ExplainedRowPrediction]
 
 
+class FieldContribution(BaseModel):
+    field: str = Field(description="a report field's path (`ReportFieldContributions`)")
+    contribution: float = Field(description="its SHAP contribution to the raw score, in log-odds")
+
+
+# One field per report field path and per report-time feature: the schema documents every name.
+ReportFieldContributions = create_model(
+    "ReportFieldContributions",
+    __doc__="Every report field's SHAP contribution (log-odds): each feature's contribution shared equally "
+    "between the fields it reports on (accidents.report_time.provenance); a list's own entry "
+    "(`vehicles`, `vehicles[].users`) is what their number contributes.",
+    **{f"field_{i}": (float, Field(alias=path, description=description))
+       for i, (path, description) in enumerate(field_credit().descriptions.items())},
+)  # fmt: skip
+ReportFeatureContributions = create_model(
+    "ReportFeatureContributions",
+    __doc__="Every report-time feature's SHAP contribution (log-odds), `com` and `dep` with their encodings.",
+    **{f"feature_{i}": (float, Field(alias=name, description=field_credit().describe_feature(name)))
+       for i, name in enumerate(REPORT_FEATURES)},
+)  # fmt: skip
+
+
+class ReportExplanation(BaseModel):
+    base_value: float = Field(description="expected raw score (log-odds) over the training rows")
+    raw_score: float = Field(description="this accident's raw score (log-odds): base_value + sum of contributions")
+    top: list[FieldContribution] = Field(description="report fields with the largest contributions, largest first")
+    fields: ReportFieldContributions  # type: ignore[valid-type]
+    features: ReportFeatureContributions  # type: ignore[valid-type]
+
+
 class ReportRowPrediction(RowPrediction):
     accident_id: str | None = Field(None, description="the report's accident_id (BAAC Num_Acc), when it carried one")
+    explanation: ReportExplanation | None = Field(
+        None, description="with ?explain=true: exact TreeSHAP of this accident, by report field and by feature"
+    )
 
 
 class ReportPredictResponse(BaseModel):

@@ -26,7 +26,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import Counter
 
 from accidents.model.explain import ExplainError
-from accidents.model.model_store import ModelMetadata
+from accidents.model.model_store import ModelBundle, ModelMetadata
 from accidents.store.prediction_log import REPORT_TIME_MODEL
 from api.core.config import Settings
 from api.deps import (
@@ -39,7 +39,8 @@ from api.deps import (
     serving_report_model,
 )
 from api.schemas import PredictResponse, ReportPredictResponse, predict_body_schema
-from api.serving.explanations import check_explainable, explain_rows
+from api.services import Services
+from api.serving.explanations import check_explainable, explain_reports, explain_rows
 from api.serving.prediction import parse_request
 from api.serving.reports import LOGGED_FEATURES, parse_reports, report_body_schema, report_rows, score_reports
 
@@ -131,12 +132,7 @@ def build_router(settings: Settings) -> APIRouter:
                                    classes, parsed.accident_ids)  # fmt: skip
         predictions = _predictions_of(metadata, classes, probabilities)
         if explain:
-            try:
-                explained = await services.inference.run(explain_rows, bundle, rows, explain_top)
-            except ExplainError as error:
-                raise HTTPException(status.HTTP_409_CONFLICT, f"no explanations for this model: {error}") from None
-            for prediction, explanation in zip(predictions, explained, strict=True):
-                prediction["explanation"] = explanation
+            await _explain(predictions, services, explain_rows, bundle, rows, explain_top)
         return _answer(metadata, predictions)
 
     @router.post(
@@ -150,14 +146,29 @@ def build_router(settings: Settings) -> APIRouter:
                 "description": "a report outside the report contract (the field named, with its domain), an "
                 "outcome field (grav) in a report, or more accidents than MAX_BATCH_ROWS"
             },
+            409: {"description": "explain=true: the serving model's family has no explainer"},
             503: {"description": "no report-time model loaded (or REPORT_MODEL_ENABLED=false)"},
         },
     )
-    async def predict_reports(request: Request, caller: Caller, services: ServicesDep) -> Response:
+    async def predict_reports(
+        request: Request,
+        caller: Caller,
+        services: ServicesDep,
+        explain: Annotated[
+            bool,
+            Query(
+                description="add per accident the exact TreeSHAP contributions (log-odds) of the report's "
+                "fields (each feature's credited to the fields it is computed from) and of the model's 95 "
+                "features, and the base value"
+            ),
+        ] = False,
+    ) -> Response:
         """The report-time model (docs/report-time-model.md): one accident as reported (every vehicle
         and user, no injury outcome) or {"accidents": [...]}; one prediction per accident. Its rows
         go to the prediction log as /predict's do, with model="report_time" and the 95 inputs."""
         reports = parse_reports(await request.body(), max_batch_rows)
+        if explain:
+            check_explainable(len(reports), explain_max_rows, "accidents")
         served = serving_report_model(services.report_models)  # grabbed once, as /predict does
         bundle = served.bundle
         if bundle.uses_compiled(len(reports)):
@@ -177,9 +188,29 @@ def build_router(settings: Settings) -> APIRouter:
         for prediction, accident_id in zip(predictions, accident_ids, strict=True):
             if accident_id is not None:
                 prediction["accident_id"] = accident_id
+        if explain:
+            await _explain(predictions, services, explain_reports, bundle, rows, explain_top)
         return _answer(metadata, predictions)
 
     return router
+
+
+async def _explain(
+    predictions: list[dict[str, Any]],
+    services: Services,
+    explainer: Callable[..., list[dict[str, Any]]],
+    bundle: ModelBundle,
+    rows: np.ndarray,
+    top: int,
+) -> None:
+    """Each prediction's explanation, computed on the inference thread (the event loop keeps
+    answering); 409 when the serving model's family has no explainer."""
+    try:
+        explained = await services.inference.run(explainer, bundle, rows, top)
+    except ExplainError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"no explanations for this model: {error}") from None
+    for prediction, explanation in zip(predictions, explained, strict=True):
+        prediction["explanation"] = explanation
 
 
 def _predictions_of(metadata: ModelMetadata, classes: np.ndarray, probabilities: np.ndarray) -> list[dict[str, Any]]:

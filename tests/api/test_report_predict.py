@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 import shlex
 import time
@@ -20,11 +21,13 @@ import requests
 
 from accidents.config import CHAMPION_ALIAS, REPORT_MODEL_NAME, Paths
 from accidents.data.sources import TABLES
+from accidents.model.explain import TreeShap
 from accidents.model.model_store import read_bundle
 from accidents.model.registry import TAG_THRESHOLD, client
 from accidents.pipeline.preprocess import read_official_table
 from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
 from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row
+from accidents.report_time.provenance import field_credit
 from accidents.report_time.raw import tables_from_official
 from accidents.store.prediction_log import REPORT_TIME_MODEL, file_url, read_window
 from tests.api.conftest import login, register, set_champion, start_api, trained_api_env
@@ -195,6 +198,81 @@ def test_the_docs_curl_example_is_a_real_accident_and_answers(served, sample_tab
     headers = {**login(served.url), "Content-Type": "application/json"}
     response = requests.post(url, data=argv[argv.index("-d") + 1], headers=headers, timeout=60)
     assert response.status_code == 200 and response.json()["predictions"][0]["accident_id"] == DOC_ACCIDENT
+
+
+# --- ?explain=true: TreeSHAP of the 95 features, credited to the report's fields -------------------------
+
+
+def test_tree_shap_of_the_report_time_model_equals_shap(trained_project, sample_tables):
+    """Our numpy TreeSHAP on the 95-feature model against `shap.TreeExplainer` (the oracle) on the
+    65 real accidents, and the feature contributions summing to the model's raw score."""
+    import shap  # the oracle: test process only
+
+    model = read_bundle(Paths(trained_project.root).report_time.champion, example_row()).model
+    rows = accident_features(tables_from_official(sample_tables))
+    explainer = TreeShap(model)
+    assert explainer.n_inputs == len(REPORT_FEATURES)
+    trees, columns = model.steps[-1][1], model.steps[0][1].transform(rows)
+    expected = np.asarray(shap.TreeExplainer(trees).shap_values(columns))
+    ours, _ = explainer.column_shap_values(columns)
+    assert np.max(np.abs(ours - expected)) <= 1e-6
+    contributions, raw = explainer.shap_values(rows)
+    decision = model.decision_function(rows)
+    assert np.max(np.abs(contributions.sum(axis=1) + explainer.base_value - decision)) <= 1e-6
+    assert np.max(np.abs(raw - decision)) <= 1e-6
+
+
+def test_explain_credits_the_reports_fields(served, sample_tables):
+    ids = sample_tables["caracteristiques"]["Num_Acc"].tolist()[:12]
+    body = {"accidents": [report_of(sample_tables, accident) for accident in ids]}
+    headers = login(served.url)
+    plain = requests.post(f"{served.url}/v2/predict", json=body, headers=headers, timeout=60)
+    answer = requests.post(f"{served.url}/v2/predict?explain=true", json=body, headers=headers, timeout=60)
+    assert plain.status_code == answer.status_code == 200, answer.text
+    assert all("explanation" not in row for row in plain.json()["predictions"])
+    rows = answer.json()["predictions"]
+    assert [row["probability"] for row in rows] == [row["probability"] for row in plain.json()["predictions"]]
+    credit = field_credit()
+    for row in rows:
+        explanation, probability = row["explanation"], row["probability"]
+        assert abs(explanation["raw_score"] - math.log(probability / (1 - probability))) <= 1e-6
+        assert list(explanation["features"]) == list(REPORT_FEATURES)
+        assert list(explanation["fields"]) == list(credit.fields)
+        for part in ("features", "fields"):  # both add up to the raw score
+            total = sum(explanation[part].values()) + explanation["base_value"]
+            assert abs(total - explanation["raw_score"]) <= 1e-6
+        top = explanation["top"]
+        assert len(top) == 5 and top[0]["contribution"] == max(explanation["fields"].values(), key=abs)
+        assert all(item["contribution"] == explanation["fields"][item["field"]] for item in top)
+        sizes = [abs(item["contribution"]) for item in top]
+        assert sizes == sorted(sizes, reverse=True)
+        # a field credited nothing (senc: no feature reads it) contributes exactly nothing
+        assert explanation["fields"]["vehicles[].senc"] == 0.0
+
+
+def test_explain_batch_cap_on_v2_is_a_clear_422(app_factory):
+    capped = app_factory(explain_max_rows=2)
+    headers = login(capped)
+    refused = capped.post("/v2/predict?explain=true", json={"accidents": [REPORT_EXAMPLE] * 3}, headers=headers)
+    (problem,) = problems(refused)
+    assert problem["loc"] == ["body", "accidents"] and "at most 2 rows" in problem["msg"]
+    # below the cap the request goes on (to the missing model's 503 here)
+    assert capped.post("/v2/predict?explain=true", json={"accidents": [REPORT_EXAMPLE] * 2},
+                       headers=headers).status_code == 503  # fmt: skip
+
+
+def test_openapi_documents_v2_explanations(client):
+    schema = client.get("/openapi.json").json()
+    parameters = {parameter["name"] for parameter in schema["paths"]["/v2/predict"]["post"]["parameters"]}
+    assert "explain" in parameters
+    components = schema["components"]["schemas"]
+    fields = components["ReportFieldContributions"]["properties"]
+    assert list(fields) == list(field_credit().fields) and all(field["description"] for field in fields.values())
+    features = components["ReportFeatureContributions"]["properties"]
+    assert list(features) == list(REPORT_FEATURES)
+    assert features["driver_age_max"]["description"] == (
+        "computed from vehicles[].users[].an_nais (given date, vehicles[].users[].catu)"
+    )
 
 
 # --- no report-time model, then one: a registry of our own ---------------------------------------------

@@ -18,9 +18,11 @@ coefficient product of the polynomials prod_j (z_j + o_j t), computed for every 
 tree at once with leave-one-out prefix and suffix products: a few array operations per path slot.
 
 Derived features mapped back onto the request: the target-encoding step feeds the trees the
-encodings of `com` and `dep` *and* the raw 28 inputs; the contribution of an encoded column is
-added to the input it encodes (so `com`'s contribution is its raw code's plus its encoding's).
-The sum is unchanged: contributions of the 28 inputs + base value == raw score.
+encodings of `com` and `dep` *and* the raw inputs (the seed contract's 28, the report-time
+model's 95); the contribution of an encoded column is added to the input it encodes (so
+`com`'s contribution is its raw code's plus its encoding's).
+The sum is unchanged: contributions of the inputs + base value == raw score. The report-time
+model's 95 inputs are further credited to the request's fields (accidents.report_time.provenance).
 
 numpy only: no scikit-learn import (the model object is read by its attributes).
 """
@@ -33,7 +35,6 @@ from typing import Any
 
 import numpy as np
 
-from accidents.features import N_FEATURES
 from accidents.model.compiled_trees import TargetEncoding
 
 ROW_CHUNK = 8  # rows explained per vectorized pass: bounds the working memory (~R x leaves x depth^2)
@@ -47,12 +48,12 @@ class ExplainError(ValueError):
 class Explanation:
     base_value: float  # expected raw score (log-odds) over the training rows
     raw_score: float  # the model's log-odds for this row
-    contributions: np.ndarray  # (28,) log-odds contribution of each request input, contract order
+    contributions: np.ndarray  # (inputs,) log-odds contribution of each model input, contract order
 
 
 class TreeShap:
     """Exact path-dependent TreeSHAP of a binary HistGradientBoosting (optionally after our
-    target encoding) on the request's 28 inputs."""
+    target encoding) on the model's inputs: the seed contract's 28, or the report-time model's 95."""
 
     def __init__(self, model: Any):
         steps = getattr(model, "steps", None)
@@ -73,6 +74,7 @@ class TreeShap:
             self.inputs = np.arange(self.n_columns)
         else:
             self.inputs = np.asarray(self.encoding.input_columns)
+        self.n_inputs = int(self.inputs.max()) + 1  # the model's inputs (every one reaches the trees raw)
         leaves = [leaf for tree in predictors for leaf in _leaves(tree[0].nodes)]
         # Leaves grouped by the number of distinct columns on their path: no padding, and the
         # work per leaf is ~k^2 for its own k (not the deepest path's).
@@ -84,11 +86,11 @@ class TreeShap:
         self.base_value = baseline + sum(group.mean_value for group in self.groups)
 
     def shap_values(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(contributions (n, 28) on the request inputs, raw scores (n,)) of rows in contract order."""
-        if rows.ndim != 2 or rows.shape[1] != N_FEATURES:
-            raise ValueError(f"rows must be (n, {N_FEATURES})")
+        """(contributions (n, inputs) on the model's inputs, raw scores (n,)) of rows in contract order."""
+        if rows.ndim != 2 or rows.shape[1] != self.n_inputs:
+            raise ValueError(f"rows must be (n, {self.n_inputs})")
         columns = rows if self.encoding is None else self.encoding.transform(rows)
-        contributions = np.zeros((len(rows), N_FEATURES))
+        contributions = np.zeros((len(rows), self.n_inputs))
         raw = np.empty(len(rows))
         for start in range(0, len(rows), ROW_CHUNK):
             chunk = columns[start : start + ROW_CHUNK]

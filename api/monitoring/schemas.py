@@ -25,12 +25,13 @@ def _utc(value: datetime) -> datetime:
 
 
 def _in_utc(value: datetime) -> datetime:
-    """The moment in UTC; one that leaves datetime's range once converted (0001-01-01T00:00+01:00)
-    is the caller's mistake (422), not an OverflowError (500)."""
+    """The moment in UTC. One that leaves datetime's range once converted (0001-01-01T00:00+01:00,
+    9999-12-31T23:59-01:00) is a valid ISO 8601 date-time: it is read as the first or last moment
+    datetime holds (as bounds of a window they select the same rows), never an OverflowError (500)."""
     try:
         return _utc(value).astimezone(UTC)
     except OverflowError:
-        raise ValueError("date-time out of range once converted to UTC") from None
+        return (datetime.min if value.year == datetime.min.year else datetime.max).replace(tzinfo=UTC)
 
 
 IsoDateTime = Annotated[datetime, BeforeValidator(_iso_only), AfterValidator(_in_utc)]

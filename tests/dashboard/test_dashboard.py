@@ -58,10 +58,13 @@ def test_the_page_and_its_endpoints_are_admin_only_and_validated(client):
     assert client.get("/monitoring/prediction-stats?bins=1", headers=admin).status_code == 422
     assert client.get("/monitoring/prediction-stats?bucket=week", headers=admin).status_code == 422
     assert client.get("/monitoring/prediction-stats?since=170", headers=admin).status_code == 422
-    # a moment that leaves datetime's range once in UTC: 422, not an OverflowError (found by the fuzzer)
+    # a valid ISO 8601 moment that leaves datetime's range once in UTC: the first or last moment it
+    # holds, never an OverflowError (found by the fuzzer, first as a 500, then as a refused valid value)
     for path in ("/monitoring/prediction-stats", "/monitoring/predictions"):
         for query in ("until=0001-01-01T00:00:00%2B01:00", "since=9999-12-31T23:59:59-23:59"):
-            assert client.get(f"{path}?{query}", headers=admin).status_code == 422, (path, query)
+            answer = client.get(f"{path}?{query}", headers=admin)
+            assert answer.status_code == 200, (path, query, answer.text)
+            assert answer.json().get("rows", 0) == 0 and answer.json().get("items", []) == []
     assert client.get("/monitoring/retrains?limit=0", headers=admin).status_code == 422
     # no MLflow behind this app: an empty answer that says so, not an error
     answer = client.get("/monitoring/retrains", headers=admin)

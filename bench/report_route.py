@@ -30,9 +30,8 @@ from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import read_bundle
 from accidents.report_time.contract import AccidentReport
 from accidents.report_time.features import example_row
-from accidents.report_time.raw import read_year
+from accidents.report_time.raw import read_year, report_bodies
 from bench.common import median_of, percentiles_ms, rss_mb, start_api, time_calls, token_of, wrk
-from tests.report_time.conftest import report_of
 from tests.support.project import Project
 
 DOC_ACCIDENT = "202100000003"  # the curl example of docs/report-time-model.md
@@ -54,10 +53,10 @@ def write_report_bodies(project: Project, work: Path) -> dict[str, Any]:
     tables = official_2021(Path(os.environ.get("BAAC_DATA_DIR", project.root / "data" / "raw")))
     test = pd.read_parquet(Paths(project.root).report_time.split("test"))
     ids = [str(each) for each in test.iloc[:, 0] if str(each).startswith("2021")][: 2 * BATCH]
-    wanted = {table: frame[frame["Num_Acc"].isin([*ids, DOC_ACCIDENT])] for table, frame in tables.items()}
+    built = report_bodies(tables, [*ids, DOC_ACCIDENT])
     reports, skipped = [], 0
     for accident in ids:
-        report = report_of(wanted, accident)
+        report = built[accident]
         try:
             AccidentReport.model_validate(report)
         except ValidationError:
@@ -68,7 +67,7 @@ def write_report_bodies(project: Project, work: Path) -> dict[str, Any]:
             break
     if len(reports) < BATCH:
         raise SystemExit(f"only {len(reports)} valid 2021 reports in the report-time test split")
-    bodies = {"single": report_of(wanted, DOC_ACCIDENT), "batch": {"accidents": reports}}
+    bodies = {"single": built[DOC_ACCIDENT], "batch": {"accidents": reports}}
     paths: dict[str, Any] = {"skipped": skipped}
     for name, body in bodies.items():
         paths[name] = work / f"v2-{name}.json"

@@ -10,8 +10,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import re
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +35,8 @@ from accidents.report_time.raw import tables_from_official
 from accidents.store.prediction_log import REPORT_TIME_MODEL, file_url, read_window
 from tests.api.conftest import login, register, set_champion, start_api, trained_api_env
 from tests.report_time.conftest import report_of
-from tests.support.project import start_mlflow
+from tests.support.monitoring import run_cli, wait_for
+from tests.support.project import data_dir, start_mlflow
 
 REPO = Path(__file__).resolve().parents[2]
 # The accident of the curl example in docs/report-time-model.md: a car hit a pedestrian (hospitalised).
@@ -198,6 +202,38 @@ def test_the_docs_curl_example_is_a_real_accident_and_answers(served, sample_tab
     headers = {**login(served.url), "Content-Type": "application/json"}
     response = requests.post(url, data=argv[argv.index("-d") + 1], headers=headers, timeout=60)
     assert response.status_code == 200 and response.json()["predictions"][0]["accident_id"] == DOC_ACCIDENT
+
+
+def test_replay_sends_real_accidents_as_reports(served, served_state, report_champion, trained_project):
+    """`replay --route v2`: accidents of July 2021 from the official tables, as reports, through
+    /v2/predict; each accepted one logged with its Num_Acc under the report-time model."""
+
+    def logged():
+        return read_window(file_url(served_state / "state"), model=REPORT_TIME_MODEL, with_accident_id=True)
+
+    earlier = set(logged()["request_id"])
+    env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(trained_project.root)}
+    replay = run_cli("accidents.monitoring.replay", "--route", "v2", "--from", "2021-07-01", "--to", "2021-07-31",
+                     "--limit", "60", "--source", "official", "--batch-size", "25", "--url", served.url,
+                     "--no-progress", "--json", env=env)  # fmt: skip
+    summary = json.loads(replay.stdout.strip().splitlines()[-1])
+    assert summary["route"] == "/v2/predict" and summary["selected_rows"] == 60
+    assert summary["sent_rows"] + summary["skipped_rows"] == 60 and summary["sent_rows"] >= 50
+    assert summary["accepted_rows"] == summary["sent_rows"] and summary["rejected_rows"] == 0
+    assert summary["model_versions"] == {str(report_champion.version): summary["sent_rows"]}
+
+    def replayed():
+        frame = logged()
+        return frame[~frame["request_id"].isin(earlier)]
+
+    wait_for(lambda: len(replayed()) == summary["sent_rows"], what="every replayed accident logged")
+    rows = replayed()
+    assert rows["accident_id"].is_unique and rows["accident_id"].str.startswith("2021").all()
+    assert {json.loads(text)["month"] for text in rows["report_features"]} == {7.0}  # July's accidents
+    refused = subprocess.run([sys.executable, "-m", "accidents.monitoring.replay", "--route", "v2", "--from",
+                              "2021-07-01", "--to", "2021-07-02", "--shift", "victim_age=+10"],
+                             capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert refused.returncode == 2 and "a report (--route v2) does not carry them" in refused.stderr
 
 
 # --- ?explain=true: TreeSHAP of the 95 features, credited to the report's fields -------------------------

@@ -3,12 +3,19 @@
     python -m accidents.monitoring.replay --from 2021-07-01 --to 2021-12-31 --limit 5000
     python -m accidents.monitoring.replay --from 2021-07-01 --to 2021-12-31 --night --rate 50      # a shifted stream
     python -m accidents.monitoring.replay --from 2021-01-01 --to 2021-03-31 --shift victim_age=+25 --batch-size 100
+    python -m accidents.monitoring.replay --from 2021-07-01 --to 2021-12-31 --route v2 --limit 2000  # as reports
 
 This is how the monitoring walkthrough and the end-to-end tests produce traffic: rows come from
 `accidents.data.labelled` (the processed splits, or the official tables), are optionally filtered
 (`--query`, `--night`) or shifted (`--shift FEATURE=DELTA`, clipped to the feature's domain) so that
 drift can be demonstrated, then sent at `--rate` requests/s (0: as fast as the API answers) in
-requests of `--batch-size` rows from `--concurrency` threads. It prints a progress bar and a
+requests of `--batch-size` rows from `--concurrency` threads.
+
+`--route v2` sends the same selected accidents to POST /v2/predict as reports (every vehicle and
+user, built from the official tables by accidents.report_time.raw.report_bodies); an accident the
+report contract refuses (BAAC left a required value unknown, such as a vehicle's category) is
+passed over and counted as `skipped_rows`. `--shift` changes the seed contract's features, which a
+report does not carry: it is refused with --route v2. It prints a progress bar and a
 summary (sent, accepted, rejected, p50/p99 latency); the exit status is 1 when a row was refused.
 Credentials: --username/--password, else ACCIDENTS_API_USERNAME / ACCIDENTS_API_PASSWORD, else the
 local demo admin.
@@ -31,16 +38,20 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from accidents.config import API_PORT, DEFAULT_HOST, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
-from accidents.data.labelled import SOURCES, load_accidents
-from accidents.features import ACCIDENT_ID, FEATURE_NAMES, FEATURES_BY_NAME
+from accidents.data.labelled import SOURCES, load_accidents, year_tables
+from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, FEATURES_BY_NAME
+from accidents.report_time.contract import AccidentReport
+from accidents.report_time.raw import read_year, report_bodies
 
 ENV_USERNAME = "ACCIDENTS_API_USERNAME"  # the names the Airflow DAG uses for the same API
 ENV_PASSWORD = "ACCIDENTS_API_PASSWORD"  # noqa: S105 - the variable's name, not a password
 DEMO_LOGIN = (DEMO_ADMIN_USERNAME, DEMO_ADMIN_PASSWORD)
 NIGHT = "lum >= 3"  # BAAC lum: 3 night without public lighting, 4 lighting off, 5 lighting on
+ROUTES = {"predict": "/predict", "v2": "/v2/predict"}  # --route: the seed's contract, or reports
 
 
 @dataclass
@@ -58,6 +69,8 @@ class Summary:
     seconds: float = 0.0
     rows_per_second: float = 0.0
     model_versions: dict[str, int] = field(default_factory=dict)
+    route: str = "/predict"
+    skipped_rows: int = 0  # --route v2: accidents whose report the contract refuses (not sent)
 
 
 def select_rows(frame: pd.DataFrame, query: str | None, shifts: dict[str, float], limit: int | None,
@@ -107,9 +120,34 @@ def request_bodies(frame: pd.DataFrame, batch_size: int) -> list[tuple[bytes, in
     return bodies
 
 
+def report_request_bodies(frame: pd.DataFrame, batch_size: int) -> tuple[list[tuple[bytes, int]], int]:
+    """(JSON body, accident count) per /v2/predict request for the accidents of `frame` (in its
+    order), and how many were passed over because the report contract refuses their report."""
+    ids = frame[ACCIDENT_ID].astype(str).tolist()
+    built: dict[str, dict[str, Any]] = {}
+    for year in sorted({int(day.year) for day in frame[ACCIDENT_DATE]}):
+        built |= report_bodies(read_year(year_tables(year)), ids)
+    reports = []
+    for accident in ids:
+        report = built.get(accident)
+        try:
+            AccidentReport.model_validate(report)
+        except ValidationError:
+            continue
+        reports.append(report)
+    bodies = []
+    for start in range(0, len(reports), batch_size):
+        chunk = reports[start : start + batch_size]
+        payload = chunk[0] if batch_size == 1 else {"accidents": chunk}
+        bodies.append((json.dumps(payload).encode(), len(chunk)))
+    return bodies, len(ids) - len(reports)
+
+
 class Replayer:
-    def __init__(self, url: str, username: str, password: str, rate: float, concurrency: int, timeout: float):
+    def __init__(self, url: str, username: str, password: str, rate: float, concurrency: int, timeout: float,
+                 route: str = "/predict"):  # fmt: skip
         self.url = url.rstrip("/")
+        self.route = route
         self.credentials = {"username": username, "password": password}
         self.rate = rate
         self.concurrency = concurrency
@@ -155,7 +193,7 @@ class Replayer:
             headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
             begin = time.perf_counter()
             try:
-                response = self.client.post(f"{self.url}/predict", content=body, headers=headers)
+                response = self.client.post(f"{self.url}{self.route}", content=body, headers=headers)
             except httpx.HTTPError as error:
                 with self._lock:
                     self.failed += 1
@@ -182,19 +220,23 @@ def replay(args: argparse.Namespace) -> Summary:
     frame, source = load_accidents(args.start, args.end, args.source)
     query = " and ".join(f"({q})" for q in (args.query, NIGHT if args.night else None) if q) or None
     selected = select_rows(frame, query, dict(args.shift), args.limit, args.seed)
-    summary = Summary(source=source, selected_rows=len(selected))
+    summary = Summary(source=source, selected_rows=len(selected), route=ROUTES[args.route])
     if selected.empty:
         return summary
-    bodies = request_bodies(selected, args.batch_size)
+    if args.route == "v2":
+        bodies, summary.skipped_rows = report_request_bodies(selected, args.batch_size)
+    else:
+        bodies = request_bodies(selected, args.batch_size)
+    sent = sum(rows for _, rows in bodies)
     username = args.username or os.environ.get(ENV_USERNAME) or DEMO_LOGIN[0]
     password = args.password or os.environ.get(ENV_PASSWORD) or DEMO_LOGIN[1]
-    replayer = Replayer(args.url, username, password, args.rate, args.concurrency, args.timeout)
+    replayer = Replayer(args.url, username, password, args.rate, args.concurrency, args.timeout, summary.route)
     started = time.monotonic()
-    with tqdm(total=len(selected), unit="row", disable=args.no_progress, file=sys.stderr) as progress:
+    with tqdm(total=sent, unit="row", disable=args.no_progress, file=sys.stderr) as progress:
         replayer.run(bodies, progress)
     summary.seconds = round(time.monotonic() - started, 2)
     summary.requests = len(bodies)
-    summary.sent_rows = len(selected)
+    summary.sent_rows = sent
     summary.accepted_rows, summary.rejected_rows = replayer.accepted, replayer.rejected
     summary.failed_requests = replayer.failed
     summary.statuses = dict(replayer.statuses)
@@ -218,6 +260,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--night", action="store_true", help=f"only night-time accidents ({NIGHT})")
     parser.add_argument("--shift", type=parse_shift, action="append", default=[], metavar="FEATURE=DELTA",
                         help="add DELTA to a numeric feature (clipped to its domain), e.g. victim_age=+20")  # fmt: skip
+    parser.add_argument(
+        "--route",
+        choices=ROUTES,
+        default="predict",
+        help="predict: the seed's 28 features; v2: the accidents as reports (every vehicle and user)",
+    )
     parser.add_argument("--url", default=f"http://{DEFAULT_HOST}:{API_PORT}")
     parser.add_argument("--username")
     parser.add_argument("--password")
@@ -230,6 +278,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.end < args.start:
         parser.error("--to is before --from")
+    if args.route == "v2" and args.shift:
+        parser.error("--shift changes the seed contract's features: a report (--route v2) does not carry them")
     if args.batch_size < 1 or args.concurrency < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--batch-size, --concurrency and --limit must be positive")
     return args
@@ -242,8 +292,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asdict(summary)))
     else:
         print(f"source: {summary.source}")
-        print(f"selected {summary.selected_rows} accidents; sent {summary.sent_rows} rows in {summary.requests} "
-              f"requests in {summary.seconds} s ({summary.rows_per_second} rows/s)")  # fmt: skip
+        print(f"selected {summary.selected_rows} accidents; sent {summary.sent_rows} rows to {summary.route} in "
+              f"{summary.requests} requests in {summary.seconds} s ({summary.rows_per_second} rows/s)")  # fmt: skip
+        if summary.skipped_rows:
+            print(f"passed over {summary.skipped_rows} accidents whose report the contract refuses")
         print(f"accepted {summary.accepted_rows}, rejected {summary.rejected_rows} (statuses {summary.statuses})")
         print(f"latency p50 {summary.p50_ms} ms, p99 {summary.p99_ms} ms; model versions {summary.model_versions}")
     if summary.selected_rows == 0:

@@ -10,7 +10,9 @@ Measured for 2021: 2.0 s to read the four files, 4.5 s to build the Tables.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,8 +26,10 @@ from accidents.data.official import (
     read_official_table,
 )
 from accidents.data.sources import TABLES
+from accidents.features import Feature
 from accidents.report_time.contract import (
     ACCIDENT_FIELDS,
+    ACTP_LETTERS,
     PLACE_FIELDS,
     USER_FIELDS,
     VEHICLE_FIELDS,
@@ -100,3 +104,50 @@ def outcomes(frames: dict[str, pd.DataFrame], accident_ids: list[str]) -> np.nda
     severe = grav.isin(list(SEVERE_CODES)).astype(float).where(known)
     per_accident = severe.groupby(users["Num_Acc"]).max()
     return per_accident.reindex(accident_ids).to_numpy(dtype=float)
+
+
+def report_value(feature: Feature, text: str) -> int | float | str | None:
+    """A raw BAAC value as a report carries it: the number when it is in the field's domain, else
+    null (BAAC's -1 and codes the contract refuses are "unknown"); `actp` letters stay letters."""
+    if feature.name == "actp" and text in ACTP_LETTERS:
+        return text
+    try:
+        number = float(text.replace(",", "."))
+    except ValueError:
+        return None
+    value: int | float = int(number) if feature.integer and number.is_integer() else number
+    return value if feature.violation(value) is None else None
+
+
+def report_bodies(frames: dict[str, pd.DataFrame], accident_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The accidents `accident_ids` of the official tables as the JSON bodies a reporter would send
+    (the report contract), by Num_Acc; an id the tables lack is left out. A body can still be
+    refused by the contract (a required value BAAC left unknown, e.g. a vehicle of category -1):
+    validate it before sending."""
+    wanted = set(accident_ids)
+    rows = {table: frame[frame["Num_Acc"].isin(wanted)] for table, frame in frames.items()}
+    places = {row["Num_Acc"]: row for row in rows["lieux"].to_dict("records")}
+    users: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for user in rows["usagers"].to_dict("records"):
+        users.setdefault((user["Num_Acc"], user["id_vehicule"]), []).append(
+            {feature.name: report_value(feature, user[feature.name]) for feature in USER_FIELDS})  # fmt: skip
+    vehicles: dict[str, list[dict[str, Any]]] = {}
+    for vehicle in rows["vehicules"].to_dict("records"):
+        vehicles.setdefault(vehicle["Num_Acc"], []).append({
+            **{feature.name: report_value(feature, vehicle[feature.name]) for feature in VEHICLE_FIELDS},
+            "users": users.get((vehicle["Num_Acc"], vehicle["id_vehicule"]), []),
+        })  # fmt: skip
+    bodies: dict[str, dict[str, Any]] = {}
+    for accident in rows["caracteristiques"].to_dict("records"):
+        key, place = accident["Num_Acc"], places.get(accident["Num_Acc"])
+        if place is None or key in bodies:
+            continue
+        bodies[key] = {
+            "accident_id": key,
+            "date": f"{accident['an']}-{int(accident['mois']):02d}-{int(accident['jour']):02d}",
+            "hrmn": accident["hrmn"], "dep": accident["dep"], "com": accident["com"],
+            **{feature.name: report_value(feature, accident[feature.name]) for feature in ACCIDENT_FIELDS},
+            "place": {feature.name: report_value(feature, place[feature.name]) for feature in PLACE_FIELDS},
+            "vehicles": vehicles.get(key, []),
+        }  # fmt: skip
+    return bodies

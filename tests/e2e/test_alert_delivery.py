@@ -22,7 +22,6 @@ import pytest
 import requests
 
 from accidents.store.received_alerts import STATUS_FIRING, STATUS_RESOLVED
-from tests.api import conftest as api_fixtures
 from tests.api.conftest import closed_url, login, project_with_champion, start_api
 from tests.monitoring import test_drift_job
 from tests.support.alertmanager import start_alertmanager
@@ -32,8 +31,7 @@ from tests.support.project import data_dir
 from tests.support.prometheus import start_prometheus
 
 pytestmark = pytest.mark.timeout(900)
-# the real trained champion; the drift job's real accidents and seasonal reference (its tests' fixtures)
-champion_bundle = api_fixtures.champion_bundle
+# the drift job's real accidents and seasonal reference (its tests' fixtures)
 accidents, reference_file = test_drift_job.accidents, test_drift_job.reference_file
 TOKEN = "Zp4xQ8wN2vK7rT1yH6mB3cJ9sL5dF0gA-uE_oI"
 PERIOD = ("--from", "2021-07-01", "--to", "2021-12-31", "--source", "official")

@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -208,10 +209,7 @@ def test_replay_sends_real_accidents_as_reports(served, served_state, report_cha
     """`replay --route v2`: accidents of July 2021 from the official tables, as reports, through
     /v2/predict; each accepted one logged with its Num_Acc under the report-time model."""
 
-    def logged():
-        return read_window(file_url(served_state / "state"), model=REPORT_TIME_MODEL, with_accident_id=True)
-
-    earlier = set(logged()["request_id"])
+    started = datetime.now(UTC)  # rows are stamped when served: earlier tests' rows may still be on their way
     env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(trained_project.root)}
     replay = run_cli("accidents.monitoring.replay", "--route", "v2", "--from", "2021-07-01", "--to", "2021-07-31",
                      "--limit", "60", "--source", "official", "--batch-size", "25", "--url", served.url,
@@ -223,8 +221,8 @@ def test_replay_sends_real_accidents_as_reports(served, served_state, report_cha
     assert summary["model_versions"] == {str(report_champion.version): summary["sent_rows"]}
 
     def replayed():
-        frame = logged()
-        return frame[~frame["request_id"].isin(earlier)]
+        return read_window(file_url(served_state / "state"), since=started, model=REPORT_TIME_MODEL,
+                           with_accident_id=True)  # fmt: skip
 
     wait_for(lambda: len(replayed()) == summary["sent_rows"], what="every replayed accident logged")
     rows = replayed()

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.store.prediction_log import realized
+from accidents.store.prediction_log import SEED_MODEL, realized
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,12 @@ RECENT_ROWS = 1000
 
 
 def latest_overall(engine: Engine) -> list[dict[str, Any]]:
-    """The newest overall (all months) result of each model version."""
+    """The newest overall (all months) result of each version of the seed's model (the report-time
+    model's grades have versions of their own: GET /monitoring/performance?model=report_time)."""
     query = (
         select(realized)
         .where(
-            realized.c.month.is_(None), realized.c.shadow_challenger.is_(None)
+            realized.c.month.is_(None), realized.c.shadow_challenger.is_(None), realized.c.model == SEED_MODEL
         )  # shadow pairs: api/serving/shadow.py
         .order_by(realized.c.computed_at.desc(), realized.c.id.desc())
         .limit(RECENT_ROWS)

@@ -67,14 +67,21 @@ def logged_predictions(
     return {"items": items, "next_before_id": page[-1]["id"] if len(rows) > limit else None}
 
 
-def latest_realized(engine: Engine, model_version: str | None) -> list[dict[str, Any]]:
-    """The label job's latest results: per model version, all months (month null) then each month."""
-    latest_job = select(realized.c.job_id).order_by(realized.c.computed_at.desc(), realized.c.id.desc()).limit(1)
+def latest_realized(engine: Engine, model_version: str | None, model: str = SEED_MODEL) -> list[dict[str, Any]]:
+    """The label job's latest results of `model`: per version, all months (month null) then each month."""
+    latest_job = (
+        select(realized.c.job_id)
+        .where(realized.c.model == model)
+        .order_by(realized.c.computed_at.desc(), realized.c.id.desc())
+        .limit(1)
+    )
     if model_version is not None:
         latest_job = latest_job.where(realized.c.model_version == model_version)
     query = select(realized).where(
-        realized.c.job_id == latest_job.scalar_subquery(), realized.c.shadow_challenger.is_(None)
-    )  # shadow comparisons: shadow_report
+        realized.c.job_id == latest_job.scalar_subquery(),
+        realized.c.shadow_challenger.is_(None),  # shadow comparisons: shadow_report
+        realized.c.model == model,
+    )
     if model_version is not None:
         query = query.where(realized.c.model_version == model_version)
     with engine.connect() as connection:

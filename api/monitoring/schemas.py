@@ -59,6 +59,7 @@ class PredictionPage(BaseModel):
 
 
 class RealizedResult(BaseModel):
+    model: str = Field(description="whose logged rows: seed (/predict) or report_time (/v2/predict)")
     model_version: str
     month: str | None = Field(description="YYYY-MM of the accidents; null: all months")
     computed_at: StoredTime

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.store import drift_results, estimates
+from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
 from api.deps import AdminUser, PredictionLogDep, SettingsDep
 from api.errors import store_unavailable
 from api.monitoring import queries
@@ -59,10 +60,18 @@ def logged_predictions(
 
 
 @router.get("/performance", response_model=list[RealizedResult], responses=STORE_UNAVAILABLE)
-def realized_performance(_: AdminUser, log: PredictionLogDep, model_version: Version = None) -> list[dict[str, Any]]:
-    """The label job's latest results: per model version, all months (month null) then each month."""
+def realized_performance(
+    _: AdminUser,
+    log: PredictionLogDep,
+    model_version: Version = None,
+    model: Annotated[
+        Literal[SEED_MODEL, REPORT_TIME_MODEL],  # type: ignore[valid-type]
+        Query(description="whose grades: seed (/predict's model, default) or report_time (/v2/predict's)"),
+    ] = SEED_MODEL,
+) -> list[dict[str, Any]]:
+    """The label job's latest results of one model: per version, all months (month null) then each month."""
     try:
-        return queries.latest_realized(log.engine, model_version)
+        return queries.latest_realized(log.engine, model_version, model)
     except SQLAlchemyError as error:
         raise store_unavailable(error) from None
 

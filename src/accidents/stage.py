@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from accidents.config import MODEL_NAME, REPORT_MODEL_NAME
+
 log = logging.getLogger("accidents")
 
 # The models the pipeline trains (accidents.pipeline.lifecycle describes each); `params.yaml`
@@ -20,6 +22,7 @@ log = logging.getLogger("accidents")
 # model writes `skipped.json` (with the reason) into that model's output folders instead.
 SEED, REPORT_TIME = "seed", "report_time"
 MODELS = (SEED, REPORT_TIME)
+REGISTERED_NAMES = {SEED: MODEL_NAME, REPORT_TIME: REPORT_MODEL_NAME}  # each model's name in the MLflow registry
 SKIPPED_FILE = "skipped.json"
 
 

@@ -16,23 +16,27 @@ import shlex
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
+from sklearn.metrics import roc_auc_score
 
-from accidents.config import CHAMPION_ALIAS, REPORT_MODEL_NAME, Paths
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME, REPORT_MODEL_NAME, Paths
+from accidents.data.labelled import load_accidents, year_tables
 from accidents.data.sources import TABLES
+from accidents.features import ACCIDENT_ID
 from accidents.model.explain import TreeShap
 from accidents.model.model_store import read_bundle
 from accidents.model.registry import TAG_THRESHOLD, client
+from accidents.monitoring.realized import TAG_REALIZED_AUC
 from accidents.pipeline.preprocess import read_official_table
 from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
 from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row
 from accidents.report_time.provenance import field_credit
-from accidents.report_time.raw import tables_from_official
+from accidents.report_time.raw import outcomes, read_year, tables_from_official
 from accidents.store.prediction_log import REPORT_TIME_MODEL, file_url, read_window
 from tests.api.conftest import login, register, set_champion, start_api, trained_api_env
 from tests.report_time.conftest import report_of
@@ -232,6 +236,47 @@ def test_replay_sends_real_accidents_as_reports(served, served_state, report_cha
                               "2021-07-01", "--to", "2021-07-02", "--shift", "victim_age=+10"],
                              capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert refused.returncode == 2 and "a report (--route v2) does not carry them" in refused.stderr
+
+
+def test_the_label_job_grades_the_report_time_model_apart(served, served_state, report_champion, trained_project,
+                                                          sample_tables, monkeypatch):  # fmt: skip
+    """Issue #25: the label job grades /v2/predict's rows as the report-time model's (model
+    "report_time", its own versions, tags on accidents-report-time), never as the seed's version
+    of the same number. Oracle: each accident's latest logged probability against its outcome in
+    the raw tables (report_time.raw.outcomes, the report-time model's own target), on the
+    accidents the label job's source labels."""
+    headers = login(served.url)
+    ids = sample_tables["caracteristiques"]["Num_Acc"].tolist()
+    assert post(served.url, {"accidents": [report_of(sample_tables, each) for each in ids]}, headers).status_code == 200
+    log_url = file_url(served_state / "state")
+
+    def logged():
+        return read_window(log_url, model=REPORT_TIME_MODEL, with_accident_id=True)
+
+    wait_for(lambda: set(ids) <= set(logged()["accident_id"]), what="the sample accidents logged")
+    env = {**os.environ, "BAAC_DATA_DIR": str(data_dir()), "ACCIDENTS_PROJECT_DIR": str(trained_project.root)}
+    run_cli("accidents.monitoring.realized", "--log-url", log_url, "--source", "official", "--tracking-uri",
+            trained_project.tracking_uri, env=env)  # fmt: skip
+
+    version = str(report_champion.version)
+    graded = requests.get(f"{served.url}/monitoring/performance", params={"model": "report_time"}, headers=headers,
+                          timeout=30).json()  # fmt: skip
+    (overall,) = [grade for grade in graded if grade["month"] is None]
+    assert (overall["model"], overall["model_version"]) == ("report_time", version)
+    latest = logged().sort_values("id").drop_duplicates("accident_id", keep="last")
+    monkeypatch.setenv("BAAC_DATA_DIR", str(data_dir()))
+    labelled = set(load_accidents(date(2021, 1, 1), date(2021, 12, 31), "official")[0][ACCIDENT_ID])
+    latest = latest[latest["accident_id"].isin(labelled)]
+    truth = outcomes(read_year(year_tables(2021)), latest["accident_id"].tolist())
+    assert not np.isnan(truth).any() and overall["rows_labelled"] == len(latest) >= len(ids)
+    expected_auc = roc_auc_score(truth, latest["probability"])
+    assert overall["roc_auc"] == pytest.approx(expected_auc, abs=1e-12)
+    # the seed's grades: none (this module's API served no /predict row), and no tag on its version
+    seed = requests.get(f"{served.url}/monitoring/performance", headers=headers, timeout=30).json()
+    assert seed == []
+    registry = client(trained_project.tracking_uri)
+    assert registry.get_model_version(REPORT_MODEL_NAME, version).tags[TAG_REALIZED_AUC] == f"{expected_auc:.4f}"
+    assert TAG_REALIZED_AUC not in registry.get_model_version(MODEL_NAME, version).tags
 
 
 # --- ?explain=true: TreeSHAP of the 95 features, credited to the report's fields -------------------------

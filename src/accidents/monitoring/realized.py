@@ -14,6 +14,12 @@ Predictions with no label yet stay counted (`rows_unlabelled`). Results go to th
 model version in the `monitoring` experiment, tagged with the model's name and version, and the
 model version itself tagged with that run and the realized AUC.
 
+Both models' rows are graded, each apart (`model`: "seed" for /predict's rows, "report_time" for
+/v2/predict's, issue #25): both registered models number their versions from 1, so a grade is
+stored, logged and tagged under its model (`realized_performance.model`, revision 0007; the
+registered name accidents-severity or accidents-report-time). The label is the same for both, an
+accident with a user killed or hospitalised. Estimates and shadow pairs are the seed's only.
+
 Estimated performance (accidents.monitoring.estimation, stored in `estimated_performance`) is graded
 too: each stored estimate whose window is not fully labelled yet gets the realized AUC and F1 of
 the same rows (the window re-read from the log: that version's newest `window_rows` rows between
@@ -49,7 +55,7 @@ from accidents.data.labelled import SOURCES, load_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
 from accidents.model.bootstrap import paired_intervals, too_few
 from accidents.model.promotion import COMPARED, DEFAULT_ROUNDS, TAG_SHADOW_INTERVALS, interval_text, rule_settings
-from accidents.stage import PipelineError, log, run_stage
+from accidents.stage import MODELS, REGISTERED_NAMES, PipelineError, log, run_stage
 from accidents.store import estimates
 from accidents.store.prediction_log import (
     SEED_MODEL,
@@ -87,6 +93,7 @@ class Grade:
     # shadow comparisons: this model graded on the labelled shadow rows of the pair
     shadow_champion: str | None = None
     shadow_challenger: str | None = None
+    model: str = SEED_MODEL  # which model's logged rows (prediction_log.model): its versions are its own
 
 
 def expected_calibration_error(truth: np.ndarray, probability: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -99,8 +106,9 @@ def expected_calibration_error(truth: np.ndarray, probability: np.ndarray, bins:
     return float(total)
 
 
-def grade(rows: pd.DataFrame, version: str, month: str | None, logged: int, unlabelled: int) -> Grade:
-    result = Grade(version, month, logged, len(rows), unlabelled)
+def grade(rows: pd.DataFrame, version: str, month: str | None, logged: int, unlabelled: int,
+          model: str = SEED_MODEL) -> Grade:  # fmt: skip
+    result = Grade(version, month, logged, len(rows), unlabelled, model=model)
     if rows.empty:
         return result
     truth = rows[TARGET].to_numpy(dtype=int)
@@ -146,18 +154,18 @@ def labels_for(accident_ids: pd.Series, source: str) -> tuple[pd.DataFrame, list
     return labels, origins
 
 
-def grade_log(logged: pd.DataFrame, labels: pd.DataFrame) -> list[Grade]:
-    """Per model version: one overall grade (month None) and one per month of the accidents."""
+def grade_log(logged: pd.DataFrame, labels: pd.DataFrame, model: str = SEED_MODEL) -> list[Grade]:
+    """Per version of `model`: one overall grade (month None) and one per month of the accidents."""
     served = latest_per_accident(logged)
     joined = served.merge(labels, left_on=ACCIDENT_ID_COLUMN, right_on=ACCIDENT_ID, how="left")
     grades = []
     for version, rows in joined.groupby(joined["model_version"].fillna("unknown"), sort=True):
         labelled = rows[rows[TARGET].notna()]
         unlabelled = len(rows) - len(labelled)
-        grades.append(grade(labelled, str(version), ALL_MONTHS, len(rows), unlabelled))
+        grades.append(grade(labelled, str(version), ALL_MONTHS, len(rows), unlabelled, model))
         months = labelled[ACCIDENT_DATE].dt.strftime("%Y-%m")
         for month, in_month in labelled.groupby(months, sort=True):
-            grades.append(grade(in_month, str(version), str(month), len(in_month), 0))
+            grades.append(grade(in_month, str(version), str(month), len(in_month), 0, model))
     return grades
 
 
@@ -227,16 +235,19 @@ def tag_shadow_intervals(uri: str, intervals: dict[Pair, dict[str, Any]], job_id
             log.warning("could not tag model version %s: %s", challenger, error)
 
 
-def store(engine: Any, grades: list[Grade], job_id: str, label_source: str, runs: dict[str, str]) -> None:
+def store(engine: Any, grades: list[Grade], job_id: str, label_source: str, runs: dict[tuple[str, str], str]) -> None:
     computed_at = datetime.now(UTC)
     rows = [{**asdict(g), "computed_at": computed_at, "job_id": job_id, "label_source": label_source[:200],
-             "mlflow_run_id": None if g.shadow_challenger else runs.get(g.model_version)} for g in grades]  # fmt: skip
+             "mlflow_run_id": None if g.shadow_challenger else runs.get((g.model, g.model_version))}
+            for g in grades]  # fmt: skip
     with engine.begin() as connection:
         connection.execute(realized.insert(), rows)
 
 
-def log_to_mlflow(uri: str, grades: list[Grade], job_id: str, window: dict[str, str | None]) -> dict[str, str]:
-    """One run per model version in the `monitoring` experiment; the version is tagged with it."""
+def log_to_mlflow(uri: str, grades: list[Grade], job_id: str, window: dict[str, str | None]
+                  ) -> dict[tuple[str, str], str]:  # fmt: skip
+    """One run per (model, version) in the `monitoring` experiment; the registered version is
+    tagged with it. Runs by (model, version)."""
     import mlflow
 
     from accidents.model import registry
@@ -249,12 +260,15 @@ def log_to_mlflow(uri: str, grades: list[Grade], job_id: str, window: dict[str, 
     mlflow.set_experiment(MONITORING_EXPERIMENT)
     mlflow_client = registry.client(uri)
     runs = {}
-    for version in sorted({g.model_version for g in grades}):
-        mine = [g for g in grades if g.model_version == version]
+    for model, version in sorted({(g.model, g.model_version) for g in grades}):
+        mine = [g for g in grades if (g.model, g.model_version) == (model, version)]
         overall = next(g for g in mine if g.month is ALL_MONTHS)
-        tags = {"model_name": MODEL_NAME, "model_version": version, "job_id": job_id, "kind": "realized_performance",
+        name = REGISTERED_NAMES[model]
+        tags = {"model_name": name, "model_version": version, "model": model, "job_id": job_id,
+                "kind": "realized_performance",
                 **{f"window_{key}": str(value) for key, value in window.items()}}  # fmt: skip
-        with mlflow.start_run(run_name=f"realized v{version}", tags=tags) as run:
+        run_name = f"realized v{version}" if model == SEED_MODEL else f"realized {model} v{version}"
+        with mlflow.start_run(run_name=run_name, tags=tags) as run:
             mlflow.log_metrics({f"realized_{key}": value for key, value in _numbers(overall).items()})
             for each in mine:
                 if each.month is not ALL_MONTHS:
@@ -264,21 +278,21 @@ def log_to_mlflow(uri: str, grades: list[Grade], job_id: str, window: dict[str, 
                 path = Path(folder) / "realized_performance.json"
                 path.write_text(json.dumps([asdict(g) for g in mine], indent=2))
                 mlflow.log_artifact(str(path))
-        runs[version] = run.info.run_id
+        runs[(model, version)] = run.info.run_id
         if version.isdigit():
             try:
-                mlflow_client.set_model_version_tag(MODEL_NAME, version, TAG_MONITORING_RUN, run.info.run_id)
+                mlflow_client.set_model_version_tag(name, version, TAG_MONITORING_RUN, run.info.run_id)
                 if overall.roc_auc is not None:
-                    mlflow_client.set_model_version_tag(MODEL_NAME, version, TAG_REALIZED_AUC, f"{overall.roc_auc:.4f}")
+                    mlflow_client.set_model_version_tag(name, version, TAG_REALIZED_AUC, f"{overall.roc_auc:.4f}")
             except Exception as error:  # a version of another registry (e.g. served from a local copy)
-                log.warning("could not tag model version %s: %s", version, error)
+                log.warning("could not tag %s version %s: %s", name, version, error)
     return runs
 
 
 def _numbers(g: Grade) -> dict[str, float]:
     values = asdict(g)
     return {key: float(value) for key, value in values.items()
-            if key not in ("model_version", "month", "shadow_champion", "shadow_challenger")
+            if key not in ("model_version", "month", "shadow_champion", "shadow_challenger", "model")
             and value is not None}  # fmt: skip
 
 
@@ -321,19 +335,19 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
     engine = create_log_engine(log_url)
     try:
         ensure_schema(engine, log_url)
-        # the seed's rows only: realized_performance is per seed version, and the report-time
-        # model's versions (/v2/predict, model="report_time") overlap its numbers
-        logged = read_window(engine, since, until, with_accident_id=True, model=SEED_MODEL)
+        # each model's rows graded apart: both registered models number their versions from 1
+        logged = {model: read_window(engine, since, until, with_accident_id=True, model=model) for model in MODELS}
         shadow = read_window(engine, since, until, with_accident_id=True, shadow=True, model=SEED_MODEL)
-        log.info("%d logged predictions with an accident id (%d shadow rows)", len(logged), len(shadow))
-        if logged.empty and shadow.empty:
+        counts = ", ".join(f"{len(rows)} of the {model} model" for model, rows in logged.items())
+        log.info("logged predictions with an accident id: %s (%d shadow rows)", counts, len(shadow))
+        if all(rows.empty for rows in logged.values()) and shadow.empty:
             return []
         pending = estimate_windows(engine, since, until)
-        ids = pd.concat([logged[ACCIDENT_ID_COLUMN], shadow[ACCIDENT_ID_COLUMN],
+        ids = pd.concat([*(rows[ACCIDENT_ID_COLUMN] for rows in logged.values()), shadow[ACCIDENT_ID_COLUMN],
                          *(rows[ACCIDENT_ID_COLUMN] for _, rows in pending)], ignore_index=True)  # fmt: skip
         labels, origins = labels_for(ids, source)
         grade_estimates(engine, pending, labels)
-        grades = grade_log(logged, labels) if not logged.empty else []
+        grades = [g for model, rows in logged.items() if not rows.empty for g in grade_log(rows, labels, model)]
         compared, intervals = grade_shadow(shadow, labels, bootstrap_rounds()) if not shadow.empty else ([], {})
         job_id = uuid.uuid4().hex
         window = {"from": since.isoformat() if since else None, "to": until.isoformat() if until else None}
@@ -353,8 +367,9 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
         engine.dispose()
     for g in grades:
         if g.month is ALL_MONTHS and g.shadow_challenger is None:
-            log.info("model %s: %d logged, %d labelled, %d unlabelled; realized AUC %s, F1 %s", g.model_version,
-                     g.rows_logged, g.rows_labelled, g.rows_unlabelled, _fmt(g.roc_auc), _fmt(g.f1))  # fmt: skip
+            log.info("%s model %s: %d logged, %d labelled, %d unlabelled; realized AUC %s, F1 %s", g.model,
+                     g.model_version, g.rows_logged, g.rows_labelled, g.rows_unlabelled, _fmt(g.roc_auc),
+                     _fmt(g.f1))  # fmt: skip
     return grades
 
 

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from accidents.config import MODEL_NAME, REPORT_MODEL_NAME, Paths
+from accidents.config import Paths
 from accidents.features import ACCIDENT_ID, FEATURE_NAMES, SEED_EXAMPLE, TARGET
 from accidents.model.modeling import fit_model
 from accidents.report_time.features import REPORT_FEATURES, example_row
 from accidents.report_time.model import fit as fit_report_time
-from accidents.stage import REPORT_TIME, SEED
+from accidents.stage import REGISTERED_NAMES, REPORT_TIME, SEED
 
 Fit = Callable[[dict[str, Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray], Any]
 
@@ -63,7 +63,7 @@ class ModelLine:
 
 def seed_line(project: Paths) -> ModelLine:
     return ModelLine(
-        key=SEED, registered_name=MODEL_NAME, feature_names=FEATURE_NAMES, example=tuple(SEED_EXAMPLE),
+        key=SEED, registered_name=REGISTERED_NAMES[SEED], feature_names=FEATURE_NAMES, example=tuple(SEED_EXAMPLE),
         fit=fit_model, params_section="train", processed=project.processed, split_suffix=".csv",
         challenger=project.challenger, champion=project.champion, train_report=project.train_report,
         metrics=project.metrics, test_by_month=project.test_by_month,
@@ -74,7 +74,7 @@ def seed_line(project: Paths) -> ModelLine:
 def report_time_line(project: Paths) -> ModelLine:
     files = project.report_time
     return ModelLine(
-        key=REPORT_TIME, registered_name=REPORT_MODEL_NAME, feature_names=REPORT_FEATURES,
+        key=REPORT_TIME, registered_name=REGISTERED_NAMES[REPORT_TIME], feature_names=REPORT_FEATURES,
         example=tuple(example_row()), fit=fit_report_time, params_section="report_time",
         processed=files.processed, split_suffix=".parquet", challenger=files.challenger, champion=files.champion,
         train_report=files.train_report, metrics=files.metrics, test_by_month=files.test_by_month,

@@ -62,7 +62,7 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0006"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
+SCHEMA_REVISION = "0007"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # prediction_log.model: the pipeline's model keys (accidents.stage). SEED_MODEL: /predict's rows (and every row
 # logged before revision 0006); REPORT_TIME_MODEL: /v2/predict's rows (accidents-report-time, inputs in report_features)
@@ -128,6 +128,9 @@ realized = Table(
     # shadow rows; both NULL for the regular per-version results.
     Column("shadow_champion", String(64), nullable=True),
     Column("shadow_challenger", String(64), nullable=True),
+    # Which model's logged rows it grades (revision 0007), as prediction_log.model; grades stored
+    # before it are the seed's (server default).
+    Column("model", String(MODEL_NAME_MAX_LENGTH), nullable=False, server_default=SEED_MODEL),
     Index("ix_realized_version_time", "model_version", "computed_at"),
 )
 

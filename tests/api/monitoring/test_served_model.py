@@ -30,8 +30,10 @@ from accidents.store.prediction_log import (
     migrate,
     predictions,
     read_window,
+    realized,
 )
-from api.monitoring.queries import logged_predictions, prediction_stats
+from api.monitoring.gauges import latest_overall
+from api.monitoring.queries import latest_realized, logged_predictions, prediction_stats
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 
 pytestmark = pytest.mark.timeout(120)
@@ -92,7 +94,7 @@ def test_a_0005_log_with_rows_upgrades_and_its_rows_are_the_seeds(log_url):
         # the 0005 table's columns only (the INSERT names the given columns)
         connection.execute(insert(predictions).values([row, {**row, "request_id": "older"}]))
     engine.dispose()
-    assert migrate(log_url) == SCHEMA_REVISION == "0006"
+    assert migrate(log_url) == SCHEMA_REVISION  # 0006 and every later revision
     frame = read_window(log_url, model=None)
     assert sorted(frame["request_id"]) == ["old", "older"]
     assert set(frame["model"]) == {SEED_MODEL} and frame["report_features"].isna().all()
@@ -126,5 +128,27 @@ def test_both_models_rows_are_logged_and_the_seeds_readers_see_only_the_seeds(lo
         page = logged_predictions(engine, since=None, until=None, model_version="1", accident_id=None,
                                   before_id=None, limit=100)  # fmt: skip
         assert len(page["items"]) == 7
+    finally:
+        engine.dispose()
+
+
+def test_each_models_grades_are_read_apart(log_url):
+    """Revision 0007: realized_performance says which model a grade is of. Both models have a
+    version 1: the seed's readers (the gauges, /monitoring/performance) see the seed's grade only,
+    ?model=report_time the report-time model's."""
+    engine = create_log_engine(log_url)
+    ensure_schema(engine, log_url)
+    row = {"job_id": "job", "model_version": "1", "month": None, "rows_logged": 10, "rows_labelled": 10,
+           "rows_unlabelled": 0, "label_source": "test"}  # fmt: skip
+    earlier = datetime.now(UTC) - timedelta(minutes=1)
+    with engine.begin() as connection:
+        connection.execute(insert(realized).values(**row, computed_at=earlier, roc_auc=0.81))  # the seed's: default
+        connection.execute(insert(realized).values(**row, computed_at=datetime.now(UTC), roc_auc=0.86,
+                                                   model=REPORT_TIME_MODEL))  # newer  # fmt: skip
+    try:
+        assert [(r["model"], r["roc_auc"]) for r in latest_overall(engine)] == [(SEED_MODEL, 0.81)]
+        assert [(r["model"], r["roc_auc"]) for r in latest_realized(engine, None)] == [(SEED_MODEL, 0.81)]
+        report_time = latest_realized(engine, "1", REPORT_TIME_MODEL)
+        assert [(r["model"], r["roc_auc"]) for r in report_time] == [(REPORT_TIME_MODEL, 0.86)]
     finally:
         engine.dispose()

@@ -21,16 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import requests
-from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from accidents.config import Paths
 from accidents.data.sources import find_year_tables
 from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import read_bundle
-from accidents.report_time.contract import AccidentReport
 from accidents.report_time.features import example_row
-from accidents.report_time.raw import read_year, report_bodies
+from accidents.report_time.raw import accepted_reports, read_year, report_bodies
 from bench.common import median_of, percentiles_ms, rss_mb, start_api, time_calls, token_of, wrk
 from tests.support.project import Project
 
@@ -49,22 +47,14 @@ def official_2021(baac_dir: Path) -> dict[str, pd.DataFrame]:
 def write_report_bodies(project: Project, work: Path) -> dict[str, Any]:
     """The /v2/predict bodies: the docs' accident alone, and the test split's first 1,000 accidents a
     reporter can send (an accident whose raw tables lack a value the contract requires, e.g. a
-    vehicle of unknown category, has no valid report and is passed over; `skipped` counts them)."""
+    vehicle of unknown category, has no valid report and is passed over; `skipped` counts them among
+    the accidents considered)."""
     tables = official_2021(Path(os.environ.get("BAAC_DATA_DIR", project.root / "data" / "raw")))
     test = pd.read_parquet(Paths(project.root).report_time.split("test"))
     ids = [str(each) for each in test.iloc[:, 0] if str(each).startswith("2021")][: 2 * BATCH]
     built = report_bodies(tables, [*ids, DOC_ACCIDENT])
-    reports, skipped = [], 0
-    for accident in ids:
-        report = built[accident]
-        try:
-            AccidentReport.model_validate(report)
-        except ValidationError:
-            skipped += 1
-            continue
-        reports.append(report)
-        if len(reports) == BATCH:
-            break
+    reports, skipped = accepted_reports(built, ids)
+    reports = reports[:BATCH]
     if len(reports) < BATCH:
         raise SystemExit(f"only {len(reports)} valid 2021 reports in the report-time test split")
     bodies = {"single": built[DOC_ACCIDENT], "batch": {"accidents": reports}}

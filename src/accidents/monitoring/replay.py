@@ -38,14 +38,12 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from accidents.config import API_PORT, DEFAULT_HOST, DEMO_ADMIN_PASSWORD, DEMO_ADMIN_USERNAME
 from accidents.data.labelled import SOURCES, load_accidents, year_tables
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, FEATURES_BY_NAME
-from accidents.report_time.contract import AccidentReport
-from accidents.report_time.raw import read_year, report_bodies
+from accidents.report_time.raw import accepted_reports, read_year, report_bodies
 
 ENV_USERNAME = "ACCIDENTS_API_USERNAME"  # the names the Airflow DAG uses for the same API
 ENV_PASSWORD = "ACCIDENTS_API_PASSWORD"  # noqa: S105 - the variable's name, not a password
@@ -127,20 +125,13 @@ def report_request_bodies(frame: pd.DataFrame, batch_size: int) -> tuple[list[tu
     built: dict[str, dict[str, Any]] = {}
     for year in sorted({int(day.year) for day in frame[ACCIDENT_DATE]}):
         built |= report_bodies(read_year(year_tables(year)), ids)
-    reports = []
-    for accident in ids:
-        report = built.get(accident)
-        try:
-            AccidentReport.model_validate(report)
-        except ValidationError:
-            continue
-        reports.append(report)
+    reports, refused = accepted_reports(built, ids)
     bodies = []
     for start in range(0, len(reports), batch_size):
         chunk = reports[start : start + batch_size]
         payload = chunk[0] if batch_size == 1 else {"accidents": chunk}
         bodies.append((json.dumps(payload).encode(), len(chunk)))
-    return bodies, len(ids) - len(reports)
+    return bodies, refused
 
 
 class Replayer:

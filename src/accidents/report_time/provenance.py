@@ -113,13 +113,16 @@ class FieldCredit:
         if set(self.provenance) != set(REPORT_FEATURES):
             raise AssertionError(f"provenance out of date: {sorted(set(self.provenance) ^ set(REPORT_FEATURES))}")
         self.descriptions = request_fields()
-        self.fields = tuple(self.descriptions)
         index = {field: i for i, field in enumerate(self.fields)}
         self.matrix = np.zeros((len(REPORT_FEATURES), len(self.fields)))
         for row, name in enumerate(REPORT_FEATURES):
             credited = self.provenance[name].credited
             for field in credited:
                 self.matrix[row, index[field]] += 1 / len(credited)
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(self.descriptions)
 
     def of(self, contributions: np.ndarray) -> np.ndarray:
         """(n, 95) feature contributions -> (n, fields) field contributions (same row sums)."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
 from accidents.data.official import (
     SEVERE_CODES,
@@ -33,6 +34,7 @@ from accidents.report_time.contract import (
     PLACE_FIELDS,
     USER_FIELDS,
     VEHICLE_FIELDS,
+    AccidentReport,
     actp_number,
     insee_number,
 )
@@ -151,3 +153,19 @@ def report_bodies(frames: dict[str, pd.DataFrame], accident_ids: Iterable[str]) 
             "vehicles": vehicles.get(key, []),
         }  # fmt: skip
     return bodies
+
+
+def accepted_reports(
+    bodies: dict[str, dict[str, Any]], accident_ids: Iterable[str]
+) -> tuple[list[dict[str, Any]], int]:
+    """The bodies of `accident_ids` (in that order) the report contract accepts, and how many it
+    refuses or the tables lack (BAAC left a required value unknown, e.g. a vehicle of category -1)."""
+    accepted, refused = [], 0
+    for accident in accident_ids:
+        try:
+            AccidentReport.model_validate(bodies.get(accident))
+        except ValidationError:
+            refused += 1
+            continue
+        accepted.append(bodies[accident])
+    return accepted, refused

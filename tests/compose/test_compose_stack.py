@@ -130,7 +130,19 @@ def test_prometheus_scrapes_the_api_with_the_alert_rules(stack):
             break
         time.sleep(2)
     assert target["health"] == "up" and target["labels"]["instance"] == "api:8000", target
-    rules = {rule["name"]: rule for group in api_v1("rules")["groups"] for rule in group["rules"]}
+
+    def rules_now() -> dict:
+        return {rule["name"]: rule for group in api_v1("rules")["groups"] for rule in group["rules"]}
+
+    # Prometheus may start before the API: a scrape that failed then leaves AccidentsApiDown pending
+    # until the rules are evaluated again (every 15 s) on a successful scrape.
+    deadline = time.monotonic() + 60
+    while True:
+        rules = rules_now()
+        quiet = all(rules.get(name, {}).get("state") == "inactive" for name in ("NoModelLoaded", "AccidentsApiDown"))
+        if quiet or time.monotonic() > deadline:
+            break
+        time.sleep(3)
     assert {"NoModelLoaded", "DatasetDrift", "PredictionDrift", "RealizedAucDrop", "PredictionLogDropping",
             "HighServerErrorRate", "HighPredictLatencyP99", "AccidentsApiDown", "EstimatedAucDrop",
             "EstimateRealizedGap"} <= rules.keys()  # fmt: skip

@@ -16,8 +16,10 @@ API then serves (issue #23 item 5). The accounts:
     promoter  MLFLOW_PROMOTER_USERNAME / MLFLOW_PROMOTER_PASSWORD    optional: MANAGE on registered
               models only, for the API's admin route POST /model/promote
 
-It also creates the registered model (accidents.config.MODEL_NAME, or MLFLOW_REGISTERED_MODEL)
-when missing. A client logs in with MLflow's own variables MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
+It also creates the registered models when missing: the seed's (accidents.config.MODEL_NAME, or
+MLFLOW_REGISTERED_MODEL) and the report-time model's (REPORT_MODEL_NAME), so the API's first
+look for either champion reads "none yet", not the 403 of a model that does not exist.
+A client logs in with MLflow's own variables MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD.
 Passwords already set are updated to the configured ones (the settings win, as for Airflow's).
 
     python scripts/mlflow_accounts.py http://mlflow:5000     (reads the variables above)
@@ -35,7 +37,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from accidents.config import MODEL_NAME
+from accidents.config import MODEL_NAME, REPORT_MODEL_NAME
 
 USERS = "/api/2.0/mlflow/users"
 GRANT = "/api/3.0/mlflow/users/permissions/grant"
@@ -136,7 +138,8 @@ def provision(url: str, env: Mapping[str, str]) -> list[Account]:
     if status != 200:
         raise AccountError(f"the MLflow admin login is refused at {url}: HTTP {status} {answer.get('message', '')}")
     accounts = accounts_from_env(env)
-    admin.ensure_registered_model(env.get("MLFLOW_REGISTERED_MODEL") or MODEL_NAME)
+    for name in (env.get("MLFLOW_REGISTERED_MODEL") or MODEL_NAME, REPORT_MODEL_NAME):
+        admin.ensure_registered_model(name)
     for account in accounts:
         admin.ensure_user(account)
         for resource_type, permission in ROLE_GRANTS[account.role]:

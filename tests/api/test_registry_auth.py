@@ -19,7 +19,7 @@ import pytest
 import requests
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.config import CHAMPION_ALIAS, MODEL_NAME, REPORT_MODEL_NAME
 from accidents.features import N_FEATURES
 from accidents.model.model_store import TRUSTED_TYPES
 from accidents.model.registry import TAG_DATA_SOURCE, TAG_THRESHOLD
@@ -72,20 +72,29 @@ def as_account(registry: AuthRegistry, role: str, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
 
 
-def register(registry: AuthRegistry, threshold: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A real (small) model logged and registered by the pipeline's account, with `threshold`."""
+@pytest.fixture(scope="module")
+def logged_model(registry: AuthRegistry) -> str:
+    """A real (small) model logged once by the pipeline's account; every test registers versions of it."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        as_account(registry, "pipeline", monkeypatch)
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 100, size=(300, N_FEATURES))
+        model = HistGradientBoostingClassifier(max_iter=5).fit(x, (x[:, 0] > 50).astype(int))
+        mlflow.set_tracking_uri(registry.uri)
+        mlflow.set_experiment("auth-tests")
+        with mlflow.start_run():
+            info = mlflow.sklearn.log_model(
+                model, name="model", serialization_format="skops", skops_trusted_types=list(TRUSTED_TYPES)
+            )
+    return info.model_uri
+
+
+def register(registry: AuthRegistry, model_uri: str, threshold: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A new registered version of the logged model, by the pipeline's account, with `threshold`."""
     as_account(registry, "pipeline", monkeypatch)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 100, size=(300, N_FEATURES))
-    model = HistGradientBoostingClassifier(max_iter=5).fit(x, (x[:, 0] > 50).astype(int))
     mlflow.set_tracking_uri(registry.uri)
-    mlflow.set_experiment("auth-tests")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model, name="model", serialization_format="skops", skops_trusted_types=list(TRUSTED_TYPES)
-        )
     tags = {TAG_THRESHOLD: threshold, TAG_DATA_SOURCE: "real"}
-    version = mlflow.register_model(info.model_uri, MODEL_NAME, tags=tags)
+    version = mlflow.register_model(model_uri, MODEL_NAME, tags=tags)
     return str(version.version)
 
 
@@ -104,15 +113,16 @@ def test_first_start_reads_as_no_champion_not_as_refused(registry, monkeypatch, 
     """Before the first model, the API's account gets "no champion" (the trainer then trains), not
     the 403 the auth app answers for a registered model that does not exist yet."""
     as_account(registry, "api", monkeypatch)
-    service = ModelService(registry.uri, tmp_path / "champion.zip", 0, 10)
-    try:
-        assert service.registry.champion_version() is None
-    finally:
-        service.stop()
+    for name in (MODEL_NAME, REPORT_MODEL_NAME):  # both models the API serves
+        service = ModelService(registry.uri, tmp_path / f"{name}.zip", 0, 10, model_name=name)
+        try:
+            assert service.registry.champion_version() is None, name
+        finally:
+            service.stop()
 
 
-def test_only_the_pipeline_account_moves_champion(registry, monkeypatch, tmp_path):
-    version = register(registry, "0.4", monkeypatch)
+def test_only_the_pipeline_account_moves_champion(registry, logged_model, monkeypatch, tmp_path):
+    version = register(registry, logged_model, "0.4", monkeypatch)
     refused = move_champion(registry, version, auth=registry.login("api"))
     assert refused.status_code == 403, refused.text
     tag = {"name": MODEL_NAME, "version": version, "key": TAG_THRESHOLD, "value": "nan"}
@@ -144,14 +154,16 @@ def test_default_admin_password_is_refused(registry):
 
 
 @pytest.mark.parametrize("threshold", ["nan", "5", "inf", "0", "1", "-0.2"])
-def test_api_refuses_out_of_range_threshold_and_keeps_its_model(registry, monkeypatch, caplog, tmp_path, threshold):
-    good = register(registry, "0.4", monkeypatch)
+def test_api_refuses_out_of_range_threshold_and_keeps_its_model(
+    registry, logged_model, monkeypatch, caplog, tmp_path, threshold
+):
+    good = register(registry, logged_model, "0.4", monkeypatch)
     assert move_champion(registry, good, auth=registry.login("pipeline")).status_code == 200
     as_account(registry, "api", monkeypatch)
     service = ModelService(registry.uri, tmp_path / "champion.zip", 0, 10)
     try:
         assert service.check().action in ("loaded", "swapped")
-        bad = register(registry, threshold, monkeypatch)
+        bad = register(registry, logged_model, threshold, monkeypatch)
         assert move_champion(registry, bad, auth=registry.login("pipeline")).status_code == 200
         as_account(registry, "api", monkeypatch)
         result = service.check()

@@ -15,8 +15,9 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from accidents.config import CHAMPION_ALIAS, DAG_ID, EXPERIMENT_NAME, MODEL_NAME
+from accidents.config import CHAMPION_ALIAS, DAG_ID, EXPERIMENT_NAME, MODEL_NAME, REPORT_MODEL_NAME
 from accidents.features import SEED_EXAMPLE
+from accidents.report_time.contract import REPORT_EXAMPLE
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(2400)]  # above COMPOSE_RUN_TIMEOUT
 
@@ -54,8 +55,8 @@ def mlflow_get(stack, path: str, **params) -> requests.Response:
     return requests.get(f"{stack.mlflow}/api/2.0/mlflow/{path}", params=params, auth=stack.mlflow_login, timeout=15)
 
 
-def registry_champion(stack) -> dict:
-    response = mlflow_get(stack, "registered-models/alias", name=MODEL_NAME, alias=CHAMPION_ALIAS)
+def registry_champion(stack, name: str = MODEL_NAME) -> dict:
+    response = mlflow_get(stack, "registered-models/alias", name=name, alias=CHAMPION_ALIAS)
     assert response.status_code == 200, response.text
     return response.json()["model_version"]
 
@@ -183,6 +184,18 @@ def test_token_and_seed_prediction(stack):
     prediction = body["predictions"][0]
     assert prediction["class"] in (0, 1) and 0.0 <= prediction["probability"] <= 1.0
     assert body["model_version"] == str(registry_champion(stack)["version"])
+
+
+def test_report_time_model_answers_a_real_accident_report(stack):
+    """The stack serves both models (issue #25): the trainer's first run registered the report-time
+    champion too, and the API's read-only MLflow account loads it. REPORT_EXAMPLE is accident
+    202100000002 as a reporter sends it."""
+    response = requests.post(f"{stack.api}/v2/predict", json=REPORT_EXAMPLE, headers=admin(stack), timeout=15)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    (prediction,) = body["predictions"]
+    assert prediction["class"] in (0, 1) and 0.0 <= prediction["probability"] <= 1.0
+    assert body["model_version"] == str(registry_champion(stack, REPORT_MODEL_NAME)["version"])
 
 
 def test_wrong_password_and_no_token_are_refused(stack):

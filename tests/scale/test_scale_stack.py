@@ -31,6 +31,7 @@ import requests
 
 from accidents.config import CHAMPION_ALIAS, DAG_ID, MODEL_NAME
 from accidents.features import SEED_EXAMPLE
+from accidents.report_time.contract import REPORT_EXAMPLE
 
 pytestmark = [pytest.mark.scale, pytest.mark.timeout(2400)]
 
@@ -130,6 +131,10 @@ def test_replicas_and_load_balancer_are_ready(stack):
     headers = token(stack.lb, stack)
     predicted = requests.post(f"{stack.lb}/predict", json={"features": list(SEED_EXAMPLE)}, headers=headers, timeout=30)
     assert predicted.status_code == 200, predicted.text
+    for replica in REPLICAS:  # both models on each replica (issue #25): a real accident report
+        reported = requests.post(f"{getattr(stack, replica)}/v2/predict", json=REPORT_EXAMPLE, timeout=30,
+                                 headers=token(getattr(stack, replica), stack))  # fmt: skip
+        assert reported.status_code == 200, f"{replica}: {reported.text}"
     # one replica's token works on the other: same JWT secret, same users database
     other = requests.get(f"{stack.api2}/model", headers=token(stack.api1, stack), timeout=30)
     assert other.status_code == 200, other.text

@@ -116,7 +116,7 @@ def test_first_start_reads_as_no_champion_not_as_refused(registry, monkeypatch, 
     for name in (MODEL_NAME, REPORT_MODEL_NAME):  # both models the API serves
         service = ModelService(registry.uri, tmp_path / f"{name}.zip", 0, 10, model_name=name)
         try:
-            assert service.registry.champion_version() is None, name
+            assert service.registry.champion_version(name) is None, name
         finally:
             service.stop()
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
 
-from accidents.config import CHALLENGER_ALIAS, REPORT_MODEL_NAME
+from accidents.config import CHALLENGER_ALIAS, MODEL_NAME, REPORT_MODEL_NAME
+from accidents.features import SEED_EXAMPLE
 from accidents.report_time.features import example_row
+from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
 from api.core.auth_cache import AuthCache, UsersDatabase, UsersDatabaseMetrics
 from api.core.config import DEMO_ADMIN_PASSWORD, Settings
 from api.core.observability import Metrics
@@ -26,6 +29,7 @@ from api.monitoring.service import LogOptions, PredictionLog
 from api.orchestrators import Orchestrator, build_orchestrator
 from api.serving.inference import InferenceExecutor
 from api.serving.model_service import ModelService
+from api.serving.reports import LOGGED_FEATURES
 from api.serving.shadow import ShadowScorer
 
 logger = logging.getLogger("api")
@@ -48,14 +52,19 @@ class Services:
     shadow: ShadowScorer | None = None  # scores a share of live rows with it, off the request path
     # REPORT_MODEL_ENABLED: the registry's accidents-report-time@champion, served by POST /v2/predict
     report_models: ModelService | None = None
+    # both: accidents-report-time@challenger and its scorer, beside /v2/predict as the two above beside /predict
+    report_challenger: ModelService | None = None
+    report_shadow: ShadowScorer | None = None
 
     def close(self) -> None:
         if self.report_models is not None:
             self.report_models.stop()
-        if self.shadow is not None:
-            self.shadow.stop()  # before the log: its last rows are queued to the log's writer
-        if self.challenger is not None:
-            self.challenger.stop()
+        for shadow in (self.shadow, self.report_shadow):
+            if shadow is not None:
+                shadow.stop()  # before the log: its last rows are queued to the log's writer
+        for challenger in (self.challenger, self.report_challenger):
+            if challenger is not None:
+                challenger.stop()
         self.prediction_log.stop()  # first: what is queued gets written while the rest closes
         self.models.stop()
         self.inference.close()
@@ -103,12 +112,19 @@ async def start_services(settings: Settings, metrics: Metrics) -> Services:
     report_models = await run_in_threadpool(start_report_models, settings, metrics)
     orchestrator = build_orchestrator(settings)
     challenger, shadow = await run_in_threadpool(start_shadow, settings, metrics, prediction_log)
-    if shadow is not None:
-        shadow.start_on_loop()  # on this event loop: no second thread contending for the GIL
+    report_challenger, report_shadow = None, None
+    if report_models is not None:  # the report-time model's own challenger, its rows logged as its own
+        report_challenger, report_shadow = await run_in_threadpool(
+            start_shadow, settings, metrics, prediction_log, REPORT_MODEL_NAME, example_row(), REPORT_TIME_MODEL,
+            LOGGED_FEATURES,
+        )  # fmt: skip
+    for scorer in (shadow, report_shadow):
+        if scorer is not None:
+            scorer.start_on_loop()  # on this event loop: no second thread contending for the GIL
     logger.info("API ready: model %s, orchestrator %s", first.current_version, orchestrator.name)
     return Services(
         settings, metrics, secret, database, auth_cache, users_database, throttle, inference, models, orchestrator,
-        prediction_log, challenger, shadow, report_models,
+        prediction_log, challenger, shadow, report_models, report_challenger, report_shadow,
     )  # fmt: skip
 
 
@@ -133,9 +149,17 @@ def start_report_models(settings: Settings, metrics: Metrics) -> ModelService | 
 
 
 def start_shadow(
-    settings: Settings, metrics: Metrics, prediction_log: PredictionLog
+    settings: Settings,
+    metrics: Metrics,
+    prediction_log: PredictionLog,
+    model_name: str = MODEL_NAME,
+    example: Sequence[float] = SEED_EXAMPLE,
+    model: str = SEED_MODEL,
+    feature_names: tuple[str, ...] | None = None,
 ) -> tuple[ModelService | None, ShadowScorer | None]:
-    """SHADOW_ENABLED: the challenger (its own alias poller, no local copy) and the shadow scorer."""
+    """SHADOW_ENABLED: the challenger of registered model `model_name` (its own alias poller, no
+    local copy; every version must score `example`) and its shadow scorer, which logs under `model`
+    with `feature_names` (the seed's by default; the report-time model's for /v2/predict)."""
     if not settings.shadow_enabled:
         return None, None
     challenger = ModelService(
@@ -144,9 +168,11 @@ def start_shadow(
         settings.model_poll_seconds,
         settings.mlflow_timeout_seconds,
         alias=CHALLENGER_ALIAS,
+        model_name=model_name,
+        example=example,
     )
     first = challenger.start()
-    metrics.shadow.checks.labels(first.action).inc()
+    metrics.shadow.checked(first.action, model)
     writer = prediction_log.writer
     shadow = ShadowScorer(
         lambda: challenger.current,
@@ -154,8 +180,10 @@ def start_shadow(
         writer.submit if writer is not None else None,
         settings.shadow_share,
         settings.shadow_queue_rows,
+        model=model,
+        feature_names=feature_names,
     )
-    logger.info("shadow on: challenger %s, share %.2f", first.current_version, settings.shadow_share)
+    logger.info("shadow on (%s): challenger %s, share %.2f", model, first.current_version, settings.shadow_share)
     return challenger, shadow
 
 

@@ -112,7 +112,9 @@ class Settings(BaseSettings):
     report_model_enabled: bool = True
 
     # shadow challenger (api/serving/shadow.py): the registry's `challenger` scores a share of live rows off
-    # the request path; answers stay the champion's. Off by default here, on in `make run` and compose.
+    # the request path; answers stay the champion's. Each served model has its own (the seed's beside /predict,
+    # accidents-report-time's beside /v2/predict), with the same share and queue bound each.
+    # Off by default here, on in `make run` and compose.
     shadow_enabled: bool = False
     shadow_share: float = Field(default=0.25, ge=0, le=1)  # share of served rows also scored by the challenger
     shadow_queue_rows: int = Field(default=10_000, ge=1)  # rows waiting for the challenger; beyond: dropped, counted

@@ -14,8 +14,9 @@ from prometheus_client import Counter
 
 class DropReport:
     def __init__(self, counter: Counter, what: str, field: str, logger: logging.Logger, level: int,
-                 report_seconds: float = 10.0):  # fmt: skip
-        self.counter = counter  # labelled by reason
+                 report_seconds: float = 10.0, labels: tuple[str, ...] = ()):  # fmt: skip
+        self.counter = counter  # labelled by reason, then `labels` (the shadow's model)
+        self.labels = labels
         self.what, self.field = what, field  # "prediction log", "prediction_log_dropped"
         self.logger, self.level = logger, level
         self.report_seconds = report_seconds
@@ -25,7 +26,7 @@ class DropReport:
         self._last_report = time.monotonic()
 
     def add(self, reason: str, rows: int, detail: str | None = None) -> None:
-        self.counter.labels(reason).inc(rows)
+        self.counter.labels(reason, *self.labels).inc(rows)
         with self._lock:
             self._unreported[reason] = self._unreported.get(reason, 0) + rows
             self._detail = detail or self._detail

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
+from accidents.store.prediction_log import REPORT_TIME_MODEL
 from api.deps import AdminUser, Caller, MetricsDep, ModelServiceDep, ServicesDep, serving_model
 from api.errors import store_unavailable
 from api.schemas import ChallengerInfo, DropResponse, ModelInfo, PromoteRequest, PromoteResponse
@@ -33,18 +34,22 @@ def model_info(_: Caller, services: ServicesDep, served: Annotated[Served, Depen
 @router.post("/reload")
 async def reload_model(_: AdminUser, models: ModelServiceDep, metrics: MetricsDep, services: ServicesDep
                        ) -> dict[str, Any]:  # fmt: skip
-    """Check the registry's champion (and challenger, and the report-time model's champion) alias now;
-    load and swap if it moved (a broken model is rejected)."""
+    """Check the registry's champion (and challenger, and the report-time model's champion and
+    challenger) alias now; load and swap if it moved (a broken model is rejected)."""
     result = await run_in_threadpool(models.check)
     metrics.model_checks.labels(result.action).inc()
     if services.challenger is not None:
         challenged = await run_in_threadpool(services.challenger.check)
-        metrics.shadow.checks.labels(challenged.action).inc()
+        metrics.shadow.checked(challenged.action)
     served = models.current
     info = describe(models, served, services.challenger).model_dump() if served else None
     answer = {"check": result.as_dict(), "model": info}
     if services.report_models is not None:  # the report-time model's alias (POST /v2/predict)
         answer["report_model_check"] = (await run_in_threadpool(services.report_models.check)).as_dict()
+    if services.report_challenger is not None:
+        challenged = await run_in_threadpool(services.report_challenger.check)
+        metrics.shadow.checked(challenged.action, REPORT_TIME_MODEL)
+        answer["report_challenger_check"] = challenged.as_dict()
     return answer
 
 

@@ -40,6 +40,14 @@ Version = Annotated[str | None, Query(pattern=VERSION_PATTERN)]
 Until = Annotated[IsoDateTime | None, Query(description="logged before")]
 
 
+def model_query(what: str) -> Any:
+    """The `model` query parameter: seed (/predict's model, the default) or report_time (/v2/predict's)."""
+    return Query(description=f"{what}: seed (/predict's model, default) or report_time (/v2/predict's)")
+
+
+ModelName = Literal[SEED_MODEL, REPORT_TIME_MODEL]  # type: ignore[valid-type]
+
+
 @router.get("/predictions", response_model=PredictionPage, responses=STORE_UNAVAILABLE)
 def logged_predictions(
     _: AdminUser,
@@ -64,10 +72,7 @@ def realized_performance(
     _: AdminUser,
     log: PredictionLogDep,
     model_version: Version = None,
-    model: Annotated[
-        Literal[SEED_MODEL, REPORT_TIME_MODEL],  # type: ignore[valid-type]
-        Query(description="whose grades: seed (/predict's model, default) or report_time (/v2/predict's)"),
-    ] = SEED_MODEL,
+    model: Annotated[ModelName, model_query("whose grades")] = SEED_MODEL,
 ) -> list[dict[str, Any]]:
     """The label job's latest results of one model: per version, all months (month null) then each month."""
     try:
@@ -90,11 +95,16 @@ def drift(
 
 
 @router.get("/shadow", response_model=list[ShadowComparison], responses=STORE_UNAVAILABLE)
-def shadow_comparison(_: AdminUser, log: PredictionLogDep, challenger_version: Version = None) -> list[dict[str, Any]]:
-    """Per challenger version (and the champion it shadowed): agreement, positive rates and, once the
-    label job ran, realized AUC/F1 of both on the same rows. Newest first."""
+def shadow_comparison(
+    _: AdminUser,
+    log: PredictionLogDep,
+    challenger_version: Version = None,
+    model: Annotated[ModelName, model_query("whose shadow")] = SEED_MODEL,
+) -> list[dict[str, Any]]:
+    """Per challenger version of one model (and the champion it shadowed): agreement, positive rates
+    and, once the label job ran (the seed's only), realized AUC/F1 of both on the same rows. Newest first."""
     try:
-        return shadow_report(log.engine, challenger_version)
+        return shadow_report(log.engine, challenger_version, model)
     except SQLAlchemyError as error:
         raise store_unavailable(error) from None
 

@@ -184,6 +184,9 @@ def build_router(settings: Settings) -> APIRouter:
             request.state.request_id, metadata.version, served.source, caller.role, metadata.threshold, rows,
             probabilities, classes, accident_ids, model=REPORT_TIME_MODEL, feature_names=LOGGED_FEATURES,
         )  # fmt: skip
+        if services.report_shadow is not None:  # as /predict's: queued for the report-time challenger
+            services.report_shadow.submit(request.state.request_id, caller.role, rows, metadata.version,
+                                          probabilities, classes, accident_ids)  # fmt: skip
         predictions = _predictions_of(metadata, classes, probabilities)
         for prediction, accident_id in zip(predictions, accident_ids, strict=True):
             if accident_id is not None:

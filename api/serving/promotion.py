@@ -214,4 +214,4 @@ def recheck(services: Services) -> None:
     """Swap to the new champion and unload the challenger now, not at the next poll."""
     services.metrics.model_checks.labels(services.models.check().action).inc()
     if services.challenger is not None:
-        services.metrics.shadow.checks.labels(services.challenger.check().action).inc()
+        services.metrics.shadow.checked(services.challenger.check().action)

@@ -1,13 +1,19 @@
 """The shadow challenger: a share of live rows scored by the registry's `challenger` OFF the request path.
 
-/predict answers with the champion alone, then `submit` (a few microseconds: a random draw, a lock,
+One `ShadowScorer` per served model: the seed's beside /predict, the report-time model's beside
+/v2/predict (its registered name's own `challenger` alias, api/services.py). Each logs its rows under
+its model's name and inputs (prediction_log.model, as that model's served rows are), and the
+Prometheus series carry a `model` label: both registered models number their versions from 1, so
+(challenger 2, champion 1) of one would otherwise add up with the other's.
+
+/predict (or /v2/predict) answers with the champion alone, then `submit` (a few microseconds: a random draw, a lock,
 a deque append) queues the sampled rows with the champion's predictions. A task on the event loop
 (`start_on_loop`) scores them in batches every 50 ms with the challenger
 loaded at that moment, counts agreement and positive rates per
-(challenger, champion) pair for Prometheus, and writes them to the prediction log as shadow rows
+(challenger, champion, model) for Prometheus, and writes them to the prediction log as shadow rows
 (`shadow` true, the champion's prediction of the same row beside the challenger's). A challenger
 that is missing, fails to load (api.serving.model_service keeps it out) or fails to score never reaches a
-response: the rows are dropped and counted (`shadow_dropped_total{reason}`) and logged once per
+response: the rows are dropped and counted (`shadow_dropped_total{reason,model}`) and logged once per
 interval. A full queue drops too (bounded memory), like the prediction log's writer.
 """
 
@@ -28,6 +34,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from accidents.model.compiled_trees import MAX_ROWS as COMPILED_MAX_ROWS
+from accidents.store.prediction_log import SEED_MODEL
 from api.monitoring.drops import DropReport, wait_idle
 from api.monitoring.writer import ServedBatch
 from api.serving.model_service import Served
@@ -60,23 +67,25 @@ class ShadowRequest:
 
 
 class ShadowTotals(Collector):
-    """Agreement and positive rates per (challenger, champion) pair since the process started:
-    shadow_rows_total, shadow_agreement_rate, shadow_positive_rate_difference (challenger - champion)."""
+    """Agreement and positive rates per (challenger, champion, model) since the process started:
+    shadow_rows_total, shadow_agreement_rate, shadow_positive_rate_difference (challenger - champion).
+    `model` is the prediction log's name of the shadowed model ("seed", "report_time")."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._totals: dict[tuple[str, str], list[int]] = {}  # rows, agreements, challenger +, champion +
+        self._totals: dict[tuple[str, str, str], list[int]] = {}  # rows, agreements, challenger +, champion +
 
-    def add(self, challenger: str, champion: str, classes: np.ndarray, champion_classes: np.ndarray) -> None:
+    def add(self, challenger: str, champion: str, classes: np.ndarray, champion_classes: np.ndarray,
+            model: str = SEED_MODEL) -> None:  # fmt: skip
         rows, agree = len(classes), int(np.sum(classes == champion_classes))
         with self._lock:
-            totals = self._totals.setdefault((challenger, champion), [0, 0, 0, 0])
+            totals = self._totals.setdefault((challenger, champion, model), [0, 0, 0, 0])
             totals[0] += rows
             totals[1] += agree
             totals[2] += int(classes.sum())
             totals[3] += int(champion_classes.sum())
 
-    def snapshot(self) -> dict[tuple[str, str], list[int]]:
+    def snapshot(self) -> dict[tuple[str, str, str], list[int]]:
         with self._lock:
             return {pair: list(values) for pair, values in self._totals.items()}
 
@@ -84,7 +93,7 @@ class ShadowTotals(Collector):
         return []
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        labels = ["challenger_version", "champion_version"]
+        labels = ["challenger_version", "champion_version", "model"]
         rows = CounterMetricFamily("shadow_rows", "Live rows scored by the challenger in the shadow", labels=labels)
         agreement = GaugeMetricFamily("shadow_agreement_rate", "Share of shadow rows where challenger and champion "
                                       "predict the same class", labels=labels)  # fmt: skip
@@ -104,17 +113,31 @@ class ShadowTotals(Collector):
 
 
 class ShadowMetrics:
+    """The shadow's series, shared by both models' scorers; each series says which model (`model`)."""
+
     def __init__(self, registry: CollectorRegistry):
         self.totals = ShadowTotals()
         registry.register(self.totals)
-        self.dropped = Counter("shadow_dropped", "Rows sampled for the shadow but not scored", ["reason"],
+        self.dropped = Counter("shadow_dropped", "Rows sampled for the shadow but not scored", ["reason", "model"],
                                registry=registry)  # fmt: skip
-        self.checks = Counter("challenger_checks", "Challenger alias checks by outcome", ["action"], registry=registry)
+        self.checks = Counter("challenger_checks", "Challenger alias checks by outcome", ["action", "model"],
+                              registry=registry)  # fmt: skip
+        self.export(SEED_MODEL)
+
+    def export(self, model: str) -> None:
+        """The model's drop counters, exported at 0 from the start."""
         for reason in DROP_REASONS:
-            self.dropped.labels(reason)  # exported at 0 from the start
+            self.dropped.labels(reason, model)
+
+    def checked(self, action: str, model: str = SEED_MODEL) -> None:
+        """One check of a challenger alias (CheckResult.action) of `model`."""
+        self.checks.labels(action, model).inc()
 
 
 class ShadowScorer:
+    """`model` and `feature_names`: the shadowed model's name in the prediction log and its logged
+    inputs (ServedBatch's; None: the seed's 28 columns)."""
+
     def __init__(
         self,
         challenger: Callable[[], Served | None],
@@ -123,9 +146,13 @@ class ShadowScorer:
         share: float,
         max_queue_rows: int = 10_000,
         report_seconds: float = 10.0,
+        model: str = SEED_MODEL,
+        feature_names: tuple[str, ...] | None = None,
     ):
         self._challenger = challenger
         self.metrics = metrics
+        self.model, self.feature_names = model, feature_names
+        metrics.export(model)
         self._log = log  # the prediction log's submit (None: logging off)
         self.share = share
         self.max_queue_rows = max_queue_rows
@@ -136,7 +163,8 @@ class ShadowScorer:
         self._stop = threading.Event()
         self._busy = False
         self._task: asyncio.Task[None] | None = None
-        self._drops = DropReport(metrics.dropped, "shadow", "shadow_dropped", logger, logging.WARNING, report_seconds)
+        self._drops = DropReport(metrics.dropped, f"shadow ({model})", "shadow_dropped", logger, logging.WARNING,
+                                 report_seconds, labels=(model,))  # fmt: skip
 
     # --- request path -----------------------------------------------------------------------
 
@@ -252,13 +280,13 @@ class ShadowScorer:
             end = start + len(item.rows)
             mine, my_classes = probabilities[start:end], classes[start:end]
             self.metrics.totals.add(served.version or "unknown", item.champion_version or "unknown", my_classes,
-                                    item.champion_classes)  # fmt: skip
+                                    item.champion_classes, self.model)  # fmt: skip
             if self._log is not None:
                 self._log(ServedBatch(
                     now, item.request_id, metadata.version, served.source, item.caller_role, metadata.threshold,
                     item.rows, mine, my_classes, item.accident_ids, shadow=True,
                     champion_version=item.champion_version, champion_probabilities=item.champion_probabilities,
-                    champion_classes=item.champion_classes,
+                    champion_classes=item.champion_classes, model=self.model, feature_names=self.feature_names,
                 ))  # fmt: skip
             start = end
 

@@ -81,7 +81,7 @@ def test_shadow_on_and_off_answer_identically(shadow_registry, champion_bundle, 
 
     # the shadow: every row scored by the challenger, off the request path
     expected_agreement = np.mean([row["class"] == int(row["probability"] >= CHALLENGER_THRESHOLD) for row in served])
-    labels = {"challenger_version": challenger, "champion_version": champion}
+    labels = {"challenger_version": challenger, "champion_version": champion, "model": "seed"}
 
     def shadow_rows() -> float:
         return metric(requests.get(f"{on.url}/metrics", timeout=10).text, "shadow_rows_total", **labels)
@@ -126,13 +126,13 @@ def test_a_challenger_that_cannot_load_leaves_serving_untouched(shadow_registry,
     info = requests.get(f"{on.url}/model", headers=headers, timeout=10).json()
     assert info["version"] == champion and info["challenger"] is None
     text = requests.get(f"{on.url}/metrics", timeout=10).text
-    assert metric(text, "challenger_checks_total", action="rejected") == 1
+    assert metric(text, "challenger_checks_total", action="rejected", model="seed") == 1
     body = {"instances": rows_to_send(20)}
     answer = requests.post(f"{on.url}/predict", json=body, headers=headers, timeout=30)
     reference = requests.post(f"{off.url}/predict", json=body, headers=login(off.url), timeout=30)
     assert answer.status_code == 200 and answer.json() == reference.json()
     assert metric(requests.get(f"{on.url}/metrics", timeout=10).text, "shadow_rows_total",
-                  challenger_version=broken, champion_version=champion) == 0  # fmt: skip
+                  challenger_version=broken, champion_version=champion, model="seed") == 0  # fmt: skip
 
     # a loaded challenger whose alias moves to a broken version is unloaded (the alias no longer names it)
     set_challenger(uri, challenger)
@@ -167,7 +167,8 @@ def test_a_challenger_that_fails_to_score_is_counted_never_raised(champion_bundl
             scorer.stop()
 
     assert asyncio.run(serve())
-    assert registry.get_sample_value("shadow_dropped_total", {"reason": DROP_SCORE_FAILED}) == len(rows)
+    dropped = registry.get_sample_value("shadow_dropped_total", {"reason": DROP_SCORE_FAILED, "model": "seed"})
+    assert dropped == len(rows)
     assert logged == [] and metrics.totals.snapshot() == {}
 
 

@@ -166,12 +166,13 @@ def build_router(settings: Settings) -> APIRouter:
         """The report-time model (docs/report-time-model.md): one accident as reported (every vehicle
         and user, no injury outcome) or {"accidents": [...]}; one prediction per accident. Its rows
         go to the prediction log as /predict's do, with model="report_time" and the 95 inputs."""
-        reports = parse_reports(await request.body(), max_batch_rows)
+        reports = parse_reports(await request.body(), max_batch_rows)  # their Tables
+        accident_ids = reports.accident_ids
         if explain:
-            check_explainable(len(reports), explain_max_rows, "accidents")
+            check_explainable(len(accident_ids), explain_max_rows, "accidents")
         served = serving_report_model(services.report_models)  # grabbed once, as /predict does
         bundle = served.bundle
-        if bundle.uses_compiled(len(reports)):
+        if bundle.uses_compiled(len(accident_ids)):
             rows = report_rows(reports)
             probabilities = bundle.predict_proba(rows)
         else:  # scikit-learn's loop (milliseconds): features and scores on the inference thread, one hop
@@ -179,7 +180,6 @@ def build_router(settings: Settings) -> APIRouter:
         metadata = bundle.metadata
         classes = (probabilities >= metadata.threshold).astype(np.int8)
         _count(services.metrics.report_predictions, classes, metadata.version)
-        accident_ids = [report.accident_id for report in reports]  # type: ignore[attr-defined]
         services.prediction_log.record(
             request.state.request_id, metadata.version, served.source, caller.role, metadata.threshold, rows,
             probabilities, classes, accident_ids, model=REPORT_TIME_MODEL, feature_names=LOGGED_FEATURES,

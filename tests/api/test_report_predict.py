@@ -33,11 +33,12 @@ from accidents.model.model_store import read_bundle
 from accidents.model.registry import TAG_THRESHOLD, client
 from accidents.monitoring.realized import TAG_REALIZED_AUC
 from accidents.pipeline.preprocess import read_official_table
-from accidents.report_time.contract import REPORT_EXAMPLE, AccidentReport
+from accidents.report_time.contract import OUTCOME_FIELDS, REPORT_EXAMPLE, AccidentReport
 from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row
 from accidents.report_time.provenance import field_credit
 from accidents.report_time.raw import outcomes, read_year, tables_from_official
 from accidents.store.prediction_log import REPORT_TIME_MODEL, file_url, read_window
+from api.serving.reports import VECTORIZED_MIN_ACCIDENTS
 from tests.api.conftest import login, register, set_champion, start_api, trained_api_env
 from tests.report_time.conftest import report_of
 from tests.support.monitoring import run_cli, wait_for
@@ -480,6 +481,24 @@ def test_an_outcome_is_refused_at_its_field_before_any_model(client):
                                       headers=login(client)))  # fmt: skip
     assert problem["loc"] == ["body", "accidents", 1, "vehicles", 1, "users", 0, "grav"]
     assert problem["msg"].startswith("injury severity (grav) is the outcome the model predicts")
+
+
+def test_a_batch_for_the_vectorized_check_names_its_problems_as_a_small_one(client):
+    """From VECTORIZED_MIN_ACCIDENTS accidents on, a batch is first read by
+    accidents.report_time.bodies; any problem sends it through the contract, which names each."""
+    batch = [copy.deepcopy(REPORT_EXAMPLE) for _ in range(VECTORIZED_MIN_ACCIDENTS + 2)]
+    batch[4]["lum"] = 9
+    batch[9]["vehicles"][1]["users"][0]["grav"] = 1
+    batch[6]["place"]["vma"] = "80"
+    detail = problems(client.post("/v2/predict", json={"accidents": batch}, headers=login(client)))
+    assert [(p["loc"], p["msg"], p["type"]) for p in detail] == [
+        (["body", "accidents", 4, "lum"], "lum must be one of 1, 2, 3, 4, 5, got 9", "value_error"),
+        (["body", "accidents", 6, "place", "vma"], "vma: Input should be a valid integer", "int_type"),
+        (["body", "accidents", 9, "vehicles", 1, "users", 0, "grav"], OUTCOME_FIELDS["grav"], "outcome_forbidden"),
+    ]
+    # the same batch, valid: read, then (no model here) the 503
+    valid = [copy.deepcopy(REPORT_EXAMPLE) for _ in range(VECTORIZED_MIN_ACCIDENTS + 2)]
+    assert client.post("/v2/predict", json={"accidents": valid}, headers=login(client)).status_code == 503
 
 
 def test_openapi_documents_the_report_contract(client):

@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+from accidents.features import in_codes
 from accidents.report_time.contract import TABLE_FIELDS, AccidentReport
-from accidents.report_time.features import REPORT_FEATURES, accident_features, in_domain, tables_from_reports
+from accidents.report_time.features import REPORT_FEATURES, _days, accident_features, in_domain, tables_from_reports
 from accidents.report_time.raw import outcomes, tables_from_official
 from tests.report_time.conftest import report_of
 
@@ -75,6 +76,44 @@ def test_the_vectorized_domain_check_agrees_with_the_per_value_rule(feature):
     expected = [not np.isnan(value) and feature.violation(float(value)) is None for value in values]
     assert feature.accepts(values).tolist() == expected
     assert np.isnan(in_domain(feature, values)).tolist() == [not ok for ok in expected]
+
+
+ODD_VALUES = [np.nan, np.inf, -np.inf, -0.0, 0.5, -0.5, -1, 1e300, -1e300, 2.0**63, 98.9999, 99, 100, 1e-300]
+
+
+@pytest.mark.parametrize("codes", [range(0, 27), (1, 80), (0,), (5, 6), range(1, 100), (99,), (0, 1, 2, 4, 5, 6, 9)])
+def test_the_code_lookup_is_isin(codes):
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.integers(-3, 105, 300).astype(float), rng.uniform(-5, 110, 100), ODD_VALUES])
+    assert in_codes(values, codes).tolist() == np.isin(values, sorted(codes)).tolist()
+    assert in_codes(np.zeros(0), codes).shape == (0,)
+
+
+def test_days_are_the_dates_numpy_reads_from_their_text():
+    """`_days` reads each date through numpy's calendar without text; the text route it replaced
+    (each part's integer part, formatted YYYY-MM-DD) is the reference, invalid dates included."""
+
+    def from_text(year: float, month: float, day: float) -> float:
+        if not (np.isfinite(year) and np.isfinite(month) and np.isfinite(day)):
+            return np.nan
+        try:
+            return float(np.datetime64(f"{int(year):04d}-{int(month):02d}-{int(day):02d}", "D").astype(np.int64))
+        except ValueError:
+            return np.nan
+
+    rng = np.random.default_rng(1)
+    n = 20_000
+    year = rng.integers(1995, 2110, n).astype(float)
+    year[::97], year[::101], year[::103] = rng.integers(-20, 12_000, len(year[::97])), np.nan, year[::103] + 0.7
+    year[:6] = [2020, 2021, 2100, 2000, 1900, 999]
+    month = rng.integers(-1, 15, n).astype(float)
+    month[::89], month[::83] = np.nan, month[::83] + 0.5
+    day = rng.integers(-1, 33, n).astype(float)
+    day[::71], day[::73], day[::61] = np.nan, day[::73] + 0.9, -0.5
+    month[:6], day[:6] = 2, 29
+    expected = [from_text(*parts) for parts in zip(year, month, day, strict=True)]
+    np.testing.assert_array_equal(_days(year, month, day), expected)
+    assert np.isfinite(expected).sum() > n / 2
 
 
 def test_the_serving_side_imports_no_pandas_nor_scikit_learn():

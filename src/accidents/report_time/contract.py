@@ -227,6 +227,8 @@ VehicleReport = _model(
 PlaceReport = _model("PlaceReport", PLACE_FIELDS)
 
 
+# pydantic's pattern (Rust regex: `$` ends the text); Python's `fullmatch` applies it the same way.
+ACCIDENT_ID_PATTERN = rf"^[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}$"
 DATE_CODE = _date_code(int(YEAR.minimum or 0), int(YEAR.maximum or 0))
 DATE_RULE = f"a calendar date YYYY-MM-DD in {YEAR.minimum:.0f}..{YEAR.maximum:.0f}"
 
@@ -244,10 +246,15 @@ def _hrmn(value: str) -> str:
     return value
 
 
+def insee_code(pattern: re.Pattern[str], feature: Feature, value: str) -> int | None:
+    """The number of a valid INSEE code (`pattern`, then `feature`'s domain), None otherwise."""
+    number = insee_number(value) if pattern.fullmatch(value) else None
+    return number if number is not None and feature.violation(number) is None else None
+
+
 def _insee(pattern: re.Pattern[str], feature: Feature, what: str) -> Any:
     def check(value: str) -> str:
-        number = insee_number(value) if pattern.fullmatch(value) else None
-        if number is None or feature.violation(number) is not None:
+        if insee_code(pattern, feature, value) is None:
             raise ValueError(f"{what} must be an INSEE code ({pattern.pattern}), got {value!r}")
         return value
 
@@ -256,7 +263,7 @@ def _insee(pattern: re.Pattern[str], feature: Feature, what: str) -> Any:
 
 AccidentReport = _model(
     "AccidentReport", ACCIDENT_FIELDS,
-    accident_id=(str | None, Field(None, pattern=rf"^[0-9]{{1,{ACCIDENT_ID_MAX_LENGTH}}}$",
+    accident_id=(str | None, Field(None, pattern=ACCIDENT_ID_PATTERN,
                                    description="optional BAAC Num_Acc, digits")),
     date=(Annotated[date, Field(strict=False), BeforeValidator(_date)],
           Field(json_schema_extra=_documented_as({"type": "string", "pattern": _anchored(DATE_CODE),

@@ -7,8 +7,11 @@ pandas): the serving process keeps pandas out (api/serving/lean_imports.py).
 
 Every raw code goes through its contract domain (accidents.report_time.contract) here, on both
 paths: unknown (-1) and out-of-domain values become NaN, which the trees treat as missing.
-Measured: the 95 features of the 56,518 accidents of 2021 (129,153 users, 97,315 vehicles) in
-0.7 s on the shared machine.
+Measured (min of 5, in process, shared 2-core machine): the 95 features of the 56,518 accidents
+of 2021 (129,153 users, 97,315 vehicles) in 0.14 s; a request's 1,000 accidents in 2.2 ms, one
+accident in 0.70 ms. Every step is a numpy pass: dates through numpy's calendar, vehicle families
+and masses through lookup tables, code sets through `accidents.features.in_codes` (before, per-row
+Python loops and `np.isin`: 0.37 s, 6.4 ms and 1.07 ms).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from accidents.features import CATV_GROUPS, Feature
+from accidents.features import CATV_GROUPS, Feature, in_codes
 from accidents.report_time.contract import (
     ACCIDENT_FIELDS,
     COMMUNE,
@@ -93,6 +96,9 @@ def _columns(rows: list[dict[str, float]], names: Sequence[str]) -> Columns:
 # 2 cars, 3 buses/trams/trains, 4 heavy goods and special, 5 vans, 6 quads/other, 0 unknown),
 # ranked by mass for "lightest / heaviest vehicle"; unknown sits between quads and cars.
 FAMILY_MASS = {1: 1.0, 6: 2.0, 0: 2.5, 2: 3.0, 5: 4.0, 4: 5.0, 3: 6.0}
+# the same as lookup tables (index: the code): no Python loop per vehicle
+FAMILY_OF_CATV = np.array([float(CATV_GROUPS.get(code, 0)) for code in range(max(CATV_GROUPS) + 1)])
+MASS_OF_FAMILY = np.array([FAMILY_MASS[family] for family in range(max(FAMILY_MASS) + 1)])
 TWO_WHEELER, CAR, BUS, HEAVY, VAN = 1, 2, 3, 4, 5
 BICYCLES = (1, 80)  # bicycle, e-bike
 MOTORCYCLES = (31, 32, 33, 34)  # 50-125 cm3 up to > 125 cm3
@@ -141,38 +147,53 @@ def _accident_columns(accidents: Columns) -> Columns:
 
 
 def _days(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """Days since 1970-01-01 (NaN where the parts make no date)."""
-    valid = np.isfinite(year) & np.isfinite(month) & np.isfinite(day)
-    out = np.full(len(year), np.nan)
-    for i in np.flatnonzero(valid):
-        try:
-            stamp = np.datetime64(f"{int(year[i]):04d}-{int(month[i]):02d}-{int(day[i]):02d}", "D")
-        except ValueError:
-            continue
-        out[i] = stamp.astype(np.int64)
+    """Days since 1970-01-01 (NaN where the parts make no date; each part's integer part is read)."""
+    year, month, day = np.trunc(year), np.trunc(month), np.trunc(day)  # NaN stays NaN
+    common = (year >= 1000) & (year <= 9999)  # four-digit years: numpy's calendar, without text
+    in_year = common & (month >= 1) & (month <= 12)
+    first = (_whole(in_year, year - 1970).astype("datetime64[Y]").astype("datetime64[M]")
+             + _whole(in_year, month - 1).astype("timedelta64[M]"))  # fmt: skip
+    start, end = first.astype("datetime64[D]"), (first + np.timedelta64(1, "M")).astype("datetime64[D]")
+    valid = in_year & (day >= 1) & (day <= (end - start).astype(np.int64))
+    out = np.where(valid, (start + _whole(valid, day - 1).astype("timedelta64[D]")).astype(np.int64), np.nan)
+    for i in np.flatnonzero(np.isfinite(year) & np.isfinite(month) & np.isfinite(day) & ~common):
+        out[i] = _day_of(year[i], month[i], day[i])  # other years (none in BAAC): as numpy reads the text
     return out
+
+
+def _whole(keep: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whole `values` as int64 where `keep`, 0 elsewhere (NaN never cast)."""
+    return np.where(keep, values, 0).astype(np.int64)
+
+
+def _day_of(year: float, month: float, day: float) -> float:
+    try:
+        return float(np.datetime64(f"{int(year):04d}-{int(month):02d}-{int(day):02d}", "D").astype(np.int64))
+    except ValueError:
+        return np.nan
 
 
 def _vehicle_columns(vehicles: Columns, groups: _Groups) -> tuple[Columns, np.ndarray]:
     """Vehicle aggregates, and each vehicle's family (for the users' aggregates)."""
     value = {f.name: in_domain(f, vehicles[f.name]) for f in VEHICLE_FIELDS}
     catv = value["catv"]
-    family = np.array([CATV_GROUPS.get(int(code), 0) if np.isfinite(code) else 0 for code in catv], dtype=float)
+    known = np.isfinite(catv) & (catv > -1) & (catv < len(FAMILY_OF_CATV))  # CATV_GROUPS.get(int(code), 0)
+    family = np.where(known, FAMILY_OF_CATV[np.where(known, catv, 0).astype(np.intp)], 0.0)
     columns: Columns = {"n_vehicles": groups.count(np.ones(len(catv), dtype=bool))}
     for name, code in (("two_wheelers", TWO_WHEELER), ("cars", CAR), ("buses", BUS), ("heavy", HEAVY), ("vans", VAN)):
         columns[f"n_{name}"] = groups.count(family == code)
     for name, codes in (("bicycles", BICYCLES), ("motorcycles", MOTORCYCLES), ("mopeds", MOPEDS),
                         ("personal_transporters", PERSONAL_TRANSPORTERS)):  # fmt: skip
-        columns[f"n_{name}"] = groups.count(np.isin(catv, codes))
+        columns[f"n_{name}"] = groups.count(in_codes(catv, codes))
     columns["n_fixed_obstacle"] = groups.count(value["obs"] > 0)
     columns["fixed_obstacle"] = groups.extreme(np.where(value["obs"] > 0, value["obs"], np.nan))
     for name, codes in (("pedestrian", (1,)), ("vehicle", (2,)), ("animal", (5, 6)), ("none", (0,))):
-        columns[f"n_hit_{name}"] = groups.count(np.isin(value["obsm"], codes))
+        columns[f"n_hit_{name}"] = groups.count(in_codes(value["obsm"], codes))
     for name, codes in CHOC_GROUPS.items():
-        columns[f"n_impact_{name}"] = groups.count(np.isin(value["choc"], codes))
+        columns[f"n_impact_{name}"] = groups.count(in_codes(value["choc"], codes))
     for name, codes in MANV_GROUPS.items():
-        columns[f"n_{name}"] = groups.count(np.isin(value["manv"], codes))
-    columns["n_electric"] = groups.count(np.isin(value["motor"], (2, 3)))
+        columns[f"n_{name}"] = groups.count(in_codes(value["manv"], codes))
+    columns["n_electric"] = groups.count(in_codes(value["motor"], (2, 3)))
     columns |= _lightest_and_heaviest(value, family, groups)
     return columns, family
 
@@ -180,7 +201,7 @@ def _vehicle_columns(vehicles: Columns, groups: _Groups) -> tuple[Columns, np.nd
 def _lightest_and_heaviest(value: Columns, family: np.ndarray, groups: _Groups) -> Columns:
     """The lightest and the heaviest vehicle's fields. Ties are broken by the fields themselves
     (never by list order), so any order of the same vehicles gives the same row."""
-    mass = np.array([FAMILY_MASS[int(code)] for code in family])
+    mass = MASS_OF_FAMILY[family.astype(np.intp)]
     tie_breaks = [np.nan_to_num(value[name], nan=-1.0) for name in ("motor", "obsm", "obs", "manv", "choc", "catv")]
     order = np.lexsort((*tie_breaks, mass, groups.segment))
     segment = groups.segment[order]
@@ -215,9 +236,9 @@ def _user_columns(users: Columns, family: np.ndarray, accidents: Columns, groups
         "n_passengers": groups.count(catu == PASSENGER),
         "n_pedestrians": groups.count(pedestrian),
         "n_users_two_wheelers": groups.count(on_two_wheels),
-        "n_users_heavy": groups.count(np.isin(own_family, (HEAVY, BUS)) & in_vehicle),
-        "n_front_passengers": groups.count(np.isin(place, (2, 6)) & (catu == PASSENGER)),
-        "n_rear_passengers": groups.count(np.isin(place, (3, 4, 5, 7, 8, 9)) & (catu == PASSENGER)),
+        "n_users_heavy": groups.count(in_codes(own_family, (HEAVY, BUS)) & in_vehicle),
+        "n_front_passengers": groups.count(in_codes(place, (2, 6)) & (catu == PASSENGER)),
+        "n_rear_passengers": groups.count(in_codes(place, (3, 4, 5, 7, 8, 9)) & (catu == PASSENGER)),
         "age_min": groups.extreme(age, lowest=True),
         "age_max": groups.extreme(age),
         "age_mean": groups.mean(age),
@@ -234,7 +255,7 @@ def _user_columns(users: Columns, family: np.ndarray, accidents: Columns, groups
         "n_no_equipment": groups.count(in_vehicle & (value["secu1"] == NO_EQUIPMENT)),
         "n_unhelmeted_two_wheelers": groups.count(on_two_wheels & (helmet == 0)),
         "n_trip_leisure": groups.count(value["trajet"] == 5),
-        "n_trip_work": groups.count(np.isin(value["trajet"], (1, 4))),
+        "n_trip_work": groups.count(in_codes(value["trajet"], (1, 4))),
         "pedestrian_location": groups.extreme(np.where(pedestrian, value["locp"], np.nan)),
         "pedestrian_action": groups.extreme(np.where(pedestrian, value["actp"], np.nan)),
         "pedestrian_group": groups.extreme(np.where(pedestrian, value["etatp"], np.nan)),

@@ -198,6 +198,11 @@ class ReportTimePaths:
         return self.evaluated / "plots"
 
     @property
+    def backtest(self) -> Path:
+        """The rolling-origin backtest's results (accidents.pipeline.backtest --model report_time)."""
+        return self.root / "reports" / "report_time" / "backtest.json"
+
+    @property
     def validation_plots(self) -> Path:
         """`train`'s validation plots (logged to MLflow; not a DVC output, like the seed's)."""
         return self.root / "reports" / "report_time" / "validation"

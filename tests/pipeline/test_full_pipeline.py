@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, EXPERIMENT_NAME, MODEL_NAME
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, FEATURE_NAMES, TARGET
@@ -98,14 +99,20 @@ def test_predict_stage_scores_the_test_period_with_the_champion(trained_project)
     assert (predictions["prediction"] == (predictions["probability"] >= champion.metadata.threshold)).mean() > 0.999
 
 
-def test_backtest_trains_at_each_cutoff_and_scores_the_next_months(trained_project, tmp_path):
+@pytest.mark.parametrize("model, report", [("seed", "reports/backtest.json"),
+                                           ("report_time", "reports/report_time/backtest.json")])  # fmt: skip
+def test_backtest_trains_at_each_cutoff_and_scores_the_next_months(trained_project, tmp_path, model, report):
+    """Either model, with its own rows, fit function and files (the report-time model's rows have
+    95 features: fitting it on the seed's 28 would fail, and its results would overwrite the seed's)."""
     project = Project(tmp_path, trained_project.tracking_uri)  # reports go to a copy: the shared project stays as is
     shutil.copytree(trained_project.root / "data" / "processed", tmp_path / "data" / "processed")
     shutil.copy(trained_project.root / "params.yaml", tmp_path / "params.yaml")
     output = project.run(
-        str(trained_project.root / ".venv" / "bin" / "python"), "-m", "accidents.pipeline.backtest"
+        str(trained_project.root / ".venv" / "bin" / "python"), "-m", "accidents.pipeline.backtest", "--model", model
     ).stdout
-    result = json.loads((tmp_path / "reports" / "backtest.json").read_text())["cutoffs"]
+    written = json.loads((tmp_path / report).read_text())
+    assert written["model"] == model
+    result = written["cutoffs"]
     assert [row["cutoff"] for row in result] == ["2021-01-01", "2021-04-01", "2021-07-01", "2021-10-01"]
     for row in result:
         trained_until, scored_from = row["train_period"].split("..")[1], row["test_period"].split("..")[0]
@@ -114,7 +121,8 @@ def test_backtest_trains_at_each_cutoff_and_scores_the_next_months(trained_proje
     assert result[0]["roc_auc_gain"] is None
     for row in result[1:]:  # the gain is computed before rounding: equal to the rounded difference within 1e-4
         assert abs(row["roc_auc_gain"] - (row["roc_auc"] - row["previous_roc_auc"])) <= 1.5e-4
-    assert "| cutoff |" in output and (tmp_path / "reports" / "backtest.md").read_text() in output
+    assert "| cutoff |" in output and (tmp_path / report).with_suffix(".md").read_text() in output
     client = registry.client(trained_project.tracking_uri)
-    runs = client.search_runs(client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id, "tags.stage = 'backtest'")
+    experiment = client.get_experiment_by_name(EXPERIMENT_NAME).experiment_id
+    runs = client.search_runs(experiment, f"tags.stage = 'backtest' and tags.model = '{model}'")
     assert runs and runs[0].data.metrics["backtest/2021-10-01/roc_auc"] == result[-1]["roc_auc"]

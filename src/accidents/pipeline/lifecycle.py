@@ -44,6 +44,7 @@ class ModelLine:
     train_report: Path
     metrics: Path
     test_by_month: Path
+    backtest: Path  # accidents.pipeline.backtest's results (JSON; the table beside it as .md)
     validation_plots: Path
     test_plots: Path
 
@@ -66,7 +67,7 @@ def seed_line(project: Paths) -> ModelLine:
         key=SEED, registered_name=REGISTERED_NAMES[SEED], feature_names=FEATURE_NAMES, example=tuple(SEED_EXAMPLE),
         fit=fit_model, params_section="train", processed=project.processed, split_suffix=".csv",
         challenger=project.challenger, champion=project.champion, train_report=project.train_report,
-        metrics=project.metrics, test_by_month=project.test_by_month,
+        metrics=project.metrics, test_by_month=project.test_by_month, backtest=project.backtest,
         validation_plots=project.plots / "validation", test_plots=project.plots / "test",
     )  # fmt: skip
 
@@ -78,5 +79,5 @@ def report_time_line(project: Paths) -> ModelLine:
         example=tuple(example_row()), fit=fit_report_time, params_section="report_time",
         processed=files.processed, split_suffix=".parquet", challenger=files.challenger, champion=files.champion,
         train_report=files.train_report, metrics=files.metrics, test_by_month=files.test_by_month,
-        validation_plots=files.validation_plots, test_plots=files.test_plots,
+        backtest=files.backtest, validation_plots=files.validation_plots, test_plots=files.test_plots,
     )  # fmt: skip

@@ -7,8 +7,9 @@ Requests are real: the seed route gets the seed example and its 1,000-row test b
 gets real 2021 accidents as reports built from the official tables (BAAC_DATA_DIR): the docs' curl
 example accident 202100000003 alone, and the first 1,000 accidents of the report-time test split.
 Goals: 1 accident p50 <= 2 ms at 1 connection, and a 1,000-accident batch within 2x of the seed
-route's 1,000-row batch per row. Also: the in-process floor of the report-time champion (compiled
-trees vs scikit-learn for one row) and the API's resident memory once both routes have served.
+route's 1,000-row batch per row. Also: the cost of `?explain=true` on one accident (contributions of
+the 95 features and the report's fields against the seed's 28, on both routes), the in-process floor of the report-time
+champion (compiled trees vs scikit-learn for one row) and the API's resident memory once both routes have served.
 """
 
 from __future__ import annotations
@@ -80,13 +81,16 @@ def bench_report_route(project: Project, work: Path, seed_bodies: dict[str, Path
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         for name in ("single", "batch"):
             body = v2_bodies[name]  # every scenario below must answer 200 (wrk counts non-2xx as errors)
-            check = requests.post(f"{url}/v2/predict", data=body.read_bytes(), headers=headers, timeout=60)
-            if check.status_code != 200:
-                raise SystemExit(f"/v2/predict {name}: {check.status_code} {check.text[:2000]}")
+            for query in ("", "?explain=true") if name == "single" else ("",):
+                check = requests.post(f"{url}/v2/predict{query}", data=body.read_bytes(), headers=headers, timeout=60)
+                if check.status_code != 200:
+                    raise SystemExit(f"/v2/predict{query} {name}: {check.status_code} {check.text[:2000]}")
         scenarios = {("seed", "single"): (f"{url}/predict", seed_bodies["single"]),
                      ("v2", "single"): (f"{url}/v2/predict", v2_bodies["single"]),
                      ("seed", "batch"): (f"{url}/predict", seed_bodies["batch"]),
-                     ("v2", "batch"): (f"{url}/v2/predict", v2_bodies["batch"])}  # fmt: skip
+                     ("v2", "batch"): (f"{url}/v2/predict", v2_bodies["batch"]),
+                     ("seed", "explained"): (f"{url}/predict?explain=true", seed_bodies["single"]),
+                     ("v2", "explained"): (f"{url}/v2/predict?explain=true", v2_bodies["single"])}  # fmt: skip
         for target, body in scenarios.values():
             wrk(target, body, 1, 2, token)  # warm-up
         runs: dict[tuple[str, str], list[dict[str, float]]] = {key: [] for key in scenarios}
@@ -110,6 +114,10 @@ def bench_report_route(project: Project, work: Path, seed_bodies: dict[str, Path
         "rss_mb_after_both_routes": rss,
         "v2_p50_over_seed_p50_single": round(v2_single["p50_ms"] / seed_single["p50_ms"], 2),
         "v2_batch_per_row_over_seed_batch_per_row": round(v2_batch["p50_ms"] / seed_batch["p50_ms"], 2),
+        "v2_explained_p50_over_v2_p50_single": round(medians["v2_explained_c1"]["p50_ms"] / v2_single["p50_ms"], 2),
+        "v2_explained_p50_over_seed_explained_p50": round(
+            medians["v2_explained_c1"]["p50_ms"] / medians["seed_explained_c1"]["p50_ms"], 2
+        ),
         "load_average": os.getloadavg(),
     }
 
@@ -130,12 +138,24 @@ def markdown(result: dict[str, Any]) -> list[str]:
              "seed_batch_c1": f"`/predict`, {rows:,} test rows",
              "v2_batch_c1": f"`/v2/predict`, {rows:,} accidents of the test split "
                             f"({result['test_accidents_without_a_valid_report_skipped']} without a valid report "
-                            "passed over)"}  # fmt: skip
+                            "passed over)",
+             "seed_explained_c1": "`/predict?explain=true`, the seed example (1 row)",
+             "v2_explained_c1": f"`/v2/predict?explain=true`, accident {result['report_accident']}"}  # fmt: skip
     for key, name in names.items():
+        if key not in result:  # results written before the explain rows existed
+            continue
         m = result[key]
         lines.append(f"| {name} | {m['p50_ms']:.2f} ms | {m['p99_ms']:.2f} ms | {m['rps']:.0f} | {m['errors']:.0f} |")
     seed_row = result["seed_batch_c1"]["p50_ms"] / rows
     v2_row = result["v2_batch_c1"]["p50_ms"] / rows
+    explained = []
+    if "v2_explained_c1" in result:  # results written before the explain rows existed have none
+        explained = [
+            f"| `/v2/predict?explain=true` p50 / `/v2/predict` p50, 1 accident | "
+            f"{result['v2_explained_p50_over_v2_p50_single']:.2f} | |",
+            f"| `/v2/predict?explain=true` p50 / `/predict?explain=true` p50 | "
+            f"{result['v2_explained_p50_over_seed_explained_p50']:.2f} | |",
+        ]
     return [
         *lines,
         "",
@@ -145,6 +165,7 @@ def markdown(result: dict[str, Any]) -> list[str]:
         f"| `/v2/predict` p50 / `/predict` p50, 1 row | {result['v2_p50_over_seed_p50_single']:.2f} | |",
         f"| {rows:,}-row batch per row: `/v2/predict` / `/predict` | {v2_row * 1000:.0f} us / {seed_row * 1000:.0f} us "
         f"= {result['v2_batch_per_row_over_seed_batch_per_row']:.2f} | <= 2 |",
+        *explained,
         f"| report-time champion in process, 1 row (compiled trees: {floor['compiled_trees']}) p50 | "
         f"{floor['one_row']['p50_ms']:.3f} ms (scikit-learn alone: {floor['sklearn_one_row']['p50_ms']:.2f} ms) | |",
         f"| API resident memory after both routes (both models loaded) | "

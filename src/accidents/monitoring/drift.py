@@ -304,6 +304,7 @@ def run_job(log_url: str, settings: Settings, since: datetime | None = None, unt
             "window_end": window["logged_at"].max().to_pydatetime() if len(window) else None,
             "feature_scores": {}, "drifted_features": [], "drifted_share": None, "prediction_drift": None,
             "verdict": VERDICT_NOT_ENOUGH_DATA, "report_run_id": None, "method": method_of(settings, None),
+            "model": SEED_MODEL,
         }  # fmt: skip
         if len(window) < settings.min_window_rows:
             log.info("%d rows < monitoring.min_window_rows %d: not enough data", len(window), settings.min_window_rows)

@@ -48,6 +48,8 @@ def test_drift_results_are_served_to_admins_newest_first_and_exported_as_gauges(
     assert [row["verdict"] for row in client.get("/monitoring/drift?limit=1", headers=admin).json()] == ["drift"]
     assert client.get("/monitoring/drift?limit=0", headers=admin).status_code == 422
     assert client.get("/monitoring/drift", headers=user).status_code == 403
+    assert client.get("/monitoring/drift?model=nonsense", headers=admin).status_code == 422
+    assert client.get("/monitoring/drift?model=report_time", headers=admin).json() == []  # the seed's only so far
     assert client.get("/monitoring/drift").status_code == 401
 
     text = client.get("/metrics").text

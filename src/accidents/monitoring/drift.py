@@ -110,13 +110,14 @@ class Comparison:
 # --- window and reference -----------------------------------------------------------------------
 
 
-def newest_version(engine: Engine, since: datetime | None, until: datetime | None) -> str | None:
-    """The seed model's version that served the newest logged prediction of the time range (served
-    rows: a shadow challenger's rows are not traffic; the report-time model's rows are not the
-    seed's, and its version numbers overlap the seed's)."""
+def newest_version(engine: Engine, since: datetime | None, until: datetime | None,
+                   model: str = SEED_MODEL) -> str | None:  # fmt: skip
+    """The version of `model` that served the newest logged prediction of the time range (served
+    rows: a shadow challenger's rows are not traffic; the other model's rows are not this one's,
+    and both models' version numbers start at 1)."""
     query = (
         select(predictions.c.model_version)
-        .where(predictions.c.shadow.is_(False), predictions.c.model == SEED_MODEL)
+        .where(predictions.c.shadow.is_(False), predictions.c.model == model)
         .order_by(predictions.c.id.desc())
         .limit(1)
     )
@@ -129,16 +130,17 @@ def newest_version(engine: Engine, since: datetime | None, until: datetime | Non
 
 
 def read_traffic(engine: Engine, settings: Settings, since: datetime | None, until: datetime | None,
-                 version: str | None) -> tuple[pd.DataFrame, str | None]:  # fmt: skip
-    """The window: the newest `window_rows` predictions of one seed model version in the time range
-    (the seed's 28 features: the report-time model's rows of /v2/predict are not in it)."""
-    version = version or newest_version(engine, since, until)
+                 version: str | None, model: str = SEED_MODEL) -> tuple[pd.DataFrame, str | None]:  # fmt: skip
+    """The window: the newest `window_rows` served predictions of one version of `model` in the
+    time range (the seed's: its 28 feature columns; the report-time model's: /v2/predict's rows,
+    inputs in `report_features`)."""
+    version = version or newest_version(engine, since, until, model)
     if version is None:
         import pandas as pd
 
         return pd.DataFrame(), None
     window = read_window(engine, since, until, model_version=version, newest=settings.window_rows or None,
-                         model=SEED_MODEL)  # fmt: skip
+                         model=model)  # fmt: skip
     return window, version
 
 

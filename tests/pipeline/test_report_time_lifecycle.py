@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 from accidents.config import CHALLENGER_ALIAS, CHAMPION_ALIAS, MODEL_NAME, REPORT_MODEL_NAME, Paths
 from accidents.data.sources import TABLES
 from accidents.features import ACCIDENT_ID
-from accidents.model import registry
+from accidents.model import reference, registry
 from accidents.model.model_store import read_bundle
 from accidents.model.modeling import best_threshold
 from accidents.model.promotion import judge
@@ -33,7 +33,7 @@ from accidents.pipeline.preprocess import read_official_table
 from accidents.report_time.contract import AccidentReport
 from accidents.report_time.features import REPORT_FEATURES, accident_features, example_row, tables_from_reports
 from accidents.stage import PipelineError, read_json, selected
-from accidents.store import estimates
+from accidents.store import drift_results, estimates
 from accidents.store.prediction_log import REPORT_TIME_MODEL, create_log_engine
 from api.monitoring.writer import ServedBatch
 from tests.report_time.conftest import report_of
@@ -158,6 +158,41 @@ def test_the_estimation_job_estimates_the_report_time_models_traffic(project, tm
     try:
         assert [row["id"] for row in estimates.recent(engine, 5, model=REPORT_TIME_MODEL)] == [answer["id"]]
         assert estimates.recent(engine, 5) == []  # nothing stored as the seed's
+    finally:
+        engine.dispose()
+
+
+def test_train_logs_the_report_time_drift_reference_and_the_drift_job_compares_its_traffic(project, tmp_path):
+    """Each report-time version's run carries its drift reference (training rows in its 95 inputs,
+    their dates, its probabilities on them), and `python -m accidents.monitoring.drift --model
+    report_time` (in .venv-monitoring) compares /v2/predict's logged inputs (JSON) with it: every
+    input but the calendar and `com`, stored as the report-time model's, its version tagged."""
+    line = report_time_line(Paths(project.root))
+    version = read_json(line.train_report)["version"]
+    client = registry.client(project.tracking_uri)
+    run_id = client.get_model_version(REPORT_MODEL_NAME, version).run_id
+    profile = reference.download(client, run_id, REPORT_FEATURES)
+    assert len(profile) == min(30000, len(line.read_split("train"))) and "mois" not in profile
+    bundle = read_bundle(line.challenger, example_row())
+    probability = bundle.predict_proba(profile[list(REPORT_FEATURES)].to_numpy(dtype=float))
+    np.testing.assert_allclose(profile[reference.PROBABILITY], probability)
+
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    truth, _ = log_report_time_traffic(url, project, version)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"monitoring": {"min_window_rows": 100, "window_rows": 0}}))
+    answer = monitoring_job(project, "accidents.monitoring.drift", "--model", "report_time", "--log-url", url,
+                            "--params", str(params))  # fmt: skip
+    assert (answer["model"], answer["model_version"], answer["window_rows"]) == ("report_time", version, len(truth))
+    assert answer["reference_rows"] > 0 and answer["verdict"] in ("drift", "no_drift")
+    assert set(answer["feature_scores"]) == set(REPORT_FEATURES) - {"month", "weekday", "com"}
+    run = client.get_run(answer["report_run_id"])
+    assert (run.data.tags["model_name"], run.data.tags["model"]) == (REPORT_MODEL_NAME, "report_time")
+    assert client.get_model_version(REPORT_MODEL_NAME, version).tags["drift_run_id"] == answer["report_run_id"]
+    engine = create_log_engine(url)
+    try:
+        assert [row["id"] for row in drift_results.recent(engine, 5, REPORT_TIME_MODEL)] == [answer["id"]]
+        assert drift_results.recent(engine, 5) == []  # nothing stored as the seed's
     finally:
         engine.dispose()
 

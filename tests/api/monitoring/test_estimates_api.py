@@ -79,11 +79,15 @@ def test_estimates_are_served_to_admins_and_exported_as_gauges(api_server, log_u
     assert get("/monitoring/estimates").status_code == 401
 
     text = get("/metrics").text
-    assert metric(text, "model_estimated_auc", version="4") == 0.771  # the newest estimate of each version
-    assert metric(text, "model_estimated_auc", version="3") == 0.75
-    assert metric(text, "model_estimated_f1", version="4") == 0.505
-    assert metric(text, "model_estimated_precision", version="4") == 0.41
-    assert metric(text, "model_estimated_recall", version="4") == 0.62
-    assert metric(text, "model_estimated_positive_rate", version="4") == 0.27
-    assert metric(text, "model_estimate_auc_error", version="4") == pytest.approx(0.0225)  # newest graded, |error|
-    assert 'model_estimate_auc_error{version="3"}' not in text  # never graded: no error series
+    assert metric(text, "model_estimated_auc", model="seed", version="4") == 0.771  # the newest of each version
+    assert metric(text, "model_estimated_auc", model="seed", version="3") == 0.75
+    assert metric(text, "model_estimated_f1", model="seed", version="4") == 0.505
+    assert metric(text, "model_estimated_precision", model="seed", version="4") == 0.41
+    assert metric(text, "model_estimated_recall", model="seed", version="4") == 0.62
+    assert metric(text, "model_estimated_positive_rate", model="seed", version="4") == 0.27
+    assert metric(text, "model_estimate_auc_error", model="seed", version="4") == pytest.approx(0.0225)  # |error|
+    assert 'model_estimate_auc_error{model="seed",version="3"}' not in text  # never graded: no error series
+    # the report-time model's version 4: a series of its own, its newest estimate
+    assert metric(text, "model_estimated_auc", model="report_time", version="4") == 0.83
+    assert metric(text, "model_estimated_f1", model="report_time", version="4") == 0.6
+    assert 'model_estimate_auc_error{model="report_time"' not in text

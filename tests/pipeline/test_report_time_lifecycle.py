@@ -197,6 +197,18 @@ def test_train_logs_the_report_time_drift_reference_and_the_drift_job_compares_i
         engine.dispose()
 
 
+def test_the_retrain_decision_judges_each_model_by_its_own_champion(project):
+    """The monitoring DAG's decision compares each model's windows with its own champion's test AUC
+    (both registered models have a version 1: the name decides)."""
+    from accidents.monitoring.retrain_decision import champion_and_test_auc
+
+    client = registry.client(project.tracking_uri)
+    for model, name in (("seed", MODEL_NAME), ("report_time", REPORT_MODEL_NAME)):
+        champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+        test_auc = client.get_run(champion.run_id).data.metrics["test_roc_auc"]
+        assert champion_and_test_auc(project.tracking_uri, model) == (champion.version, test_auc)
+
+
 def test_evaluate_promotes_by_the_shared_rule_and_moves_its_own_aliases(project):
     line = report_time_line(Paths(project.root))
     client = registry.client(project.tracking_uri)

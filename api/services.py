@@ -139,7 +139,8 @@ def start_report_models(settings: Settings, metrics: Metrics) -> ModelService | 
         settings.model_poll_seconds,
         settings.mlflow_timeout_seconds,
         on_change=lambda served: metrics.set_report_model(served.version, served.source,
-                                                          served.bundle.metadata.data_source),
+                                                          served.bundle.metadata.data_source,
+                                                          served.bundle.metadata.metrics.get("test_roc_auc")),
         model_name=REPORT_MODEL_NAME,
         example=example_row(),
     )  # fmt: skip

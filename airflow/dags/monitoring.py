@@ -1,15 +1,17 @@
 """Monitoring: measure drift, estimated and realized quality of the served traffic, retrain on evidence.
 
-    drift -> estimate ──┐
-                        ├─> decide -> trigger_retraining (only when the evidence says so)
-    realized ───────────┘
+    drift -> estimate ──────────────────────────┐
+    drift_report_time -> estimate_report_time ──┼─> decide -> trigger_retraining (only when the evidence says so)
+    realized ───────────────────────────────────┘
 
 `drift` runs the drift job (`python -m accidents.monitoring.drift` from the project's monitoring venv,
 .venv-monitoring: Evidently needs pandas < 3), `estimate` the estimation job on the same window
 (`python -m accidents.monitoring.estimation`, same venv: CBPE's estimated AUC/F1 before labels, after
 drift whatever drift's outcome), `realized` the label job (`python -m accidents.monitoring.realized`,
 the project's venv, which also grades the stored estimates whose labels arrived); each stores its
-result where the API's gauges read it.
+result where the API's gauges read it. `drift_report_time` and `estimate_report_time` run the same
+two jobs with `--model report_time` on the report-time model's traffic (/v2/predict, issue #25; the
+label job grades both models already), stored apart (model='report_time').
 `decide` runs `python -m accidents.monitoring.retrain_decision` (pure logic in the project, tested without
 Airflow): drifted share, prediction drift or realized-AUC drop past the params.yaml thresholds,
 no run while one is queued or running, a cooldown after the last monitoring-started run. Only
@@ -62,14 +64,16 @@ def secret_env() -> dict[str, str]:
     return {name: os.environ[name] for name in SECRETS if os.environ.get(name)}
 
 
-def job_command(python: Path, module: str) -> str:
-    return helpers.venv_first(python.parent, f"{shlex.quote(str(python))} -m {module}\n")
+def job_command(python: Path, module: str, args: tuple[str, ...] = ()) -> str:
+    command = " ".join(shlex.quote(part) for part in (str(python), "-m", module, *args))
+    return helpers.venv_first(python.parent, f"{command}\n")
 
 
-def job(task_id: str, python: Path, module: str, trigger_rule: str = "all_success") -> BashOperator:
-    """`python -m module` from that venv, in the project folder, as a task of the DAG being built."""
+def job(task_id: str, python: Path, module: str, trigger_rule: str = "all_success",
+        args: tuple[str, ...] = ()) -> BashOperator:  # fmt: skip
+    """`python -m module args` from that venv, in the project folder, as a task of the DAG being built."""
     return BashOperator(
-        task_id=task_id, bash_command=job_command(python, module), cwd=str(PROJECT_DIR), env=job_env(python),
+        task_id=task_id, bash_command=job_command(python, module, args), cwd=str(PROJECT_DIR), env=job_env(python),
         append_env=True, execution_timeout=timedelta(minutes=30), retries=0, trigger_rule=trigger_rule,
     )  # fmt: skip
 
@@ -99,11 +103,15 @@ with DAG(
     tags=["accidents", "monitoring"],
     doc_md=__doc__,
 ) as dag:
-    drift = job("drift", MONITORING_PYTHON, "accidents.monitoring.drift")
-    # the same window as drift's, estimated even when drift failed (a failed drift job must not hide it)
-    estimate = job("estimate", MONITORING_PYTHON, "accidents.monitoring.estimation", trigger_rule="all_done")
+    estimates = []
+    for suffix, args in (("", ()), ("_report_time", ("--model", "report_time"))):  # the seed's, the report-time model's
+        drift = job(f"drift{suffix}", MONITORING_PYTHON, "accidents.monitoring.drift", args=args)
+        # the same window as drift's, estimated even when drift failed (a failed drift job must not hide it)
+        estimate = job(f"estimate{suffix}", MONITORING_PYTHON, "accidents.monitoring.estimation",
+                       trigger_rule="all_done", args=args)  # fmt: skip
+        drift >> estimate
+        estimates.append(estimate)
     realized = job("realized", PYTHON, "accidents.monitoring.realized")
     decision = decide()
     trigger = helpers.trigger_retraining(reason_from="decide")
-    drift >> estimate
-    [estimate, realized] >> decision >> trigger
+    [*estimates, realized] >> decision >> trigger

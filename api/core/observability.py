@@ -63,6 +63,10 @@ class Metrics:
             "report_model_info", "The serving report-time model (value 1)", ["version", "source", "data_source"],
             registry=self.registry,
         )  # fmt: skip
+        self.report_model_test_auc = Gauge(
+            "report_model_test_auc", "Serving report-time model's ROC AUC on the test period (evaluate stage)",
+            ["version"], registry=self.registry,
+        )  # fmt: skip
         self.model_checks = Counter("model_checks", "Champion checks by outcome", ["action"], registry=self.registry)
         self.prediction_log = LogMetrics(self.registry)  # api.monitoring.writer
         self.shadow = ShadowMetrics(self.registry)  # api.serving.shadow
@@ -71,9 +75,13 @@ class Metrics:
             "retrain_runs", "POST /retrain outcomes", ["orchestrator", "outcome"], registry=self.registry
         )
 
-    def set_report_model(self, version: str | None, source: str, data_source: str) -> None:
+    def set_report_model(self, version: str | None, source: str, data_source: str,
+                         test_auc: float | None = None) -> None:  # fmt: skip
         self.report_model_info.clear()
         self.report_model_info.labels(version or "unknown", source, data_source).set(1)
+        self.report_model_test_auc.clear()  # the EstimatedAucDrop alert compares it with model_estimated_auc
+        if test_auc is not None:
+            self.report_model_test_auc.labels(version or "unknown").set(test_auc)
 
     def set_model(self, version: str | None, source: str, data_source: str, test_auc: float | None = None) -> None:
         self.model_info.clear()

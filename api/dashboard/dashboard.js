@@ -274,20 +274,29 @@ function pill(text) {
 
 // ----------------------------------------------------------------------------------------- panels
 
-async function drawDrift() {
+// Drift and estimates are per model (issue #25): the seed's /predict traffic and the report-time
+// model's /v2/predict traffic each have their own panels (?model=...), never mixed (both models
+// number their versions from 1).
+const MONITORED = [
+  { model: "seed", drift: ["drift-features", "drift-share"], estimated: "estimated", option: "" },
+  { model: "report_time", drift: ["report-time-drift-features", "report-time-drift-share"],
+    estimated: "report-time-estimated", option: " --model report_time" },
+];
+
+async function drawDrift({ model, drift: [featuresPanel, sharePanel], option }) {
   let runs;
   try {
-    runs = await api("/monitoring/drift?limit=30");
+    runs = await api(`/monitoring/drift?limit=30&model=${model}`);
   } catch (error) {
     const message = error.status === 404 ? "drift monitoring is not available on this API" : `drift: ${error.message}`;
-    for (const name of ["drift-features", "drift-share"]) {
+    for (const name of [featuresPanel, sharePanel]) {
       if (error.status === 404) empty(name, message); else setPanel(name, "error", el("div", { class: "error", text: message }));
     }
     return;
   }
   if (!runs.length) {
-    empty("drift-features", "no drift run yet (python -m accidents.monitoring.drift, or the monitoring DAG)");
-    empty("drift-share", "no drift run yet");
+    empty(featuresPanel, `no drift run yet (python -m accidents.monitoring.drift${option}, or the monitoring DAG)`);
+    empty(sharePanel, "no drift run yet");
     return;
   }
   const ordered = [...runs].reverse(); // oldest first
@@ -304,7 +313,7 @@ async function drawDrift() {
     el("div", {}, [el("b", { text: (latest.window_rows ?? 0).toLocaleString("en") }), "rows in window"]),
     el("div", {}, [el("b", { text: latest.model_version ?? "–" }), "model version"]),
   ]);
-  setPanel("drift-features", "ready", [
+  setPanel(featuresPanel, "ready", [
     summary,
     heatmap({ rows: features, columns, scale: 0.2, cell: (f, c) => (ordered[c].feature_scores || {})[f] ?? null,
       drifted: (f, c) => (ordered[c].drifted_features || []).includes(f) }),
@@ -315,7 +324,7 @@ async function drawDrift() {
     { name: "drifted share", color: PALETTE[0], values: ordered.map((run) => run.drifted_share) },
     { name: "prediction drift", color: PALETTE[1], values: ordered.map((run) => run.prediction_drift), dash: "6 3" },
   ];
-  setPanel("drift-share", "ready", [
+  setPanel(sharePanel, "ready", [
     lineChart({ series, xLabels: columns, yMax: 1 }),
     coloredLegend(series.map((s) => [s.name, s.color])),
     table(["run", "verdict", "drifted share", "prediction drift", "rows"], runs.slice(0, 5).map((run, i) => [
@@ -426,16 +435,16 @@ async function drawShadow() {
 
 // The estimation job's windows (CBPE, before labels), oldest to newest: estimated AUC and F1 per
 // version, the realized values of the same window once the label job graded it, and the error.
-async function drawEstimated() {
+async function drawEstimated({ model, estimated: name, option }) {
   let rows;
   try {
-    rows = await api("/monitoring/estimates?limit=30");
+    rows = await api(`/monitoring/estimates?limit=30&model=${model}`);
   } catch (error) {
-    if (error.status === 404) { empty("estimated", "estimated performance is not available on this API"); return; }
+    if (error.status === 404) { empty(name, "estimated performance is not available on this API"); return; }
     throw error;
   }
   if (!rows.length) {
-    empty("estimated", "no estimate yet (accidents estimate, or the monitoring DAG's estimate task)");
+    empty(name, `no estimate yet (accidents estimate${option}, or the monitoring DAG's estimate task)`);
     return;
   }
   const ordered = [...rows].reverse();  // oldest first
@@ -451,7 +460,7 @@ async function drawEstimated() {
   const error = (v) => (v == null ? "–" : `${v >= 0 ? "+" : ""}${v.toFixed(4)}`);
   const chart = lineChart({ series, xLabels: windows, yMax: 1 });
   chart.style.maxWidth = "760px";  // a wide card: the table needs the width, the chart does not
-  setPanel("estimated", "ready", [
+  setPanel(name, "ready", [
     el("div", { class: "stats" }, [
       el("div", {}, [el("b", { text: fmt(rows[0].roc_auc) }), `estimated AUC, version ${rows[0].model_version ?? "?"}`]),
       el("div", {}, [el("b", { text: fmt(rows[0].f1) }), "estimated F1"]),
@@ -506,12 +515,16 @@ async function drawModel() {
 }
 
 async function refresh() {
-  const jobs = { model: drawModel, drift: drawDrift, predictions: drawPredictions, realized: drawRealized,
+  const jobs = { model: drawModel, predictions: drawPredictions, realized: drawRealized,
     retrains: drawRetrains, shadow: drawShadow, alerts: drawReceivedAlerts };
   const names = { predictions: ["prediction-distribution", "volume"], realized: ["realized"], retrains: ["retrains"],
     alerts: ["alerts"] };
-  jobs.estimated = drawEstimated;  // estimated vs realized performance
-  names.estimated = ["estimated"];
+  for (const monitored of MONITORED) {  // each model's drift and estimated vs realized performance
+    jobs[`drift-${monitored.model}`] = () => drawDrift(monitored);
+    names[`drift-${monitored.model}`] = monitored.drift;
+    jobs[`estimated-${monitored.model}`] = () => drawEstimated(monitored);
+    names[`estimated-${monitored.model}`] = [monitored.estimated];
+  }
   await Promise.all(Object.entries(jobs).map(async ([job, draw]) => {
     try {
       await draw();

@@ -86,6 +86,7 @@ class DriftResult(BaseModel):
     window_start: StoredTime | None = Field(description="logged_at of the window's oldest prediction")
     window_end: StoredTime | None = Field(description="logged_at of the window's newest prediction")
     window_rows: int
+    model: str = Field(description="whose traffic: seed (/predict) or report_time (/v2/predict)")
     model_version: str | None = Field(description="the model version that served the window")
     reference_rows: int = Field(description="rows of that version's training reference compared with")
     feature_scores: dict[str, float | None] = Field(description="drift score per compared feature (higher: more drift)")
@@ -180,6 +181,7 @@ class PipelineRuns(BaseModel):
 class EstimatedPerformance(BaseModel):
     id: int
     computed_at: StoredTime
+    model: str = Field(description="whose traffic: seed (/predict) or report_time (/v2/predict)")
     model_version: str | None = Field(description="the model version that served the window")
     window_start: StoredTime | None = Field(description="logged_at of the window's oldest prediction")
     window_end: StoredTime | None = Field(description="logged_at of the window's newest prediction")

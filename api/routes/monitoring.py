@@ -86,10 +86,11 @@ def drift(
     _: AdminUser,
     log: PredictionLogDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+    model: Annotated[ModelName, model_query("whose traffic")] = SEED_MODEL,
 ) -> list[dict[str, Any]]:
-    """The drift job's results (`python -m accidents.monitoring.drift`), newest first."""
+    """The drift job's results of one model's traffic (`python -m accidents.monitoring.drift`), newest first."""
     try:
-        return drift_results.recent(log.engine, limit)
+        return drift_results.recent(log.engine, limit, model)
     except SQLAlchemyError as error:
         raise store_unavailable(error) from None
 
@@ -156,10 +157,11 @@ def estimated_performance(
     log: PredictionLogDep,
     model_version: Version = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 30,
+    model: Annotated[ModelName, model_query("whose estimates")] = SEED_MODEL,
 ) -> list[dict[str, Any]]:
-    """The estimation job's results (`accidents estimate`: CBPE before labels), newest first, with
-    the realized AUC/F1 and the error once the label job graded the same window."""
+    """The estimation job's results of one model (`accidents estimate`: CBPE before labels), newest
+    first, with the realized AUC/F1 and the error once the label job graded the same window."""
     try:
-        return estimates.recent(log.engine, limit, model_version)
+        return estimates.recent(log.engine, limit, model_version, model)
     except SQLAlchemyError as error:
         raise store_unavailable(error) from None

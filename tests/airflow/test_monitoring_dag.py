@@ -33,9 +33,12 @@ def dag():
 def test_shape_schedule_and_policy(dag):
     assert dag.schedule == "@daily"  # ACCIDENTS_MONITORING_SCHEDULE changes it ("none": manual only)
     assert dag.catchup is False and dag.max_active_runs == 1
-    assert dag.get_task("decide").upstream_task_ids == {"estimate", "realized"}
-    assert dag.get_task("estimate").upstream_task_ids == {"drift"}  # the drift job's window, estimated after it
-    assert dag.get_task("estimate").trigger_rule == "all_done"  # a failed drift job must not hide the estimate
+    # both models' estimates (the seed's, the report-time model's) and the label job: any may be evidence
+    assert dag.get_task("decide").upstream_task_ids == {"estimate", "estimate_report_time", "realized"}
+    for suffix in ("", "_report_time"):
+        estimate = dag.get_task(f"estimate{suffix}")
+        assert estimate.upstream_task_ids == {f"drift{suffix}"}  # the drift job's window, estimated after it
+        assert estimate.trigger_rule == "all_done"  # a failed drift job must not hide the estimate
     assert dag.get_task("decide").trigger_rule == "all_done"  # a failed label job must not hide drift
     assert dag.get_task("decide").downstream_task_ids == {"trigger_retraining"}
     trigger = dag.get_task("trigger_retraining")
@@ -47,29 +50,35 @@ def test_shape_schedule_and_policy(dag):
 def test_jobs_run_the_projects_venvs_by_absolute_path(dag):
     for task_id, python, module in (("drift", ".venv-monitoring", "accidents.monitoring.drift"),
                                     ("estimate", ".venv-monitoring", "accidents.monitoring.estimation"),
+                                    ("drift_report_time", ".venv-monitoring",
+                                     "accidents.monitoring.drift --model report_time"),
+                                    ("estimate_report_time", ".venv-monitoring",
+                                     "accidents.monitoring.estimation --model report_time"),
                                     ("realized", ".venv", "accidents.monitoring.realized")):  # fmt: skip
         task = dag.get_task(task_id)
         command = jinja2.Template(task.bash_command).render()
-        assert f"{REPO / python / 'bin' / 'python'} -m {module}" in command
+        assert f"{REPO / python / 'bin' / 'python'} -m {module}" in command.splitlines()  # the whole command line
         assert task.env["ACCIDENTS_PROJECT_DIR"] == str(REPO)
         assert task.env["PATH"].startswith(str(REPO / python / "bin"))
         assert task.execution_timeout == timedelta(minutes=30)
 
 
-def test_the_estimate_tasks_command_runs_the_estimation_job(dag, tmp_path):
-    """The estimate task's own command (rendered as Airflow runs it, in its env) on an empty
-    prediction log: the estimation job runs in the monitoring venv, migrates the log (the
-    estimated_performance table exists) and answers no estimate for a window with no rows."""
+@pytest.mark.parametrize(("task_id", "model"), [("estimate", "seed"), ("estimate_report_time", "report_time")])
+def test_the_estimate_tasks_command_runs_the_estimation_job(dag, tmp_path, task_id, model):
+    """Each estimate task's own command (rendered as Airflow runs it, in its env) on an empty
+    prediction log: the estimation job runs in the monitoring venv for its model, migrates the log
+    (the estimated_performance table exists) and answers no estimate for a window with no rows."""
     python = REPO / ".venv-monitoring" / "bin" / "python"
     if not python.exists():
         pytest.fail(f"{python} missing: run `make setup-monitoring`")
-    task = dag.get_task("estimate")
+    task = dag.get_task(task_id)
     log = tmp_path / "log.db"
     env = {**task.env, "PREDICTION_LOG_URL": f"sqlite:///{log}", "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"}
     answer = subprocess.run(["bash", "-c", jinja2.Template(task.bash_command).render()], cwd=task.cwd, env=env,
                             capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert answer.returncode == 0, answer.stderr[-3000:]
-    assert json.loads(answer.stdout.strip().splitlines()[-1])["estimate"] is None
+    result = json.loads(answer.stdout.strip().splitlines()[-1])
+    assert result["estimate"] is None and result["model"] == model
     with sqlite3.connect(log) as connection:
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "estimated_performance" in tables
@@ -114,7 +123,7 @@ def test_rendered_fields_show_no_secret_and_jobs_still_get_them(monkeypatch):
         monkeypatch.setenv(name, value)
     bag = DagBag(dag_folder=DAGS, bundle_path=DAGS, bundle_name="dags-folder")
     assert bag.import_errors == {}
-    for task_id in ("drift", "estimate", "realized"):
+    for task_id in ("drift", "estimate", "drift_report_time", "estimate_report_time", "realized"):
         task = bag.dags["monitoring"].get_task(task_id)
         rendered = repr({field: task.render_template(getattr(task, field), {}) for field in task.template_fields})
         for name in ("PREDICTION_LOG_URL", "MLFLOW_TRACKING_PASSWORD", "ACCIDENTS_AIRFLOW_PASSWORD"):

@@ -185,7 +185,7 @@ def test_same_auth_as_predict(served, sample_tables):
     assert post(served.url, report, login(served.url, "reporter", "reporter-password")).status_code == 200
 
 
-def test_metrics_and_ready_name_the_report_time_model(served, report_champion, sample_tables):
+def test_metrics_and_ready_name_the_report_time_model(served, report_champion, sample_tables, trained_project):
     post(served.url, report_of(sample_tables, DOC_ACCIDENT), login(served.url))
     metrics = requests.get(f"{served.url}/metrics", timeout=10).text
     version = str(report_champion.version)
@@ -193,6 +193,10 @@ def test_metrics_and_ready_name_the_report_time_model(served, report_champion, s
                      re.M)  # fmt: skip
     assert not re.search(r"^predictions_total\{", metrics, re.M)  # the seed's counter: /predict's rows only
     assert f'report_model_info{{data_source="real",source="registry",version="{version}"}} 1.0' in metrics
+    # its test AUC (evaluate), which the EstimatedAucDrop alert compares its estimates with
+    run = client(trained_project.tracking_uri).get_run(report_champion.run_id)
+    exported = re.search(rf'^report_model_test_auc{{version="{version}"}} (\S+)$', metrics, re.M)
+    assert exported and float(exported.group(1)) == pytest.approx(run.data.metrics["test_roc_auc"])
     assert 'http_requests_total{method="POST",route="/v2/predict",status="200"}' in metrics
     assert requests.get(f"{served.url}/ready", timeout=10).json()["report_model_version"] == version
 

@@ -73,3 +73,67 @@ def test_estimated_next_to_realized_per_version_and_window_in_chromium(api_serve
         page.screenshot(ARTIFACTS / "dashboard-estimated.png")
         # the page ran cleanly: no script error, no CSP refusal (no model here: /model answers 503)
         assert [problem for problem in page.problems if "status of 503" not in problem] == []
+
+
+def panel_of(page, name: str) -> tuple[str, str, str]:
+    return page.evaluate(f"""(() => {{ const p = document.querySelector('[data-panel="{name}"]');
+        return [p.dataset.state || 'loading', p.dataset.rows, p.innerText]; }})()""")
+
+
+def test_each_models_drift_and_estimates_have_panels_of_their_own_in_chromium(api_server, tmp_path):
+    """Issue #25: the report-time model's drift runs and estimates (its version 1, as the seed's)
+    are drawn on its own panels, the seed's on theirs, never mixed."""
+    from accidents.store import drift_results
+
+    state = tmp_path / "state"
+    server = api_server(ACCIDENTS_PROJECT_DIR=str(tmp_path / "project"), STATE_DIR=str(state))
+    with headless_page(tmp_path / "chromium-profile") as page:
+        sign_in(page, server.url)
+        status, _, text = panel_of(page, "report-time-drift-features")
+        assert status == "empty" and "--model report_time" in text
+        assert panel_of(page, "report-time-estimated")[0] == "empty"
+
+        engine = create_log_engine(f"sqlite:///{state / 'predictions.db'}")
+        try:
+            drift = {"window_start": NOW - timedelta(days=1), "window_end": NOW, "window_rows": 4321,
+                     "model_version": "1", "reference_rows": 30000, "prediction_drift": 0.02, "report_run_id": None,
+                     "method": "test"}  # fmt: skip
+            drift_results.store(
+                engine,
+                {
+                    **drift,
+                    "computed_at": NOW,
+                    "feature_scores": {"hour": 0.01, "lum": 0.02},
+                    "drifted_features": [],
+                    "drifted_share": 0.0,
+                    "verdict": "no_drift",
+                },
+            )
+            drift_results.store(engine, {**drift, "computed_at": NOW, "window_rows": 2345, "verdict": "drift",
+                                         "feature_scores": {"n_pedestrians": 0.31, "belt_share": 0.02, "hour": 0.05},
+                                         "drifted_features": ["n_pedestrians"], "drifted_share": 1 / 3,
+                                         "model": "report_time"})  # fmt: skip
+            start = NOW - timedelta(days=1)
+            estimates.store(engine, estimates.row_of(estimate("1", 0.7123, 0.5), start, NOW, computed_at=NOW))
+            estimates.store(engine, estimates.row_of(estimate("1", 0.8456, 0.6), start, NOW, computed_at=NOW,
+                                                     model="report_time"))  # fmt: skip
+        finally:
+            engine.dispose()
+
+        sign_in(page, server.url)
+        status, rows, text = panel_of(page, "report-time-drift-features")
+        assert (status, rows) == ("ready", "1"), text
+        assert "n_pedestrians" in text and "2,345" in text and "4,321" not in text
+        status, rows, text = panel_of(page, "drift-features")
+        assert (status, rows) == ("ready", "1") and "4,321" in text and "n_pedestrians" not in text
+        # one heat-map cell per compared feature of each model's one run
+        cells = "document.querySelectorAll('[data-panel=\"{}\"] svg rect').length"
+        assert page.evaluate(cells.format("report-time-drift-features")) == 3
+        assert page.evaluate(cells.format("drift-features")) == 2
+        assert "33.3 %" in panel_of(page, "report-time-drift-share")[2]
+        status, rows, text = panel_of(page, "report-time-estimated")
+        assert (status, rows) == ("ready", "1") and "0.8456" in text and "0.7123" not in text
+        status, rows, text = panel_of(page, "estimated")
+        assert (status, rows) == ("ready", "1") and "0.7123" in text and "0.8456" not in text
+        page.screenshot(ARTIFACTS / "dashboard-report-time.png")
+        assert [problem for problem in page.problems if "status of 503" not in problem] == []

@@ -131,13 +131,14 @@ def test_unshifted_traffic_raises_nothing_and_night_traffic_retrains_once(stack,
     assert drift["verdict"] == "drift", drift
     assert {"hour", "lum"} <= set(drift["drifted_features"]) and drift["model_version"] == version
     deadline = time.monotonic() + 60  # the API caches the gauges for up to 30 s
-    while metric(requests.get(f"{stack.api}/metrics", timeout=10).text, "drift_verdict", verdict="drift",
-                 version=version) != 1:  # fmt: skip
+    while metric(requests.get(f"{stack.api}/metrics", timeout=10).text, "drift_verdict", model="seed",
+                 verdict="drift", version=version) != 1:  # fmt: skip
         assert time.monotonic() < deadline, "the gauges never showed the drift verdict"
         time.sleep(2)
     exposition = requests.get(f"{stack.api}/metrics", timeout=10).text
-    assert metric(exposition, "dataset_drift_share", version=version) == pytest.approx(drift["drifted_share"])
-    assert metric(exposition, "feature_drift_score", feature="hour", version=version) >= 0.1
+    share = metric(exposition, "dataset_drift_share", model="seed", version=version)
+    assert share == pytest.approx(drift["drifted_share"])
+    assert metric(exposition, "feature_drift_score", feature="hour", model="seed", version=version) >= 0.1
     wait_for_firing(prometheus_port, "DatasetDrift")  # the repo's alert rule, in a real Prometheus
 
     started = [r for r in stack.dag_runs() if r["dag_run_id"] not in pipeline_runs]

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 from prometheus_client import CollectorRegistry
 
+from accidents.config import load_params
 from accidents.data.labelled import load_accidents
 from accidents.features import ACCIDENT_ID, FEATURE_NAMES
 from accidents.model import reference
@@ -149,6 +150,21 @@ def test_the_reference_is_matched_on_the_windows_months(reference_file):
     assert matched_reference(window, profile, Settings(seasonal=False))[0] is profile
     with pytest.raises(PipelineError, match="outside the contract"):
         Settings.from_params({"monitoring": {"excluded_features": ["hours"]}})
+
+
+def test_the_report_time_models_compared_inputs_are_its_own():
+    """Its 95 inputs but the calendar and com (params.yaml), each compared as a code or a number as
+    accidents.report_time.features declares; the seed's exclusions name the seed's inputs only."""
+    from accidents.monitoring.drift import inputs_of
+    from accidents.report_time.features import REPORT_FEATURES
+
+    settings = Settings.from_params(load_params())
+    inputs = inputs_of("report_time")
+    assert settings.compared_of(inputs) == tuple(f for f in REPORT_FEATURES if f not in ("month", "weekday", "com"))
+    assert {"lum", "lightest_catv", "dep"} <= inputs.codes and not {"n_users", "age_mean", "vma"} & inputs.codes
+    assert settings.compared == settings.compared_of(inputs_of("seed"))  # the seed's 24, as before
+    with pytest.raises(PipelineError, match="outside the contract of the report_time model"):
+        Settings.from_params({"monitoring": {"report_time_excluded_features": ["mois"]}})
 
 
 def test_the_window_is_the_seed_models_rows_only(tmp_path):

@@ -130,3 +130,33 @@ def test_the_cli_gathers_the_last_n_drift_results_and_the_newest_label_jobs_mont
     assert [(m["month"], m["roc_auc"]) for m in months] == [("2021-02", 0.72), ("2021-03", 0.71)]
     evidence = evidence_of(drifts, months, "4", 0.78, THRESHOLDS)
     assert [item.split(":")[0] for item in evidence] == ["drift", "performance"]
+
+
+def test_each_models_evidence_is_gathered_apart_and_named(tmp_path):
+    """Issue #25: the report-time model's drift results and label-job months (its version "4" as the
+    seed's) are its evidence, named as its; the seed's evidence never counts them, nor theirs the seed's."""
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    engine = create_log_engine(url)
+    ensure_schema(engine, url)
+    for number, (model, verdict) in enumerate([("seed", "no_drift"), ("report_time", "drift"), ("seed", "no_drift"),
+                                               ("report_time", "drift"), ("seed", "no_drift")]):  # fmt: skip
+        drift_results.store(engine, {**DRIFT, "id": None, "verdict": verdict, "window_start": None, "window_end": None,
+                                     "computed_at": NOW + timedelta(hours=number), "reference_rows": 30000,
+                                     "feature_scores": {}, "report_run_id": None, "method": "test",
+                                     "model": model})  # fmt: skip
+    rows = [("seed", "2021-02", 0.77), ("report_time", "2021-02", 0.70), ("report_time", "2021-03", 0.69)]
+    with engine.begin() as connection:  # one label job grades both models
+        connection.execute(realized.insert(), [
+            {"computed_at": NOW, "job_id": "job", "model_version": "4", "month": month, "roc_auc": auc,
+             "rows_logged": 10, "rows_labelled": 10, "rows_unlabelled": 0, "label_source": "test", "model": model}
+            for model, month, auc in rows])  # fmt: skip
+    engine.dispose()
+    drifts, months = recent_evidence(url, 3)
+    assert [d["verdict"] for d in drifts] == ["no_drift"] * 3 and [m["roc_auc"] for m in months] == [0.77]
+    assert evidence_of(drifts, months, "4", 0.78, THRESHOLDS) == []
+    drifts, months = recent_evidence(url, 3, "report_time")
+    assert [d["verdict"] for d in drifts] == ["drift", "drift"] and [m["roc_auc"] for m in months] == [0.70, 0.69]
+    evidence = evidence_of(drifts, months, "4", 0.78, THRESHOLDS, model="report_time")
+    assert [item.split(":")[0] for item in evidence] == ["drift", "performance"]
+    assert "2 of the last 2 windows of report_time model version 4 drifted" in evidence[0]
+    assert "test AUC 0.7800 of report_time model version 4" in evidence[1]

@@ -26,6 +26,10 @@ tests/monitoring/test_cbpe_matches_nannyml.py runs NannyML itself in a test-only
 window against a 9,585-row calibration set (the backtest's) in 0.11 s once scikit-learn is loaded
 (4.4 s with its first import, at a load average of 9).
 
+`--model report_time` estimates the report-time model's traffic (/v2/predict's rows, issue #25) with
+the calibration set and threshold of that version of its own registered model (stage.REGISTERED_NAMES):
+both models number their versions from 1, so the estimate is stored and tagged under its model.
+
 The window is the drift job's (its Settings and read_traffic); the result goes to stdout as JSON, to
 the prediction log's `estimated_performance` table (accidents.store.estimates: the API's gauges and
 dashboard, graded by the label job) and to a run of the MLflow experiment `monitoring` (kind
@@ -48,14 +52,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, TAG_THRESHOLD, load_params, tracking_uri
+from accidents.config import MONITORING_EXPERIMENT, TAG_THRESHOLD, load_params, tracking_uri
 from accidents.features import TARGET
 from accidents.model.calibration_set import (  # noqa: F401  (re-exported: the job's callers read them here)
     CALIBRATION_ARTIFACT,
     PROBABILITY,
     calibration_frame,
 )
-from accidents.stage import PipelineError, log, run_stage
+from accidents.stage import MODELS, REGISTERED_NAMES, SEED, PipelineError, log, run_stage
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -285,34 +289,38 @@ def read_calibration(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
 
 
-def download_calibration(client: Any, version: str) -> tuple[pd.DataFrame, float]:
-    """The calibration set and decision threshold of `version` of MODEL_NAME."""
+def download_calibration(client: Any, version: str, model: str = SEED) -> tuple[pd.DataFrame, float]:
+    """The calibration set and decision threshold of `version` of `model`'s registered model."""
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
+    name = REGISTERED_NAMES[model]
     try:
-        model_version = client.get_model_version(MODEL_NAME, version)
+        model_version = client.get_model_version(name, version)
         threshold = float(model_version.tags[TAG_THRESHOLD])
         with tempfile.TemporaryDirectory() as folder:
             path = client.download_artifacts(model_version.run_id, CALIBRATION_ARTIFACT, folder)
             return pd.read_parquet(path), threshold
     except (MlflowException, OSError, KeyError, ValueError) as error:
-        why = f"version {version} of {MODEL_NAME} has no calibration set ({CALIBRATION_ARTIFACT}) or threshold tag"
+        why = f"version {version} of {name} has no calibration set ({CALIBRATION_ARTIFACT}) or threshold tag"
         raise PipelineError(f"{why}: {error}; retrain, or pass --calibration and --threshold") from error
 
 
 # --- MLflow -------------------------------------------------------------------------------------
 
 
-def log_estimate(uri: str, result: Estimate, window: dict[str, str | None]) -> str:
-    """A run in the `monitoring` experiment with the estimate, tagged with the model version."""
+def log_estimate(uri: str, result: Estimate, window: dict[str, str | None], model: str = SEED) -> str:
+    """A run in the `monitoring` experiment with the estimate, tagged with the model's registered
+    name and version."""
     import mlflow
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(MONITORING_EXPERIMENT)
-    tags = {"model_name": MODEL_NAME, "model_version": str(result.model_version), "kind": "estimated_performance",
+    tags = {"model_name": REGISTERED_NAMES[model], "model_version": str(result.model_version), "model": model,
+            "kind": "estimated_performance",
             **{f"window_{key}": str(value) for key, value in window.items()}}  # fmt: skip
-    with mlflow.start_run(run_name=f"estimate v{result.model_version}", tags=tags) as run:
+    run_name = f"estimate v{result.model_version}" if model == SEED else f"estimate {model} v{result.model_version}"
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
         mlflow.log_metrics({**result.metrics(), "window_rows": result.window_rows, "threshold": result.threshold})
         mlflow.log_dict(asdict(result), "estimated_performance.json")
         return run.info.run_id
@@ -323,8 +331,9 @@ def log_estimate(uri: str, result: Estimate, window: dict[str, str | None]) -> s
 
 def run_job(log_url: str, since: datetime | None, until: datetime | None, version: str | None,
             mlflow_uri: str | None, calibration_file: Path | None, threshold: float | None,
-            params: dict[str, Any], rows: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """Estimate the performance of the drift job's window (the same rows the drift job compares)."""
+            params: dict[str, Any], rows: int | None = None, model: str = SEED) -> dict[str, Any]:  # fmt: skip
+    """Estimate the performance of `model`'s drift window (the same rows the drift job compares):
+    its served probabilities only, so the report-time model's 95 inputs are never parsed here."""
     from accidents.monitoring.drift import Settings, mlflow_client, read_traffic
     from accidents.store.prediction_log import create_log_engine, ensure_schema
 
@@ -336,29 +345,29 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, versio
     engine = create_log_engine(log_url)
     try:
         ensure_schema(engine, log_url)
-        window, version = read_traffic(engine, settings, since, until, version)
+        window, version = read_traffic(engine, settings, since, until, version, model)
     finally:
         engine.dispose()
-    answer: dict[str, Any] = {"model_version": version, "window_rows": len(window), "estimate": None}
+    answer: dict[str, Any] = {"model": model, "model_version": version, "window_rows": len(window), "estimate": None}
     if len(window) < settings.min_window_rows:
         log.info("%d rows < monitoring.min_window_rows %d: no estimate", len(window), settings.min_window_rows)
         return answer
     if calibration_file is not None:
         calibration, logged_threshold = read_calibration(calibration_file), None
     elif mlflow_uri:
-        calibration, logged_threshold = download_calibration(mlflow_client(mlflow_uri), str(version))
+        calibration, logged_threshold = download_calibration(mlflow_client(mlflow_uri), str(version), model)
     else:
         raise PipelineError("no calibration set: pass --calibration, or set MLFLOW_TRACKING_URI")
     if threshold is None:
         threshold = logged_threshold if logged_threshold is not None else float(window["threshold"].iloc[-1])
     result = estimate(window["probability"].to_numpy(dtype=float), calibration, threshold, version, settings.seed)
-    log.info("version %s, %d rows: estimated ROC AUC %.4f, F1 %.4f (calibration ECE %.4f raw, %.4f isotonic) "
-             "in %.1f s", version, len(window), result.roc_auc, result.f1, result.calibration.ece_raw,
+    log.info("%s version %s, %d rows: estimated ROC AUC %.4f, F1 %.4f (calibration ECE %.4f raw, %.4f isotonic) "
+             "in %.1f s", model, version, len(window), result.roc_auc, result.f1, result.calibration.ece_raw,
              result.calibration.ece_isotonic, result.seconds)  # fmt: skip
     answer["estimate"] = asdict(result)
     start, end = window["logged_at"].min().to_pydatetime(), window["logged_at"].max().to_pydatetime()
     if mlflow_uri and calibration_file is None:
-        answer["mlflow_run_id"] = log_estimate(mlflow_uri, result, {"start": str(start), "end": str(end)})
+        answer["mlflow_run_id"] = log_estimate(mlflow_uri, result, {"start": str(start), "end": str(end)}, model)
     answer["id"] = store_estimate(log_url, answer, start, end)
     return answer
 
@@ -371,7 +380,8 @@ def store_estimate(log_url: str, answer: dict[str, Any], start: datetime, end: d
 
     engine = create_log_engine(log_url)
     try:
-        return estimates.store(engine, estimates.row_of(answer["estimate"], start, end, answer.get("mlflow_run_id")))
+        row = estimates.row_of(answer["estimate"], start, end, answer.get("mlflow_run_id"), model=answer["model"])
+        return estimates.store(engine, row)
     finally:
         engine.dispose()
 
@@ -388,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threshold", type=float, default=None, help="default: the version's threshold tag")
     parser.add_argument("--tracking-uri", default=None, help="MLflow (default: MLFLOW_TRACKING_URI)")
     parser.add_argument("--params", type=Path, default=None, help="params.yaml (default: the project's)")
+    parser.add_argument("--model", choices=MODELS, default=SEED, help=f"whose traffic: {SEED} (/predict's, "
+                        "default) or report_time (/v2/predict's; its registered model's calibration set)")  # fmt: skip
     args = parser.parse_args(argv)
     results: list[dict[str, Any]] = []
 
@@ -396,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
 
         uri = args.tracking_uri or (None if args.calibration else tracking_uri())
         results.append(run_job(args.log_url or default_url(), args.since, args.until, args.model_version, uri,
-                               args.calibration, args.threshold, load_params(args.params), args.rows))  # fmt: skip
+                               args.calibration, args.threshold, load_params(args.params), args.rows,
+                               args.model))  # fmt: skip
 
     status = run_stage("estimate", body)
     if results:

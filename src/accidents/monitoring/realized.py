@@ -301,13 +301,13 @@ def _numbers(g: Grade) -> dict[str, float]:
 
 def estimate_windows(engine: Any, since: datetime | None, until: datetime | None) -> list[tuple[dict, pd.DataFrame]]:
     """Each stored estimate still to grade with its window's logged rows: the same rows the
-    estimate read (that version's newest `window_rows` served rows between the window's first and
-    last logged_at), those with an accident id."""
+    estimate read (that model's version's newest `window_rows` served rows between the window's
+    first and last logged_at), those with an accident id."""
     pending = []
     for estimate in estimates.to_grade(engine, since, until):
         rows = read_window(engine, estimate["window_start"], estimate["window_end"] + timedelta(microseconds=1),
                            model_version=estimate["model_version"], newest=estimate["window_rows"],
-                           model=SEED_MODEL)  # fmt: skip
+                           model=estimate["model"])  # fmt: skip
         pending.append((estimate, rows[rows[ACCIDENT_ID_COLUMN].notna()]))
     return pending
 

@@ -12,17 +12,21 @@ backtest's month of 2021 with a one-off holiday mix shows why):
   `estimated_auc_drop` or more below the champion's test AUC;
 - performance: the realized AUC of a month (the newest label job's per-month rows) is
   `realized_auc_drop` or more below the champion's test AUC.
-The reason names the windows that voted. `decide` (pure) starts no run while a `dvc_pipeline` run is
-queued or running, nor within `cooldown_days` of the last run that monitoring started (reason starting
-with "drift", "estimated performance" or "performance"). The reason travels in the run's conf
+Both models are watched (issue #25): the seed's windows against the seed's champion, the report-time
+model's (drift results and estimates stored with model='report_time', its label-job months) against
+its own champion (`accidents-report-time`); evidence of either speaks for a retrain (the pipeline
+trains both), and the reason says which model's windows voted. The reason names the windows that
+voted. `decide` (pure) starts no run while a `dvc_pipeline` run is queued or running, nor within
+`cooldown_days` of the last run that monitoring started (reason starting with "drift", "estimated
+performance" or "performance"). The reason travels in the run's conf
 (`reason`), which the pipeline tags on its MLflow run (`run_reason`).
 
 The CLI gathers the evidence: the prediction log's store (PREDICTION_LOG_URL, as the API: the last
 `votes_window` drift results and the newest label job's months), the registry's champion and its
 run's `test_roc_auc` (MLFLOW_TRACKING_URI), and the DAG's runs from Airflow's REST API
 (ACCIDENTS_AIRFLOW_URL, else AIRFLOW__API__BASE_URL, else the local default;
-ACCIDENTS_AIRFLOW_USERNAME / ACCIDENTS_AIRFLOW_PASSWORD, else the local demo login). Estimates are
-not stored yet (issue #24's storage step): the CLI passes none, the pure policy already counts them.
+ACCIDENTS_AIRFLOW_USERNAME / ACCIDENTS_AIRFLOW_PASSWORD, else the local demo login), the last
+`votes_window` stored estimates of each model.
 """
 
 from __future__ import annotations
@@ -47,10 +51,10 @@ from accidents.config import (
     load_params,
     tracking_uri,
 )
-from accidents.stage import PipelineError, log, run_stage
+from accidents.stage import MODELS, REGISTERED_NAMES, PipelineError, log, run_stage
 from accidents.store import drift_results, estimates
 from accidents.store.drift_results import VERDICT_DRIFT, VERDICT_NOT_ENOUGH_DATA
-from accidents.store.prediction_log import create_log_engine, default_url, ensure_schema, realized
+from accidents.store.prediction_log import SEED_MODEL, create_log_engine, default_url, ensure_schema, realized
 
 REASON_DRIFT = "drift"
 REASON_ESTIMATED = "estimated performance"
@@ -112,18 +116,20 @@ def evidence_of(
     champion_test_auc: float | None,
     thresholds: Thresholds,
     estimates: list[dict[str, Any]] | None = None,
+    model: str = SEED_MODEL,
 ) -> list[str]:
-    """What speaks for a retrain, each condition counted k of n over the champion's windows (oldest
-    first): drift verdicts, estimated AUC drops, realized AUC drops (pure)."""
+    """What speaks for a retrain, each condition counted k of n over the windows of `model`'s
+    champion (oldest first; all given windows are that model's): drift verdicts, estimated AUC
+    drops, realized AUC drops (pure)."""
     mine = [
         w for w in drifts if w.get("model_version") == champion_version and w.get("verdict") != VERDICT_NOT_ENOUGH_DATA
     ]
     evidence = []
+    version = _version_name(model, champion_version)
     voters = _voted(mine, lambda window: window["verdict"] == VERDICT_DRIFT, thresholds)
     if voters:
         named = "; ".join(_drift_summary(window) for window in voters)
-        evidence.append(f"{REASON_DRIFT}: {_count(voters, mine, thresholds)} of version {champion_version} drifted "
-                        f"({named})")  # fmt: skip
+        evidence.append(f"{REASON_DRIFT}: {_count(voters, mine, thresholds)} of {version} drifted ({named})")
     if champion_test_auc is None:
         return evidence
     for reason, windows, key, drop, what in (
@@ -134,9 +140,14 @@ def evidence_of(
         voters = _voted(mine, _auc_drop(key, champion_test_auc - drop), thresholds)
         if voters:
             named = "; ".join(f"{_window_name(w)}: {w[key]:.4f}" for w in voters)
-            evidence.append(f"{reason}: {what} {drop:g} or more below the test AUC {champion_test_auc:.4f} of version "
-                            f"{champion_version} in {_count(voters, mine, thresholds)} ({named})")  # fmt: skip
+            evidence.append(f"{reason}: {what} {drop:g} or more below the test AUC {champion_test_auc:.4f} of "
+                            f"{version} in {_count(voters, mine, thresholds)} ({named})")  # fmt: skip
     return evidence
+
+
+def _version_name(model: str, version: str | None) -> str:
+    """ "version 4" (the seed's, as before the report-time model), "report_time model version 1"."""
+    return f"version {version}" if model == SEED_MODEL else f"{model} model version {version}"
 
 
 def _drift_summary(window: dict[str, Any]) -> str:
@@ -179,16 +190,20 @@ def decide(evidence: list[str], runs: list[PipelineRun], now: datetime, threshol
 # --- gathering the evidence ---------------------------------------------------------------------
 
 
-def recent_evidence(url: str, windows: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The last `windows` drift results and the newest label job's per-month rows, oldest first."""
+def recent_evidence(
+    url: str, windows: int, model: str = SEED_MODEL
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The last `windows` drift results of `model` and the newest label job's per-month rows of it
+    (the label job grades both models in one run), oldest first."""
     engine = create_log_engine(url)
     try:
         ensure_schema(engine, url)
-        drifts = list(reversed(drift_results.recent(engine, windows)))
+        drifts = list(reversed(drift_results.recent(engine, windows, model)))
         newest = select(realized.c.job_id).where(realized.c.shadow_challenger.is_(None))
         newest = newest.order_by(realized.c.computed_at.desc(), realized.c.id.desc()).limit(1)
         query = (select(realized).where(realized.c.job_id == newest.scalar_subquery(),
-                                        realized.c.shadow_challenger.is_(None), realized.c.month.is_not(None))
+                                        realized.c.shadow_challenger.is_(None), realized.c.month.is_not(None),
+                                        realized.c.model == model)
                  .order_by(realized.c.model_version, realized.c.month))  # fmt: skip
         with engine.connect() as connection:
             months = [dict(row) for row in connection.execute(query).mappings().all()]
@@ -197,21 +212,22 @@ def recent_evidence(url: str, windows: int) -> tuple[list[dict[str, Any]], list[
     return drifts, months
 
 
-def recent_estimates(url: str, windows: int) -> list[dict[str, Any]]:
-    """The last `windows` stored estimates (the monitoring DAG's estimate task), oldest first."""
+def recent_estimates(url: str, windows: int, model: str = SEED_MODEL) -> list[dict[str, Any]]:
+    """The last `windows` stored estimates of `model` (the monitoring DAG's estimate tasks), oldest first."""
     engine = create_log_engine(url)
     try:
         ensure_schema(engine, url)
-        return list(reversed(estimates.recent(engine, windows)))
+        return list(reversed(estimates.recent(engine, windows, model=model)))
     finally:
         engine.dispose()
 
 
-def champion_and_test_auc(uri: str) -> tuple[str | None, float | None]:
+def champion_and_test_auc(uri: str, model: str = SEED_MODEL) -> tuple[str | None, float | None]:
+    """`model`'s champion version (of its registered name) and its run's test AUC; (None, None) without one."""
     from accidents.model import registry
 
     client = registry.client(uri)
-    version = registry.champion_version(client)
+    version = registry.champion_version(client, REGISTERED_NAMES[model])
     if version is None:
         return None, None
     metrics = client.get_run(version.run_id).data.metrics if version.run_id else {}
@@ -261,26 +277,40 @@ def _run(item: dict[str, Any]) -> PipelineRun:
     return PipelineRun(str(item.get("dag_run_id")), str(item.get("state") or ""), started, reason)
 
 
-def stored_evidence(log_url: str, version: str | None, test_auc: float | None, thresholds: Thresholds
-                    ) -> tuple[list[str], list[dict[str, Any]], list[dict[str, Any]]]:  # fmt: skip
-    """The store's evidence for `version`: (evidence, the drift results, the newest label job's months),
-    from the last drift results, stored estimates and realized months."""
-    drifts, months = recent_evidence(log_url, thresholds.votes_window)
-    estimated = recent_estimates(log_url, thresholds.votes_window)
-    return evidence_of(drifts, months, version, test_auc, thresholds, estimated), drifts, months
+Windows = list[dict[str, Any]]
+
+
+def stored_evidence(log_url: str, version: str | None, test_auc: float | None, thresholds: Thresholds,
+                    model: str = SEED_MODEL) -> tuple[list[str], Windows, Windows]:  # fmt: skip
+    """The store's evidence for `version` of `model`: (evidence, the drift results, the newest label
+    job's months), from that model's last drift results, stored estimates and realized months."""
+    drifts, months = recent_evidence(log_url, thresholds.votes_window, model)
+    estimated = recent_estimates(log_url, thresholds.votes_window, model)
+    return evidence_of(drifts, months, version, test_auc, thresholds, estimated, model), drifts, months
 
 
 def gather_and_decide(log_url: str, mlflow_uri: str, airflow: AirflowRuns, thresholds: Thresholds) -> dict[str, Any]:
-    version, test_auc = champion_and_test_auc(mlflow_uri)
-    evidence, drifts, months = stored_evidence(log_url, version, test_auc, thresholds)
-    drift = drifts[-1] if drifts else None
-    by_month = {m["month"]: m["roc_auc"] for m in months if m["model_version"] == version}
-    log.info("champion %s (test AUC %s); drift verdicts %s; realized AUC by month %s", version, test_auc,
-             [d["verdict"] for d in drifts], by_month)  # fmt: skip
+    """Each model's evidence against its own champion; a retrain when either's speaks for one."""
+    evidence: list[str] = []
+    champions: dict[str, str | None] = {}
+    newest_drift: dict[str, Any] = {}
+    for model in MODELS:
+        version, test_auc = champion_and_test_auc(mlflow_uri, model)
+        champions[model] = version
+        if version is None:
+            log.info("%s: no champion, no evidence", model)
+            continue
+        found, drifts, months = stored_evidence(log_url, version, test_auc, thresholds, model)
+        evidence += found
+        newest_drift[model] = drifts[-1]["id"] if drifts else None
+        by_month = {m["month"]: m["roc_auc"] for m in months if m["model_version"] == version}
+        log.info("%s champion %s (test AUC %s); drift verdicts %s; realized AUC by month %s", model, version,
+                 test_auc, [d["verdict"] for d in drifts], by_month)  # fmt: skip
     runs = airflow.runs() if evidence else []  # Airflow is asked only when there is something to start
     decision = decide(evidence, runs, datetime.now(UTC), thresholds)
     log.info("%s: %s", "retrain" if decision.retrain else "no retrain", decision.reason)
-    return {**asdict(decision), "champion_version": version, "drift_result_id": drift and drift["id"]}
+    return {**asdict(decision), "champion_version": champions[SEED_MODEL], "champion_versions": champions,
+            "drift_result_id": newest_drift.get(SEED_MODEL), "drift_result_ids": newest_drift}  # fmt: skip
 
 
 def main() -> int:

@@ -94,7 +94,7 @@ def train(line: ModelLine, params: dict[str, Any], extras: Extras | None = None)
     """Fit `line`'s model on its training rows, choose its threshold on its validation rows only,
     log the run to MLflow and register a version of `line.registered_name` with the serving tags
     and a calibration set; write its challenger bundle and train report. `params` is the model's
-    params.yaml section; `extras` logs more inside the run (the seed's drift reference, importance)."""
+    params.yaml section; `extras` logs more inside the run (the drift reference; the seed's importance)."""
     train_rows = line.read_split("train")
     x_train, y_train = line.xy(train_rows)
     x_val, y_val = line.xy(line.read_split("val"))
@@ -170,14 +170,32 @@ def train(line: ModelLine, params: dict[str, Any], extras: Extras | None = None)
     return report
 
 
-def seed_extras(params: dict[str, Any]) -> Extras:
+def log_reference(model: Any, train_rows: pd.DataFrame, x_train: np.ndarray, line: ModelLine,
+                  params: dict[str, Any]) -> None:  # fmt: skip
+    """The version's drift reference: what the drift job compares this version's traffic with
+    (a sample of its training rows, in its own inputs, with its probabilities on them)."""
+    probabilities = model.predict_proba(x_train)[:, 1]
+    reference.log(reference.build(train_rows, probabilities, params["reference_rows"], params["seed"],
+                                  line.feature_names))  # fmt: skip
+
+
+def seed_extras(line: ModelLine, params: dict[str, Any]) -> Extras:
     """The seed model's drift reference and feature importance (its contract's 28 features)."""
 
     def log_extras(model: Any, train_rows: pd.DataFrame, x_train: np.ndarray, x_val: np.ndarray,
                    y_val: np.ndarray) -> None:  # fmt: skip
         log_importance(model, x_val, y_val, paths().plots / "importance")
-        probabilities = model.predict_proba(x_train)[:, 1]  # what monitoring compares this version's traffic with
-        reference.log(reference.build(train_rows, probabilities, params["reference_rows"], params["seed"]))
+        log_reference(model, train_rows, x_train, line, params)
+
+    return log_extras
+
+
+def report_time_extras(line: ModelLine, params: dict[str, Any]) -> Extras:
+    """The report-time model's drift reference (its 95 inputs; issue #25: drift covers both models)."""
+
+    def log_extras(model: Any, train_rows: pd.DataFrame, x_train: np.ndarray, x_val: np.ndarray,
+                   y_val: np.ndarray) -> None:  # fmt: skip
+        log_reference(model, train_rows, x_train, line, params)
 
     return log_extras
 
@@ -187,9 +205,11 @@ def main() -> None:
     params = load_params(project.params)
     selected(params)  # a wrong pipeline.models fails before any work
     seed = seed_line(project)
-    train(seed, params[seed.params_section], seed_extras(params[seed.params_section]))
+    train(seed, params[seed.params_section], seed_extras(seed, params[seed.params_section]))
     line = report_time_line(project)
-    run_report_time(params, line.challenger.parent, line.processed, lambda: train(line, params[line.params_section]))
+    section = params[line.params_section]
+    run_report_time(params, line.challenger.parent, line.processed,
+                    lambda: train(line, section, report_time_extras(line, section)))  # fmt: skip
 
 
 if __name__ == "__main__":

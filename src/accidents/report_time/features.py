@@ -304,6 +304,15 @@ REPORT_FEATURES: tuple[str, ...] = (
     "car_vs_heavy",
 )  # fmt: skip
 
+# The features that are codes (a category each value, order meaningless): the drift job compares
+# them as categories (Jensen-Shannon), every other feature as a number (Wasserstein: counts, ages,
+# shares, speeds, coordinates, 0/1 flags). `dep` is a department number (~100 values) like the
+# seed's (accidents.monitoring.drift.CODED_RANGES); `com`, ~35,000 codes, is a code too.
+REPORT_CODES: frozenset[str] = frozenset({
+    "hour", "weekday", "dep", "com", *(f.name for f in (*ACCIDENT_FIELDS, *PLACE_FIELDS) if f.codes),
+    *(f"{side}_{name}" for side in ("lightest", "heaviest") for name in ("catv", "choc", "manv", "obs", "obsm")),
+    "fixed_obstacle", "pedestrian_location", "pedestrian_action", "pedestrian_group",
+})  # fmt: skip
 
 def accident_features(tables: Tables) -> np.ndarray:
     """One float row per accident (REPORT_FEATURES order): what the report-time model takes."""

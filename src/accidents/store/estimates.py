@@ -2,12 +2,14 @@
 expected of one window, and, once labels arrive, what the window really scored.
 
 BAAC labels come 6 to 18 months after the accidents; the CBPE estimate is what monitoring knows of
-a version's quality until then. One row per estimated window (the drift job's window: model
-version, first and last logged_at, rows): estimated ROC AUC, F1, precision, recall at the version's
-threshold, positive rates, the calibration set's ECE (raw and isotonic) and the method. The label
-job (accidents.monitoring.realized) grades the same rows when their labels are published and fills
-realized_rows/auc/f1 and the errors (estimated − realized, signed). The API reads the newest row
-per version for its gauges (api/monitoring/drift_gauges.py) and GET /monitoring/estimates. The table
+a version's quality until then. One row per estimated window (the drift job's window: model and
+model version, first and last logged_at, rows; `model` "seed" or "report_time", revision 0008:
+both registered models number their versions from 1, so readers filter on both): estimated ROC
+AUC, F1, precision, recall at the version's threshold, positive rates, the calibration set's ECE
+(raw and isotonic) and the method. The label job (accidents.monitoring.realized) grades the same
+rows, on that model's logged rows, when their labels are published and fills realized_rows/auc/f1
+and the errors (estimated − realized, signed). The API reads the newest row per model and version
+for its gauges (api/monitoring/drift_gauges.py) and GET /monitoring/estimates. The table
 lives in the prediction log's database and metadata (migration 0004). No pandas here. Measured
 (SQLite, 1,000 stored estimates of 5 versions): newest_per_version reads in ~23 ms, its graded
 variant in ~2 ms; the API does both at most once per 30 s, at a scrape, never on /predict.
@@ -21,7 +23,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
-from accidents.store.prediction_log import ID_TYPE, metadata
+from accidents.store.prediction_log import ID_TYPE, MODEL_NAME_MAX_LENGTH, SEED_MODEL, metadata
 
 ESTIMATED = ("roc_auc", "f1", "precision", "recall", "positive_rate", "predicted_positive_rate")
 
@@ -47,20 +49,23 @@ estimated_performance = Table(
     Column("realized_f1", Float, nullable=True),
     Column("auc_error", Float, nullable=True),  # estimated − realized
     Column("f1_error", Float, nullable=True),
+    # Which model's traffic (revision 0008), as prediction_log.model; estimates stored before it are the seed's.
+    Column("model", String(MODEL_NAME_MAX_LENGTH), nullable=False, server_default=SEED_MODEL),
     Index("ix_estimated_performance_computed_at", "computed_at"),
 )
 
 
 def row_of(estimate: dict[str, Any], window_start: datetime | None, window_end: datetime | None,
-           mlflow_run_id: str | None = None, computed_at: datetime | None = None) -> dict[str, Any]:  # fmt: skip
-    """The row of one estimate (`dataclasses.asdict` of accidents.monitoring.estimation.Estimate)."""
+           mlflow_run_id: str | None = None, computed_at: datetime | None = None,
+           model: str = SEED_MODEL) -> dict[str, Any]:  # fmt: skip
+    """The row of one estimate (`dataclasses.asdict` of accidents.monitoring.estimation.Estimate) of `model`."""
     calibration = estimate.get("calibration") or {}
     return {
         "computed_at": computed_at or datetime.now(UTC), "model_version": estimate["model_version"],
         "window_start": window_start, "window_end": window_end, "window_rows": int(estimate["window_rows"]),
         **{name: float(estimate[name]) for name in ESTIMATED}, "threshold": float(estimate["threshold"]),
         "calibration_ece_raw": calibration.get("ece_raw"), "calibration_ece_isotonic": calibration.get("ece_isotonic"),
-        "method": str(estimate["method"])[:200], "mlflow_run_id": mlflow_run_id,
+        "method": str(estimate["method"])[:200], "mlflow_run_id": mlflow_run_id, "model": model,
     }  # fmt: skip
 
 
@@ -70,20 +75,24 @@ def store(engine: Engine, row: dict[str, Any]) -> int:
         return int(connection.execute(insert(estimated_performance).values(**row)).inserted_primary_key[0])
 
 
-def recent(engine: Engine, limit: int = 20, model_version: str | None = None) -> list[dict[str, Any]]:
-    """The newest estimates first."""
+def recent(engine: Engine, limit: int = 20, model_version: str | None = None,
+           model: str = SEED_MODEL) -> list[dict[str, Any]]:  # fmt: skip
+    """The newest estimates of one model first."""
     table = estimated_performance
-    query = select(table).order_by(table.c.computed_at.desc(), table.c.id.desc()).limit(limit)
+    newest_first = (table.c.computed_at.desc(), table.c.id.desc())
+    query = select(table).where(table.c.model == model).order_by(*newest_first).limit(limit)
     if model_version is not None:
         query = query.where(table.c.model_version == model_version)
     with engine.connect() as connection:
         return [dict(row) for row in connection.execute(query).mappings().all()]
 
 
-def newest_per_version(engine: Engine, graded: bool = False, scan: int = 1000) -> dict[str, dict[str, Any]]:
-    """The newest estimate of each model version (graded: the newest graded one), among the last `scan`."""
+def newest_per_version(engine: Engine, graded: bool = False, scan: int = 1000,
+                       model: str = SEED_MODEL) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """The newest estimate of each version of `model` (graded: the newest graded one), among its last `scan`."""
     table = estimated_performance
-    query = select(table).order_by(table.c.computed_at.desc(), table.c.id.desc()).limit(scan)
+    newest_first = (table.c.computed_at.desc(), table.c.id.desc())
+    query = select(table).where(table.c.model == model).order_by(*newest_first).limit(scan)
     if graded:
         query = query.where(table.c.auc_error.is_not(None))
     newest: dict[str, dict[str, Any]] = {}
@@ -94,8 +103,8 @@ def newest_per_version(engine: Engine, graded: bool = False, scan: int = 1000) -
 
 
 def to_grade(engine: Engine, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
-    """Estimates whose window is not fully labelled yet (never graded, or fewer labelled rows than
-    window rows) and overlaps [since, until); oldest first."""
+    """Estimates of either model whose window is not fully labelled yet (never graded, or fewer
+    labelled rows than window rows) and overlaps [since, until); oldest first (each says its `model`)."""
     table = estimated_performance
     query = select(table).where(
         table.c.window_start.is_not(None),

@@ -62,7 +62,7 @@ LOG_FILE_NAME = "predictions.db"
 # BAAC accident ids (Num_Acc) are 12 digits; room for other numbering schemes, nothing more.
 ACCIDENT_ID_MAX_LENGTH = 20
 VERSION_TABLE = "prediction_log_alembic_version"  # its own: the database may hold other apps' tables
-SCHEMA_REVISION = "0007"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
+SCHEMA_REVISION = "0008"  # head of migrations/versions (tests/api/monitoring/test_log_writer.py checks they agree)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # prediction_log.model: the pipeline's model keys (accidents.stage). SEED_MODEL: /predict's rows (and every row
 # logged before revision 0006); REPORT_TIME_MODEL: /v2/predict's rows (accidents-report-time, inputs in report_features)

@@ -48,20 +48,39 @@ def test_drift_results_are_served_to_admins_newest_first_and_exported_as_gauges(
     assert [row["verdict"] for row in client.get("/monitoring/drift?limit=1", headers=admin).json()] == ["drift"]
     assert client.get("/monitoring/drift?limit=0", headers=admin).status_code == 422
     assert client.get("/monitoring/drift", headers=user).status_code == 403
+    assert client.get("/monitoring/drift?model=nonsense", headers=admin).status_code == 422
+    assert client.get("/monitoring/drift?model=report_time", headers=admin).json() == []  # the seed's only so far
+    assert [row["model"] for row in rows] == ["seed", "seed"]
     assert client.get("/monitoring/drift").status_code == 401
 
     text = client.get("/metrics").text
-    assert metric(text, "feature_drift_score", feature="hour", version="4") == 0.9
-    assert metric(text, "feature_drift_score", feature="vma", version="4") == 0.03
-    assert metric(text, "feature_drifted", feature="lum", version="4") == 1
-    assert metric(text, "feature_drifted", feature="vma", version="4") == 0
-    assert metric(text, "dataset_drift_share", version="4") == pytest.approx(2 / 3)
-    assert metric(text, "prediction_drift_score", version="4") == 0.31
-    assert metric(text, "drift_window_rows", version="4") == 5000
-    assert metric(text, "drift_verdict", verdict="drift", version="4") == 1
-    assert metric(text, "drift_verdict", verdict="no_drift", version="4") == 0
-    assert metric(text, "drift_last_run_timestamp_seconds", version="4") == NOW.timestamp()
+    assert metric(text, "feature_drift_score", feature="hour", model="seed", version="4") == 0.9
+    assert metric(text, "feature_drift_score", feature="vma", model="seed", version="4") == 0.03
+    assert metric(text, "feature_drifted", feature="lum", model="seed", version="4") == 1
+    assert metric(text, "feature_drifted", feature="vma", model="seed", version="4") == 0
+    assert metric(text, "dataset_drift_share", model="seed", version="4") == pytest.approx(2 / 3)
+    assert metric(text, "prediction_drift_score", model="seed", version="4") == 0.31
+    assert metric(text, "drift_window_rows", model="seed", version="4") == 5000
+    assert metric(text, "drift_verdict", model="seed", verdict="drift", version="4") == 1
+    assert metric(text, "drift_verdict", model="seed", verdict="no_drift", version="4") == 0
+    assert metric(text, "drift_last_run_timestamp_seconds", model="seed", version="4") == NOW.timestamp()
     assert 'version="3"' not in text.split("feature_drift_score", 1)[1]  # only the newest result
+    assert 'model="report_time"' not in text  # no report-time drift run yet: no series of it
+
+    # the report-time model's newest run (its version 1; older than the seed's newest): exported beside
+    # the seed's, each under its model; served apart by /monitoring/drift?model=report_time
+    drift_results.store(engine, result(NOW - timedelta(hours=1), "no_drift", {"n_users": 0.04, "hour": 0.2},
+                                       ["hour"], model_version="1", model="report_time"))  # fmt: skip
+    rows = client.get("/monitoring/drift?model=report_time", headers=admin).json()
+    assert [(row["model"], row["model_version"], row["verdict"]) for row in rows] == [("report_time", "1", "no_drift")]
+    assert [row["model"] for row in client.get("/monitoring/drift", headers=admin).json()] == ["seed", "seed"]
+    text = client.get("/metrics").text
+    assert metric(text, "feature_drift_score", feature="n_users", model="report_time", version="1") == 0.04
+    assert metric(text, "feature_drifted", feature="hour", model="report_time", version="1") == 1
+    assert metric(text, "dataset_drift_share", model="report_time", version="1") == 0.5
+    assert metric(text, "drift_verdict", model="report_time", verdict="no_drift", version="1") == 1
+    assert metric(text, "feature_drift_score", feature="hour", model="seed", version="4") == 0.9  # still the seed's
+    assert metric(text, "dataset_drift_share", model="seed", version="4") == pytest.approx(2 / 3)
 
 
 def test_every_monitoring_read_answers_503_with_retry_after_when_the_store_fails(app_factory, champion_bundle,

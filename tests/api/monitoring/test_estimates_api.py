@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from accidents.store import estimates
-from accidents.store.prediction_log import create_log_engine
+from accidents.store.prediction_log import REPORT_TIME_MODEL, create_log_engine
 from tests.api.conftest import login
 from tests.support.monitoring import metric
 
@@ -50,6 +50,10 @@ def test_estimates_are_served_to_admins_and_exported_as_gauges(api_server, log_u
         estimates.record_grade(engine, row, 4800, 0.8125, 0.5)  # estimated 0.79: error -0.0225
         estimates.store(engine, estimates.row_of(estimate("4", 0.771, 0.505), NOW - day, NOW, computed_at=NOW))
         estimates.store(engine, estimates.row_of(estimate("3", 0.75, 0.48), NOW - day, NOW, computed_at=NOW - day))
+        estimates.store(
+            engine,
+            estimates.row_of(estimate("4", 0.83, 0.6), NOW - day, NOW, computed_at=NOW + day, model=REPORT_TIME_MODEL),
+        )  # the newest, of the other model
     finally:
         engine.dispose()
 
@@ -67,14 +71,23 @@ def test_estimates_are_served_to_admins_and_exported_as_gauges(api_server, log_u
     assert get("/monitoring/estimates?limit=0", admin).status_code == 422
     assert get("/monitoring/estimates?model_version=a%20b", admin).status_code == 422
     assert get("/monitoring/estimates", user).status_code == 403
+    assert get("/monitoring/estimates?model=nonsense", admin).status_code == 422
+    # the report-time model's estimates (its version "4" is not the seed's): apart, on ?model=report_time
+    assert [r["model"] for r in rows] == ["seed"] * 3
+    reports = get("/monitoring/estimates?model=report_time", admin).json()
+    assert [(r["model"], r["model_version"], r["roc_auc"]) for r in reports] == [("report_time", "4", 0.83)]
     assert get("/monitoring/estimates").status_code == 401
 
     text = get("/metrics").text
-    assert metric(text, "model_estimated_auc", version="4") == 0.771  # the newest estimate of each version
-    assert metric(text, "model_estimated_auc", version="3") == 0.75
-    assert metric(text, "model_estimated_f1", version="4") == 0.505
-    assert metric(text, "model_estimated_precision", version="4") == 0.41
-    assert metric(text, "model_estimated_recall", version="4") == 0.62
-    assert metric(text, "model_estimated_positive_rate", version="4") == 0.27
-    assert metric(text, "model_estimate_auc_error", version="4") == pytest.approx(0.0225)  # newest graded, |error|
-    assert 'model_estimate_auc_error{version="3"}' not in text  # never graded: no error series
+    assert metric(text, "model_estimated_auc", model="seed", version="4") == 0.771  # the newest of each version
+    assert metric(text, "model_estimated_auc", model="seed", version="3") == 0.75
+    assert metric(text, "model_estimated_f1", model="seed", version="4") == 0.505
+    assert metric(text, "model_estimated_precision", model="seed", version="4") == 0.41
+    assert metric(text, "model_estimated_recall", model="seed", version="4") == 0.62
+    assert metric(text, "model_estimated_positive_rate", model="seed", version="4") == 0.27
+    assert metric(text, "model_estimate_auc_error", model="seed", version="4") == pytest.approx(0.0225)  # |error|
+    assert 'model_estimate_auc_error{model="seed",version="3"}' not in text  # never graded: no error series
+    # the report-time model's version 4: a series of its own, its newest estimate
+    assert metric(text, "model_estimated_auc", model="report_time", version="4") == 0.83
+    assert metric(text, "model_estimated_f1", model="report_time", version="4") == 0.6
+    assert 'model_estimate_auc_error{model="report_time"' not in text

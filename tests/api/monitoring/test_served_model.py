@@ -17,7 +17,10 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import insert
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
+from accidents.monitoring.realized import estimate_windows
+from accidents.monitoring.retrain_decision import recent_estimates, recent_evidence
 from accidents.report_time.features import REPORT_FEATURES, example_row
+from accidents.store import drift_results, estimates
 from accidents.store.database import migration_lock
 from accidents.store.prediction_log import (
     MIGRATIONS,
@@ -150,5 +153,64 @@ def test_each_models_grades_are_read_apart(log_url):
         assert [(r["model"], r["roc_auc"]) for r in latest_realized(engine, None)] == [(SEED_MODEL, 0.81)]
         report_time = latest_realized(engine, "1", REPORT_TIME_MODEL)
         assert [(r["model"], r["roc_auc"]) for r in report_time] == [(REPORT_TIME_MODEL, 0.86)]
+    finally:
+        engine.dispose()
+
+
+def test_a_0007_logs_drift_results_and_estimates_upgrade_and_each_models_are_read_apart(log_url):
+    """Revision 0008: drift results and estimates say which model's traffic they are of. A 0007 log's
+    results read as the seed's; after it, both models have a version 1 and the seed's readers (the
+    API's gauges and routes by default, the retrain decision) never see the report-time model's
+    results, which model=report_time reads; the label job grades each estimate on its own model's rows."""
+    engine = create_log_engine(log_url)
+    with engine.begin() as connection:
+        migration_lock(connection, "accidents-prediction-log-schema")
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+    now = datetime.now(UTC)
+    drift = {"computed_at": now - timedelta(minutes=2), "window_rows": 10, "model_version": "1",
+             "reference_rows": 0, "feature_scores": {}, "drifted_features": [], "verdict": "no_drift",
+             "method": "old"}  # fmt: skip
+    estimate = {"model_version": "1", "window_rows": 10, "roc_auc": 0.7, "f1": 0.5, "precision": 0.4,
+                "recall": 0.6, "positive_rate": 0.3, "predicted_positive_rate": 0.3, "threshold": 0.5,
+                "method": "old"}  # fmt: skip
+    start, end = now - timedelta(hours=1), now - timedelta(minutes=30)
+    old_estimate = estimates.row_of(estimate, start, end, computed_at=now - timedelta(minutes=2))
+    del old_estimate["model"]  # the 0007 table has no such column
+    with engine.begin() as connection:  # the INSERTs name the given columns only
+        connection.execute(insert(drift_results.drift_results).values(**drift))
+        connection.execute(insert(estimates.estimated_performance).values(**old_estimate))
+    engine.dispose()
+    assert migrate(log_url) == SCHEMA_REVISION
+    engine = create_log_engine(log_url)
+    try:
+        assert [(r["model"], r["method"]) for r in drift_results.recent(engine, 5)] == [(SEED_MODEL, "old")]
+        assert [(r["model"], r["method"]) for r in estimates.recent(engine, 5)] == [(SEED_MODEL, "old")]
+        # newer results of the report-time model's version 1
+        drift_results.store(engine, {**drift, "computed_at": now, "method": "new", "model": REPORT_TIME_MODEL})
+        estimates.store(engine, estimates.row_of({**estimate, "method": "new"}, start, end, computed_at=now,
+                                                 model=REPORT_TIME_MODEL))  # fmt: skip
+        assert [r["method"] for r in drift_results.recent(engine, 5)] == ["old"]
+        assert [r["method"] for r in drift_results.recent(engine, 5, REPORT_TIME_MODEL)] == ["new"]
+        assert [r["method"] for r in estimates.recent(engine, 5, "1")] == ["old"]
+        assert [r["method"] for r in estimates.recent(engine, 5, "1", REPORT_TIME_MODEL)] == ["new"]
+        assert estimates.newest_per_version(engine)["1"]["method"] == "old"
+        assert estimates.newest_per_version(engine, model=REPORT_TIME_MODEL)["1"]["method"] == "new"
+        drifts, _ = recent_evidence(log_url, 5)
+        assert [r["method"] for r in drifts] == ["old"] and [r["method"] for r in recent_estimates(log_url, 5)] == [
+            "old"
+        ]
+    finally:
+        engine.dispose()
+    # the label job grades each estimate on its own model's rows: 2 seed rows, 3 report-time rows
+    write(
+        log_url, [seed_batch(2, "1", start + timedelta(minutes=1)), report_batch(3, "1", start + timedelta(minutes=2))]
+    )
+    engine = create_log_engine(log_url)
+    try:
+        pending = {e["model"]: len(rows) for e, rows in estimate_windows(engine, None, None)}
+        assert pending == {SEED_MODEL: 2, REPORT_TIME_MODEL: 3}
     finally:
         engine.dispose()

@@ -163,6 +163,28 @@ class ChallengerInfo(BaseModel):
     loaded_at: str
 
 
+class ReportModelInfo(BaseModel):
+    """The report-time model as served (accidents-report-time, POST /v2/predict, issue #25)."""
+
+    model_name: str
+    loaded: bool = Field(description="false: no version anywhere (/v2/predict answers 503)")
+    version: str | None
+    run_id: str | None
+    threshold: float | None
+    data_source: str | None
+    synthetic: bool
+    warning: str | None = None
+    trained_at: str | None
+    model_family: str | None
+    metrics: dict[str, float]
+    source: str | None = Field(description="registry, or local (the pipeline's local copy)")
+    degraded: bool = Field(description="true while MLflow is unreachable and the local copy serves")
+    loaded_at: str | None
+    last_check: dict[str, Any] | None
+    shadow_enabled: bool = Field(description="SHADOW_ENABLED: its challenger is scored in the shadow of /v2/predict")
+    challenger: ChallengerInfo | None = Field(None, description="accidents-report-time@challenger, loaded")
+
+
 class ModelInfo(BaseModel):
     model_name: str
     version: str | None
@@ -181,6 +203,8 @@ class ModelInfo(BaseModel):
     last_check: dict[str, Any] | None
     shadow_enabled: bool = Field(False, description="SHADOW_ENABLED: a challenger is scored in the shadow")
     challenger: ChallengerInfo | None = Field(None, description="the registry's challenger loaded beside the champion")
+    report_model: ReportModelInfo | None = Field(None, description="the report-time model (POST /v2/predict) and "
+                                                 "its challenger; null when REPORT_MODEL_ENABLED=false")  # fmt: skip
 
 
 class RetrainRunOut(BaseModel):
@@ -308,8 +332,12 @@ class PromoteResponse(BaseModel):
                                           "on the labelled shadow rows, reported under either rule")  # fmt: skip
     audit_tags: dict[str, str] = Field(description="tags set on the promoted model version in MLflow")
     warnings: list[str] = Field(default=[], description="registry writes that failed after the alias moved")
+    model: str = Field("seed", description="whose challenger: seed (/predict's) or report_time (/v2/predict's)")
+    model_name: str | None = Field(None, description="its registered model, where the aliases moved")
 
 
 class DropResponse(BaseModel):
     dropped_version: str | None
     audit_tags: dict[str, str]
+    model: str = Field("seed", description="whose challenger: seed (/predict's) or report_time (/v2/predict's)")
+    model_name: str | None = Field(None, description="its registered model")

@@ -3,7 +3,8 @@ positive rates over every logged shadow row (SQL aggregates, no pandas), and the
 realized AUC/F1 of challenger and champion on the same labelled shadow rows (accidents.monitoring.realized).
 What GET /monitoring/shadow answers and what POST /model/promote judges by. Per model: the seed's
 shadow (beside /predict) by default, `model="report_time"` for /v2/predict's (both number their
-versions from 1, so a pair of one is never the other's). The label job grades the seed's pairs only."""
+versions from 1, so a pair of one is never the other's). The label job grades both models' pairs,
+each stored under its model (`realized_performance.model`), and only that model's grades are read."""
 
 from __future__ import annotations
 

@@ -1,20 +1,22 @@
-"""GET /model: what serves (loudly flagging synthetic data) and the shadow challenger; POST /model/reload
-(admin): check the aliases now; POST /model/promote and DELETE /model/challenger (admin): the challenger."""
+"""GET /model: what serves (loudly flagging synthetic data) and the shadow challenger, for /predict's
+model and (`report_model`) /v2/predict's; POST /model/reload (admin): check the aliases now; POST
+/model/promote and DELETE /model/challenger (admin): a challenger, the seed's by default or the
+report-time model's with `?model=report_time` (issue #25: both have the same shadow lifecycle)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, HTTPException, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.store.prediction_log import REPORT_TIME_MODEL
+from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
 from api.deps import AdminUser, Caller, MetricsDep, ModelServiceDep, ServicesDep, serving_model
 from api.errors import store_unavailable
-from api.schemas import ChallengerInfo, DropResponse, ModelInfo, PromoteRequest, PromoteResponse
+from api.schemas import ChallengerInfo, DropResponse, ModelInfo, PromoteRequest, PromoteResponse, ReportModelInfo
 from api.serving import promotion
 from api.serving.model_service import ModelService, Served
 from api.serving.registry_client import RegistryError
@@ -28,7 +30,9 @@ SYNTHETIC_WARNING = (
 
 @router.get("", response_model=ModelInfo, responses={503: {"description": "no model loaded yet"}})
 def model_info(_: Caller, services: ServicesDep, served: Annotated[Served, Depends(serving_model)]) -> ModelInfo:
-    return describe(services.models, served, services.challenger)
+    info = describe(services.models, served, services.challenger)
+    info.report_model = describe_report(services.report_models, services.report_challenger)
+    return info
 
 
 @router.post("/reload")
@@ -77,6 +81,28 @@ def describe(models: ModelService, served: Served, challenger: ModelService | No
     )
 
 
+def describe_report(models: ModelService | None, challenger: ModelService | None) -> ReportModelInfo | None:
+    """The report-time model (POST /v2/predict) as served, and its shadow challenger; None when off."""
+    if models is None:
+        return None
+    served = models.current
+    metadata = served.bundle.metadata if served is not None else None
+    synthetic = metadata is not None and metadata.data_source != "real"
+    return ReportModelInfo(
+        model_name=models.model_name, loaded=served is not None,
+        version=metadata.version if metadata else None, run_id=metadata.run_id if metadata else None,
+        threshold=metadata.threshold if metadata else None, data_source=metadata.data_source if metadata else None,
+        synthetic=synthetic, warning=SYNTHETIC_WARNING if synthetic else None,
+        trained_at=metadata.trained_at if metadata else None,
+        model_family=metadata.model_family if metadata else None,
+        metrics=metadata.metrics if metadata else {}, source=served.source if served else None,
+        degraded=models.degraded, loaded_at=served.loaded_at if served else None,
+        last_check=models.last_check.as_dict() if models.last_check else None,
+        shadow_enabled=challenger is not None,
+        challenger=_challenger_info(challenger.current if challenger else None),
+    )  # fmt: skip
+
+
 def _challenger_info(served: Served | None) -> ChallengerInfo | None:
     if served is None:
         return None
@@ -91,6 +117,11 @@ def _challenger_info(served: Served | None) -> ChallengerInfo | None:
 # --- the shadow challenger: promote it or drop it (admin), audited in MLflow (api/serving/promotion.py)
 
 REGISTRY_DOWN = {503: {"description": "MLflow registry or prediction log store unavailable (retry later)"}}
+Model = Annotated[
+    Literal[SEED_MODEL, REPORT_TIME_MODEL],  # type: ignore[valid-type]
+    Query(description="whose challenger: seed (/predict's model, accidents-severity; the default) or "
+                      "report_time (/v2/predict's, accidents-report-time)"),
+]  # fmt: skip
 
 
 @router.post("/promote", response_model=PromoteResponse,
@@ -98,25 +129,30 @@ REGISTRY_DOWN = {503: {"description": "MLflow registry or prediction log store u
                                                "(override not set)"},
                         **REGISTRY_DOWN})  # fmt: skip
 def promote_challenger(
-    admin: AdminUser, services: ServicesDep, body: Annotated[PromoteRequest | None, Body()] = None
+    admin: AdminUser,
+    services: ServicesDep,
+    body: Annotated[PromoteRequest | None, Body()] = None,
+    model: Model = SEED_MODEL,
 ) -> dict[str, Any]:
     """Make the loaded challenger the champion. The promotion rule of params.yaml (`promotion.rule`:
     margin or interval) judges the shadow evidence (realized AUC/F1 of both models on the same
     labelled live rows, and the label job's paired bootstrap 95 % intervals of their differences);
     without such evidence (or, under the interval rule, without an interval), or when the rule says
     no, only `{"override": true}` promotes. Who, when, the evidence, the intervals, the rule's
-    verdict and the override are tagged on the promoted version."""
+    verdict and the override are tagged on the promoted version. `model=report_time`: the report-time
+    model's challenger (its own registered model, shadow evidence and served champion)."""
     request = body or PromoteRequest()
     with _as_http():
-        return promotion.promote(services, admin.username, bool(request.override), request.reason)
+        return promotion.promote(services, admin.username, bool(request.override), request.reason, model)
 
 
 @router.delete("/challenger", response_model=DropResponse,
                responses={409: {"description": "no challenger loaded"}, **REGISTRY_DOWN})  # fmt: skip
-def drop_challenger(admin: AdminUser, services: ServicesDep) -> dict[str, Any]:
-    """Stop shadowing the challenger: its alias is removed (the version stays in the registry, tagged)."""
+def drop_challenger(admin: AdminUser, services: ServicesDep, model: Model = SEED_MODEL) -> dict[str, Any]:
+    """Stop shadowing the challenger (of `model`, the seed's by default): its alias is removed (the
+    version stays in the registry, tagged)."""
     with _as_http():
-        return promotion.drop(services, admin.username)
+        return promotion.drop(services, admin.username, model)
 
 
 @contextmanager

@@ -103,7 +103,7 @@ def shadow_comparison(
     model: Annotated[ModelName, model_query("whose shadow")] = SEED_MODEL,
 ) -> list[dict[str, Any]]:
     """Per challenger version of one model (and the champion it shadowed): agreement, positive rates
-    and, once the label job ran (the seed's only), realized AUC/F1 of both on the same rows. Newest first."""
+    and, once the label job ran, realized AUC/F1 of both on the same rows. Newest first."""
     try:
         return shadow_report(log.engine, challenger_version, model)
     except SQLAlchemyError as error:

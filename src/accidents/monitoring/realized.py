@@ -18,7 +18,8 @@ Both models' rows are graded, each apart (`model`: "seed" for /predict's rows, "
 /v2/predict's, issue #25): both registered models number their versions from 1, so a grade is
 stored, logged and tagged under its model (`realized_performance.model`, revision 0007; the
 registered name accidents-severity or accidents-report-time). The label is the same for both, an
-accident with a user killed or hospitalised. Estimates and shadow pairs are the seed's only.
+accident with a user killed or hospitalised. Estimates are the seed's only; shadow pairs are graded
+per model too (below).
 
 Estimated performance (accidents.monitoring.estimation, stored in `estimated_performance`) is graded
 too: each stored estimate whose window is not fully labelled yet gets the realized AUC and F1 of
@@ -26,13 +27,16 @@ the same rows (the window re-read from the log: that version's newest `window_ro
 its first and last logged_at) and its error, estimated − realized, once their labels are published.
 
 Shadow rows (the challenger's predictions of served rows, api/serving/shadow.py) are graded apart: per
+model (the seed's challenger beside /predict, the report-time model's beside /v2/predict) and per
 (challenger, champion) pair, both models on the same labelled rows (rows with `shadow_challenger`
-and `shadow_champion` set), what GET /monitoring/shadow shows and POST /model/promote judges by.
+and `shadow_champion` set, and `model`), what GET /monitoring/shadow?model= shows and POST
+/model/promote?model= judges by. A pair of one model is never the other's: their versions both
+start at 1, so the pairs are read, stored and tagged under their model.
 On those same rows (ordered by accident id, so the same rows give the same interval), the paired
 bootstrap 95 % intervals of the challenger-minus-champion AUC and F1 differences
 (accidents.model.bootstrap, `promotion.bootstrap_rounds` of params.yaml, seed 0 as `evaluate`) are
-logged and tagged on the challenger's model version (`shadow_intervals_vs_<champion>`, with the
-job id), where POST /model/promote reads them: the labels are here, not in the API.
+logged and tagged on the challenger's model version of its registered model (`shadow_intervals_vs_
+<champion>`, with the job id), where POST /model/promote reads them: the labels are here, not in the API.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss, f1_score, precision_score, recall_score, roc_auc_score
 
-from accidents.config import MODEL_NAME, MONITORING_EXPERIMENT, load_params, tracking_uri
+from accidents.config import MONITORING_EXPERIMENT, load_params, tracking_uri
 from accidents.data.labelled import SOURCES, load_accidents
 from accidents.features import ACCIDENT_DATE, ACCIDENT_ID, TARGET
 from accidents.model.bootstrap import paired_intervals, too_few
@@ -169,12 +173,12 @@ def grade_log(logged: pd.DataFrame, labels: pd.DataFrame, model: str = SEED_MODE
     return grades
 
 
-def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame, rounds: int = DEFAULT_ROUNDS
+def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame, rounds: int = DEFAULT_ROUNDS, model: str = SEED_MODEL
                  ) -> tuple[list[Grade], dict[Pair, dict[str, Any]]]:  # fmt: skip
-    """Per (challenger, champion) pair of the shadow rows: both models graded on the same labelled
-    rows (the latest shadow row of each accident), overall only, and the paired intervals of their
-    differences on those rows. The champion's prediction of each row is the one logged beside the
-    challenger's (api/serving/shadow.py)."""
+    """Per (challenger, champion) pair of `model`'s shadow rows: both models graded on the same
+    labelled rows (the latest shadow row of each accident), overall only, and the paired intervals
+    of their differences on those rows. The champion's prediction of each row is the one logged
+    beside the challenger's (api/serving/shadow.py). The grades are stored under `model`."""
     grades, intervals = [], {}
     pairs = shadow.groupby([shadow["model_version"].fillna("unknown"), shadow["champion_version"].fillna("unknown")])
     for (challenger, champion), rows in pairs:
@@ -186,7 +190,7 @@ def grade_shadow(shadow: pd.DataFrame, labels: pd.DataFrame, rounds: int = DEFAU
             probability=labelled["champion_probability"], predicted_class=labelled["champion_class"]
         )
         for version, graded in ((challenger, labelled), (champion, theirs)):
-            result = grade(graded, str(version), ALL_MONTHS, len(joined), unlabelled)
+            result = grade(graded, str(version), ALL_MONTHS, len(joined), unlabelled, model)
             result.shadow_challenger, result.shadow_champion = str(challenger), str(champion)
             grades.append(result)
         intervals[(str(challenger), str(champion))] = shadow_intervals(labelled, rounds)
@@ -206,6 +210,21 @@ def shadow_intervals(labelled: pd.DataFrame, rounds: int) -> dict[str, Any]:
     return {"rows": len(truth), **found}
 
 
+def grade_shadows(shadows: dict[str, pd.DataFrame], labels: pd.DataFrame
+                  ) -> tuple[list[Grade], dict[str, dict[Pair, dict[str, Any]]]]:  # fmt: skip
+    """grade_shadow of each model's shadow rows apart: the grades of all, the intervals by model
+    (each tagged on its own registered model)."""
+    grades: list[Grade] = []
+    intervals: dict[str, dict[Pair, dict[str, Any]]] = {}
+    rounds = bootstrap_rounds() if any(not rows.empty for rows in shadows.values()) else DEFAULT_ROUNDS
+    for model, rows in shadows.items():
+        if rows.empty:
+            continue
+        graded, intervals[model] = grade_shadow(rows, labels, rounds, model)
+        grades += graded
+    return grades, intervals
+
+
 def bootstrap_rounds() -> int:
     """promotion.bootstrap_rounds of the project's params.yaml (as `evaluate`), else the default."""
     try:
@@ -215,9 +234,11 @@ def bootstrap_rounds() -> int:
         return DEFAULT_ROUNDS
 
 
-def tag_shadow_intervals(uri: str, intervals: dict[Pair, dict[str, Any]], job_id: str) -> None:
-    """Each challenger version tagged with its intervals against each champion, and this job's id
-    (POST /model/promote uses them only with the realized grades of the same job)."""
+def tag_shadow_intervals(uri: str, intervals: dict[Pair, dict[str, Any]], job_id: str, model: str = SEED_MODEL
+                         ) -> None:  # fmt: skip
+    """Each challenger version of `model`'s registered model tagged with its intervals against each
+    champion, and this job's id (POST /model/promote uses them only with the realized grades of the
+    same job)."""
     from accidents.model import registry
 
     reason = registry.unreachable_reason(uri)
@@ -225,14 +246,15 @@ def tag_shadow_intervals(uri: str, intervals: dict[Pair, dict[str, Any]], job_id
         log.warning("MLflow unreachable (%s): shadow intervals not recorded", reason)
         return
     mlflow_client = registry.client(uri)
+    name = REGISTERED_NAMES[model]
     for (challenger, champion), found in intervals.items():
         if not challenger.isdigit():
             continue
         try:
-            mlflow_client.set_model_version_tag(MODEL_NAME, challenger, TAG_SHADOW_INTERVALS + champion,
+            mlflow_client.set_model_version_tag(name, challenger, TAG_SHADOW_INTERVALS + champion,
                                                 json.dumps({"job_id": job_id, **found}))  # fmt: skip
         except Exception as error:  # a version of another registry (e.g. served from a local copy)
-            log.warning("could not tag model version %s: %s", challenger, error)
+            log.warning("could not tag %s version %s: %s", name, challenger, error)
 
 
 def store(engine: Any, grades: list[Grade], job_id: str, label_source: str, runs: dict[tuple[str, str], str]) -> None:
@@ -337,32 +359,36 @@ def run_job(log_url: str, since: datetime | None, until: datetime | None, source
         ensure_schema(engine, log_url)
         # each model's rows graded apart: both registered models number their versions from 1
         logged = {model: read_window(engine, since, until, with_accident_id=True, model=model) for model in MODELS}
-        shadow = read_window(engine, since, until, with_accident_id=True, shadow=True, model=SEED_MODEL)
-        counts = ", ".join(f"{len(rows)} of the {model} model" for model, rows in logged.items())
-        log.info("logged predictions with an accident id: %s (%d shadow rows)", counts, len(shadow))
-        if all(rows.empty for rows in logged.values()) and shadow.empty:
+        shadows = {model: read_window(engine, since, until, with_accident_id=True, shadow=True, model=model)
+                   for model in MODELS}  # fmt: skip
+        counts = ", ".join(f"{len(rows)} of the {model} model ({len(shadows[model])} shadow rows)"
+                           for model, rows in logged.items())  # fmt: skip
+        log.info("logged predictions with an accident id: %s", counts)
+        if all(rows.empty for rows in (*logged.values(), *shadows.values())):
             return []
         pending = estimate_windows(engine, since, until)
-        ids = pd.concat([*(rows[ACCIDENT_ID_COLUMN] for rows in logged.values()), shadow[ACCIDENT_ID_COLUMN],
+        ids = pd.concat([*(rows[ACCIDENT_ID_COLUMN] for rows in (*logged.values(), *shadows.values())),
                          *(rows[ACCIDENT_ID_COLUMN] for _, rows in pending)], ignore_index=True)  # fmt: skip
         labels, origins = labels_for(ids, source)
         grade_estimates(engine, pending, labels)
         grades = [g for model, rows in logged.items() if not rows.empty for g in grade_log(rows, labels, model)]
-        compared, intervals = grade_shadow(shadow, labels, bootstrap_rounds()) if not shadow.empty else ([], {})
+        compared, intervals = grade_shadows(shadows, labels)
         job_id = uuid.uuid4().hex
         window = {"from": since.isoformat() if since else None, "to": until.isoformat() if until else None}
         runs = log_to_mlflow(mlflow_uri, grades, job_id, window) if mlflow_uri and grades else {}
-        if mlflow_uri and intervals:
-            tag_shadow_intervals(mlflow_uri, intervals, job_id)
+        for model, found in intervals.items():
+            if mlflow_uri and found:
+                tag_shadow_intervals(mlflow_uri, found, job_id, model)
         grades += compared
         store(engine, grades, job_id, "; ".join(origins) or "no labels", runs)
         for g in compared:
-            log.info("shadow %s vs champion %s: model %s realized AUC %s, F1 %s on %d labelled rows",
+            log.info("%s shadow %s vs champion %s: model %s realized AUC %s, F1 %s on %d labelled rows", g.model,
                      g.shadow_challenger, g.shadow_champion, g.model_version, _fmt(g.roc_auc), _fmt(g.f1),
                      g.rows_labelled)  # fmt: skip
-        for (challenger, champion), found in intervals.items():
-            log.info("shadow %s vs champion %s: %s", challenger, champion, found.get("unavailable")
-                     or ", ".join(interval_text(metric, found[metric]) for metric in COMPARED))  # fmt: skip
+        for model, found in intervals.items():
+            for (challenger, champion), each in found.items():
+                log.info("%s shadow %s vs champion %s: %s", model, challenger, champion, each.get("unavailable")
+                         or ", ".join(interval_text(metric, each[metric]) for metric in COMPARED))  # fmt: skip
     finally:
         engine.dispose()
     for g in grades:

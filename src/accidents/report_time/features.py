@@ -314,6 +314,7 @@ REPORT_CODES: frozenset[str] = frozenset({
     "fixed_obstacle", "pedestrian_location", "pedestrian_action", "pedestrian_group",
 })  # fmt: skip
 
+
 def accident_features(tables: Tables) -> np.ndarray:
     """One float row per accident (REPORT_FEATURES order): what the report-time model takes."""
     columns = feature_columns(tables)

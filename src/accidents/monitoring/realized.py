@@ -18,11 +18,11 @@ Both models' rows are graded, each apart (`model`: "seed" for /predict's rows, "
 /v2/predict's, issue #25): both registered models number their versions from 1, so a grade is
 stored, logged and tagged under its model (`realized_performance.model`, revision 0007; the
 registered name accidents-severity or accidents-report-time). The label is the same for both, an
-accident with a user killed or hospitalised. Estimates are the seed's only; shadow pairs are graded
-per model too (below).
+accident with a user killed or hospitalised. Estimates and shadow pairs are graded per model too
+(below).
 
-Estimated performance (accidents.monitoring.estimation, stored in `estimated_performance`) is graded
-too: each stored estimate whose window is not fully labelled yet gets the realized AUC and F1 of
+Estimated performance (accidents.monitoring.estimation, stored in `estimated_performance` with its
+model, revision 0008) is graded too, on its own model's rows: each stored estimate whose window is not fully labelled yet gets the realized AUC and F1 of
 the same rows (the window re-read from the log: that version's newest `window_rows` rows between
 its first and last logged_at) and its error, estimated − realized, once their labels are published.
 

@@ -1,8 +1,10 @@
 """Prometheus gauges of the realized performance the label job stored (accidents.monitoring.realized).
 
 The API never computes them (no pandas or metrics code in the serving process for this): at
-each scrape it reads the latest overall row per model version from `realized_performance`,
-cached for a few seconds so a scrape storm is one query.
+each scrape it reads the latest overall row per model and version from `realized_performance`,
+cached for a few seconds so a scrape storm is one query. Both models are exported, each under its
+`model` label ("seed" for /predict, "report_time" for /v2/predict): both number their versions
+from 1, so a version alone would mix them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from accidents.store.prediction_log import SEED_MODEL, realized
+from accidents.store.prediction_log import realized
 
 logger = logging.getLogger(__name__)
 
@@ -37,21 +39,19 @@ RECENT_ROWS = 1000
 
 
 def latest_overall(engine: Engine) -> list[dict[str, Any]]:
-    """The newest overall (all months) result of each version of the seed's model (the report-time
-    model's grades have versions of their own: GET /monitoring/performance?model=report_time)."""
+    """The newest overall (all months) result of each version of each model (a version number is
+    only unique within its model: the seed's v1 and the report-time model's v1 are two models)."""
     query = (
         select(realized)
-        .where(
-            realized.c.month.is_(None), realized.c.shadow_challenger.is_(None), realized.c.model == SEED_MODEL
-        )  # shadow pairs: api/serving/shadow.py
+        .where(realized.c.month.is_(None), realized.c.shadow_challenger.is_(None))  # shadow pairs: shadow.py
         .order_by(realized.c.computed_at.desc(), realized.c.id.desc())
         .limit(RECENT_ROWS)
     )
     with engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
-        latest.setdefault(row["model_version"], dict(row))
+        latest.setdefault((row["model"], row["model_version"]), dict(row))
     return list(latest.values())
 
 
@@ -79,8 +79,8 @@ class RealizedPerformanceCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         results = self._results()
         for name, (column, help_text) in GAUGES.items():
-            family = GaugeMetricFamily(name, help_text, labels=["version"])
+            family = GaugeMetricFamily(name, help_text, labels=["model", "version"])
             for row in results:
                 if row[column] is not None:
-                    family.add_metric([row["model_version"]], float(row[column]))
+                    family.add_metric([row["model"], row["model_version"]], float(row[column]))
             yield family

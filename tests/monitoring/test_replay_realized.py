@@ -78,12 +78,13 @@ def test_replay_then_label_join_gives_the_offline_auc(api_server, champion_bundl
         def exported() -> str:
             return requests.get(f"{server.url}/metrics", timeout=10).text
 
-        wait_for(lambda: metric(exported(), "model_labelled_rows", version=version) > 0, timeout=45,
+        wait_for(lambda: metric(exported(), "model_labelled_rows", model="seed", version=version) > 0, timeout=45,
                  what="realized gauges exported")  # fmt: skip
         exposition = exported()
-        assert metric(exposition, "model_realized_auc", version=version) == pytest.approx(overall["roc_auc"])
-        assert metric(exposition, "model_labelled_rows", version=version) == LIMIT
-        assert metric(exposition, "model_unlabelled_rows", version=version) == 3
+        realized_auc = metric(exposition, "model_realized_auc", model="seed", version=version)
+        assert realized_auc == pytest.approx(overall["roc_auc"])
+        assert metric(exposition, "model_labelled_rows", model="seed", version=version) == LIMIT
+        assert metric(exposition, "model_unlabelled_rows", model="seed", version=version) == 3
         results = requests.get(f"{server.url}/monitoring/performance", headers=headers, timeout=10).json()
         months = sorted(row["month"] for row in results if row["month"])
         assert months == [f"2021-{month:02d}" for month in range(7, 13)]

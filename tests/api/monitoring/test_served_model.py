@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from alembic import command
 from alembic.config import Config
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import insert
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
@@ -35,7 +35,7 @@ from accidents.store.prediction_log import (
     read_window,
     realized,
 )
-from api.monitoring.gauges import latest_overall
+from api.monitoring.gauges import RealizedPerformanceCollector, latest_overall
 from api.monitoring.queries import latest_realized, logged_predictions, prediction_stats
 from api.monitoring.writer import LogMetrics, PredictionLogWriter, ServedBatch
 
@@ -137,8 +137,9 @@ def test_both_models_rows_are_logged_and_the_seeds_readers_see_only_the_seeds(lo
 
 def test_each_models_grades_are_read_apart(log_url):
     """Revision 0007: realized_performance says which model a grade is of. Both models have a
-    version 1: the seed's readers (the gauges, /monitoring/performance) see the seed's grade only,
-    ?model=report_time the report-time model's."""
+    version 1: the gauges export each model's newest grade under its own `model` label (keyed by
+    version alone, the newer report-time grade would hide the seed's), /monitoring/performance reads
+    the seed's by default and ?model=report_time the report-time model's."""
     engine = create_log_engine(log_url)
     ensure_schema(engine, log_url)
     row = {"job_id": "job", "model_version": "1", "month": None, "rows_logged": 10, "rows_labelled": 10,
@@ -149,7 +150,13 @@ def test_each_models_grades_are_read_apart(log_url):
         connection.execute(insert(realized).values(**row, computed_at=datetime.now(UTC), roc_auc=0.86,
                                                    model=REPORT_TIME_MODEL))  # newer  # fmt: skip
     try:
-        assert [(r["model"], r["roc_auc"]) for r in latest_overall(engine)] == [(SEED_MODEL, 0.81)]
+        assert sorted((r["model"], r["roc_auc"]) for r in latest_overall(engine)) == [
+            (REPORT_TIME_MODEL, 0.86), (SEED_MODEL, 0.81)]  # fmt: skip
+        registry = CollectorRegistry()
+        registry.register(RealizedPerformanceCollector(engine, cache_seconds=0))
+        exposition = generate_latest(registry).decode()
+        assert 'model_realized_auc{model="seed",version="1"} 0.81' in exposition
+        assert 'model_realized_auc{model="report_time",version="1"} 0.86' in exposition
         assert [(r["model"], r["roc_auc"]) for r in latest_realized(engine, None)] == [(SEED_MODEL, 0.81)]
         report_time = latest_realized(engine, "1", REPORT_TIME_MODEL)
         assert [(r["model"], r["roc_auc"]) for r in report_time] == [(REPORT_TIME_MODEL, 0.86)]

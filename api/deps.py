@@ -4,12 +4,13 @@ by the lifespan), the DB session, the authenticated user and the admin check."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.orm import Session
 
+from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
 from api.core.auth_cache import AuthState, UsersDatabase, UsersDatabaseUnavailableError
 from api.core.config import Settings
 from api.core.observability import Metrics
@@ -178,3 +179,12 @@ def serving_report_model(service: ModelService | None) -> Served:
     if served is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, NO_REPORT_MODEL, headers={"Retry-After": "30"})
     return served
+
+
+# --- the `model` query parameter of the routes that serve either model's monitoring or lifecycle
+ModelName = Literal[SEED_MODEL, REPORT_TIME_MODEL]  # type: ignore[valid-type]
+
+
+def model_query(what: str) -> Any:
+    """The `model` query parameter: seed (/predict's model, the default) or report_time (/v2/predict's)."""
+    return Query(description=f"{what}: seed (/predict's model, default) or report_time (/v2/predict's)")

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Body, Depends, HTTPException, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
-from api.deps import AdminUser, Caller, MetricsDep, ModelServiceDep, ServicesDep, serving_model
+from api.deps import AdminUser, Caller, MetricsDep, ModelName, ModelServiceDep, ServicesDep, model_query, serving_model
 from api.errors import store_unavailable
 from api.schemas import ChallengerInfo, DropResponse, ModelInfo, PromoteRequest, PromoteResponse, ReportModelInfo
 from api.serving import promotion
@@ -117,11 +117,7 @@ def _challenger_info(served: Served | None) -> ChallengerInfo | None:
 # --- the shadow challenger: promote it or drop it (admin), audited in MLflow (api/serving/promotion.py)
 
 REGISTRY_DOWN = {503: {"description": "MLflow registry or prediction log store unavailable (retry later)"}}
-Model = Annotated[
-    Literal[SEED_MODEL, REPORT_TIME_MODEL],  # type: ignore[valid-type]
-    Query(description="whose challenger: seed (/predict's model, accidents-severity; the default) or "
-                      "report_time (/v2/predict's, accidents-report-time)"),
-]  # fmt: skip
+Model = Annotated[ModelName, model_query("whose challenger")]
 
 
 @router.post("/promote", response_model=PromoteResponse,

@@ -14,8 +14,8 @@ from fastapi import APIRouter, Query
 from sqlalchemy.exc import SQLAlchemyError
 
 from accidents.store import drift_results, estimates
-from accidents.store.prediction_log import REPORT_TIME_MODEL, SEED_MODEL
-from api.deps import AdminUser, PredictionLogDep, SettingsDep
+from accidents.store.prediction_log import SEED_MODEL
+from api.deps import AdminUser, ModelName, PredictionLogDep, SettingsDep, model_query
 from api.errors import store_unavailable
 from api.monitoring import queries
 from api.monitoring.schemas import (
@@ -38,14 +38,6 @@ router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 STORE_UNAVAILABLE = {503: {"description": "prediction log store unavailable (retry later)"}}
 Version = Annotated[str | None, Query(pattern=VERSION_PATTERN)]
 Until = Annotated[IsoDateTime | None, Query(description="logged before")]
-
-
-def model_query(what: str) -> Any:
-    """The `model` query parameter: seed (/predict's model, the default) or report_time (/v2/predict's)."""
-    return Query(description=f"{what}: seed (/predict's model, default) or report_time (/v2/predict's)")
-
-
-ModelName = Literal[SEED_MODEL, REPORT_TIME_MODEL]  # type: ignore[valid-type]
 
 
 @router.get("/predictions", response_model=PredictionPage, responses=STORE_UNAVAILABLE)

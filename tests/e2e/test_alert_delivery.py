@@ -81,7 +81,8 @@ def test_dataset_drift_reaches_the_dashboard_through_alertmanager_and_resolves(c
         assert night["verdict"] == "drift" and {"hour", "lum"} <= set(night["drifted_features"]), night
         (firing,) = wait(lambda: received(api.url, admin, STATUS_FIRING), "DatasetDrift delivered firing", logs=logs)
         assert firing["labels"]["version"] == str(champion_bundle.metadata.version) and firing["severity"] == "warning"
-        assert firing["annotations"]["summary"].endswith("of the features drifted (model version "
+        assert firing["labels"]["model"] == "seed"  # the drift gauges say which model's traffic drifted
+        assert firing["annotations"]["summary"].endswith("of the features drifted (seed model version "
                                                          f"{champion_bundle.metadata.version})")  # fmt: skip
         assert firing["receiver"] == "accidents-api" and firing["ends_at"] is None
         text = requests.get(f"{api.url}/metrics", timeout=10).text

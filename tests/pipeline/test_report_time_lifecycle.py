@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -100,6 +101,13 @@ def test_train_registers_the_report_time_model_with_its_validation_threshold(pro
     assert client.get_model_version(MODEL_NAME, read_json(project.root / "reports/train.json")["version"])
 
 
+def report_time_job(project: Project, module: str, url: str, tmp_path: Path) -> dict:
+    """`module --model report_time` on the log at `url`, every logged row one window (>= 100 rows)."""
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"monitoring": {"min_window_rows": 100, "window_rows": 0}}))
+    return monitoring_job(project, module, "--model", "report_time", "--log-url", url, "--params", str(params))
+
+
 def monitoring_job(project: Project, module: str, *args: str) -> dict:
     """A monitoring job's CLI in the venv the DAG runs it in (.venv-monitoring: no treelite, pandas 2)."""
     python = REPO / ".venv-monitoring" / "bin" / "python"
@@ -139,10 +147,7 @@ def test_the_estimation_job_estimates_the_report_time_models_traffic(project, tm
     version = read_json(report_time_line(Paths(project.root)).train_report)["version"]
     url = f"sqlite:///{tmp_path / 'log.db'}"
     truth, probability = log_report_time_traffic(url, project, version)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"monitoring": {"min_window_rows": 100, "window_rows": 0}}))
-    answer = monitoring_job(project, "accidents.monitoring.estimation", "--model", "report_time", "--log-url", url,
-                            "--params", str(params))  # fmt: skip
+    answer = report_time_job(project, "accidents.monitoring.estimation", url, tmp_path)
     estimate = answer["estimate"]
     client = registry.client(project.tracking_uri)
     tags = client.get_model_version(REPORT_MODEL_NAME, version).tags
@@ -179,10 +184,7 @@ def test_train_logs_the_report_time_drift_reference_and_the_drift_job_compares_i
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
     truth, _ = log_report_time_traffic(url, project, version)
-    params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"monitoring": {"min_window_rows": 100, "window_rows": 0}}))
-    answer = monitoring_job(project, "accidents.monitoring.drift", "--model", "report_time", "--log-url", url,
-                            "--params", str(params))  # fmt: skip
+    answer = report_time_job(project, "accidents.monitoring.drift", url, tmp_path)
     assert (answer["model"], answer["model_version"], answer["window_rows"]) == ("report_time", version, len(truth))
     assert answer["reference_rows"] > 0 and answer["verdict"] in ("drift", "no_drift")
     assert set(answer["feature_scores"]) == set(REPORT_FEATURES) - {"month", "weekday", "com"}

@@ -22,9 +22,10 @@ accident with a user killed or hospitalised. Estimates and shadow pairs are grad
 (below).
 
 Estimated performance (accidents.monitoring.estimation, stored in `estimated_performance` with its
-model, revision 0008) is graded too, on its own model's rows: each stored estimate whose window is not fully labelled yet gets the realized AUC and F1 of
-the same rows (the window re-read from the log: that version's newest `window_rows` rows between
-its first and last logged_at) and its error, estimated − realized, once their labels are published.
+model, revision 0008) is graded too, on its own model's rows: each stored estimate whose window is
+not fully labelled yet gets the realized AUC and F1 of the same rows (the window re-read from the
+log: that version's newest `window_rows` rows between its first and last logged_at) and its error,
+estimated − realized, once their labels are published.
 
 Shadow rows (the challenger's predictions of served rows, api/serving/shadow.py) are graded apart: per
 model (the seed's challenger beside /predict, the report-time model's beside /v2/predict) and per

@@ -15,6 +15,7 @@ from alembic import command
 from alembic.config import Config
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import insert
+from sqlalchemy.engine import Engine
 
 from accidents.features import FEATURE_NAMES, SEED_EXAMPLE
 from accidents.monitoring.realized import estimate_windows
@@ -81,14 +82,20 @@ def write(url: str, batches: list[ServedBatch]) -> None:
     engine.dispose()
 
 
-def test_a_0005_log_with_rows_upgrades_and_its_rows_are_the_seeds(log_url):
+def log_at_revision(log_url: str, revision: str) -> Engine:
+    """A prediction log created at an older schema revision (alembic, under the schema's lock)."""
     engine = create_log_engine(log_url)
     with engine.begin() as connection:
         migration_lock(connection, "accidents-prediction-log-schema")
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = connection
-        command.upgrade(config, "0005")
+        command.upgrade(config, revision)
+    return engine
+
+
+def test_a_0005_log_with_rows_upgrades_and_its_rows_are_the_seeds(log_url):
+    engine = log_at_revision(log_url, "0005")
     with engine.begin() as connection:
         assert current_revision(connection) == "0005"
         row = {"logged_at": datetime.now(UTC), "request_id": "old", "model_version": "4", "model_source": "registry",
@@ -169,13 +176,7 @@ def test_a_0007_logs_drift_results_and_estimates_upgrade_and_each_models_are_rea
     results read as the seed's; after it, both models have a version 1 and the seed's readers (the
     API's gauges and routes by default, the retrain decision) never see the report-time model's
     results, which model=report_time reads; the label job grades each estimate on its own model's rows."""
-    engine = create_log_engine(log_url)
-    with engine.begin() as connection:
-        migration_lock(connection, "accidents-prediction-log-schema")
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
-        command.upgrade(config, "0007")
+    engine = log_at_revision(log_url, "0007")
     now = datetime.now(UTC)
     drift = {"computed_at": now - timedelta(minutes=2), "window_rows": 10, "model_version": "1",
              "reference_rows": 0, "feature_scores": {}, "drifted_features": [], "verdict": "no_drift",

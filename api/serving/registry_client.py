@@ -30,7 +30,7 @@ from urllib.parse import quote, urlparse
 
 import httpx
 
-from accidents.config import CHAMPION_ALIAS, MODEL_NAME
+from accidents.config import CHAMPION_ALIAS
 from accidents.features import SEED_EXAMPLE
 from accidents.model.model_store import (
     MODEL_FILE,
@@ -76,11 +76,11 @@ class MlflowRegistry:
     def close(self) -> None:
         self._http.close()
 
-    def champion_version(self, name: str = MODEL_NAME) -> RegisteredVersion | None:
-        """The version holding the champion alias, or None when there is none yet."""
+    def champion_version(self, name: str) -> RegisteredVersion | None:
+        """The version holding the champion alias of registered model `name`, or None when there is none yet."""
         return self.alias_version(CHAMPION_ALIAS, name)
 
-    def alias_version(self, alias: str, name: str = MODEL_NAME) -> RegisteredVersion | None:
+    def alias_version(self, alias: str, name: str) -> RegisteredVersion | None:
         """The version holding `alias`, or None when no version holds it."""
         try:
             version = self._get_json("/registered-models/alias", {"name": name, "alias": alias}, "model_version")
@@ -133,11 +133,13 @@ class MlflowRegistry:
             return list(response.json().get("runs", []))
 
     # --- writes: promotion and drop of the challenger through the API (api/routes/model.py) -------
+    # Every read and write names its registered model: both number their versions from 1, and a
+    # default name once made a report-time promotion move the seed's aliases.
 
-    def set_alias(self, alias: str, version: str, name: str = MODEL_NAME) -> None:
+    def set_alias(self, alias: str, version: str, name: str) -> None:
         self._send("POST", "/registered-models/alias", {"name": name, "alias": alias, "version": version})
 
-    def delete_alias(self, alias: str, name: str = MODEL_NAME) -> None:
+    def delete_alias(self, alias: str, name: str) -> None:
         """Remove `alias` (no error when no version holds it)."""
         try:
             self._send("DELETE", "/registered-models/alias", {"name": name, "alias": alias})
@@ -145,7 +147,7 @@ class MlflowRegistry:
             if error.error_code not in NO_CHAMPION_CODES:
                 raise
 
-    def set_version_tags(self, version: str, tags: dict[str, str], name: str = MODEL_NAME) -> None:
+    def set_version_tags(self, version: str, tags: dict[str, str], name: str) -> None:
         for key, value in tags.items():
             self._send("POST", "/model-versions/set-tag", {"name": name, "version": version, "key": key,
                                                            "value": value})  # fmt: skip

@@ -13,6 +13,7 @@ import sys
 
 import requests
 
+from accidents.config import MODEL_NAME
 from accidents.features import SEED_EXAMPLE
 from api.serving.registry_client import MlflowRegistry, RegistryError
 from tests.api.conftest import REPO, login, project_with_champion, start_api, trained_api_env
@@ -58,7 +59,7 @@ def test_kept_out_modules_fail_with_a_clear_error_and_scikit_learn_still_imports
 def test_a_tracking_uri_that_is_not_a_server_serves_the_local_copy_and_says_why(app_factory, champion_bundle, tmp_path):
     registry = MlflowRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}", timeout_seconds=2)
     try:
-        registry.champion_version()
+        registry.champion_version(MODEL_NAME)
         raise AssertionError("a sqlite URI cannot be read over REST")
     except RegistryError as error:
         assert "must be an http(s) URL" in str(error)

@@ -143,7 +143,7 @@ def test_only_the_pipeline_account_moves_champion(registry, logged_model, monkey
     as_account(registry, "api", monkeypatch)
     service = ModelService(registry.uri, tmp_path / "champion.zip", 0, 10)
     try:
-        assert service.registry.champion_version().version == version  # the API's account reads
+        assert service.registry.champion_version(MODEL_NAME).version == version  # the API's account reads
     finally:
         service.stop()
 
